@@ -1,0 +1,39 @@
+"""Compile the poisoning pipeline to YAML for Vertex AI Pipelines or Kubeflow Pipelines.
+
+    python compile.py [--output pipeline.yaml] [--config configs/iris.yaml] [--image IMAGE]
+
+The image every component runs in: --image, else the config's vertex.image,
+else $POISONLAB_IMAGE, else the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from kfp import compiler
+
+from pipelines.poisoning import build_pipeline, resolve_image
+from poisonlab.config import load_config
+from poisonlab.errors import run_cli
+
+
+def compile_pipeline(output: str, image: str) -> None:
+    compiler.Compiler().compile(build_pipeline(image), package_path=output)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="pipeline.yaml", help="where to write the YAML")
+    parser.add_argument("--config", help="a config whose vertex.image to use")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--image", help="the container image for every component")
+    args = parser.parse_args()
+    config = load_config(args.config, args.set)
+    image = args.image or resolve_image(config["vertex"]["image"])
+    compile_pipeline(args.output, image)
+    print(f"wrote {args.output} (image {image})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,280 @@
+"""Experiment configuration: defaults, YAML loading, ``--set`` overrides, validation.
+
+A config is a plain dict (JSON-serialisable, so it can be a pipeline parameter).
+``validate_config`` fills in every default and checks every value, raising a
+PoisonlabError that names the field and the fix. Components call it again on
+the config they receive, so a hand-edited pipeline parameter is checked too.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from poisonlab.errors import PoisonlabError
+
+DEFAULTS: dict[str, Any] = {
+    "dataset": {"source": "sklearn:iris", "label_column": None, "test_size": 0.2},
+    "poison": {"levels": [0.0, 0.05, 0.10, 0.50], "attacks": ["label_flip", "feature_noise"]},
+    "validate": {"detectors": ["knn", "zscore"]},
+    "train": {"models": ["logistic_regression", "decision_tree", "random_forest"]},
+    "trials": 10,
+    "seed": 42,
+    "mlflow": {"tracking_uri": "sqlite:///mlflow.db", "experiment": "data-poisoning"},
+    "vertex": {
+        "project": None,
+        "region": "us-central1",
+        "pipeline_root": None,
+        "service_account": None,
+        "image": None,
+        "experiment": None,
+    },
+}
+
+# Sections whose extra keys name a registered attack, detector or model and hold
+# its parameters, e.g. ``poison.feature_noise: {magnitude: 5}``.
+_PARAMETER_SECTIONS = {"poison": "attack", "validate": "detector", "train": "model"}
+
+
+def _registry(kind: str) -> dict[str, dict[str, Any]]:
+    """Default parameters of every registered attack, detector or model, by name."""
+    # Imported here: those modules import scikit-learn, which config users may not need.
+    if kind == "attack":
+        from poisonlab.attacks import ATTACKS
+
+        return {name: spec.defaults for name, spec in ATTACKS.items()}
+    if kind == "detector":
+        from poisonlab.detectors import DETECTORS
+
+        return {name: spec.defaults for name, spec in DETECTORS.items()}
+    from poisonlab.models import MODELS
+
+    return {name: spec.defaults for name, spec in MODELS.items()}
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f'did you mean "{close[0]}"?' if close else f"choose from: {', '.join(choices)}"
+
+
+def _fail(field: str, problem: str, fix: str) -> PoisonlabError:
+    return PoisonlabError(f"config: {field} {problem}; {fix}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_type(field: str, value: Any, default: Any, allow_none: bool = False) -> None:
+    """Check a leaf value against the type of its default."""
+    if default is None or (value is None and allow_none):
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        wanted = "true or false"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        wanted = "a whole number"
+    elif isinstance(default, float):
+        ok = _is_number(value) and math.isfinite(value)
+        wanted = "a number"
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+        wanted = "a string"
+    elif isinstance(default, list):
+        ok = isinstance(value, list)
+        wanted = "a list, e.g. [a, b]"
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+        wanted = "a mapping"
+    else:
+        return
+    if not ok:
+        raise _fail(field, f"= {value!r} has the wrong type", f"give {wanted}")
+
+
+def _merge(defaults: dict[str, Any], given: Any, path: str) -> dict[str, Any]:
+    """Defaults overlaid with ``given``; an unknown key is an error with a hint.
+
+    In the poison, validate and train sections a key may also name a registered
+    attack, detector or model; its value holds that one's parameters.
+    """
+    section = path.rstrip(".")
+    if not isinstance(given, dict):
+        raise _fail(section or "config", f"= {given!r} is not a mapping", "write key: value lines")
+    registered = _registry(_PARAMETER_SECTIONS[section]) if section in _PARAMETER_SECTIONS else {}
+    for key in given:
+        if not isinstance(key, str) or (key not in defaults and key not in registered):
+            hint = _did_you_mean(str(key), sorted({*defaults, *registered}))
+            raise _fail(f"{path}{key}", "is not a known key", hint)
+    merged: dict[str, Any] = {}
+    for key, default in defaults.items():
+        if isinstance(default, dict):
+            merged[key] = _merge(default, given.get(key, {}), f"{path}{key}.")
+        elif key not in given:
+            merged[key] = copy.deepcopy(default)
+        else:
+            _check_type(f"{path}{key}", given[key], default)
+            merged[key] = given[key]
+    for name, parameters in registered.items():
+        merged[name] = _merge_parameters(parameters, given.get(name), f"{path}{name}")
+    return merged
+
+
+def _merge_parameters(defaults: dict[str, Any], given: Any, field: str) -> dict[str, Any]:
+    """Parameters of one attack, detector or model: known names, default types."""
+    if given is None:
+        return copy.deepcopy(defaults)
+    if not isinstance(given, dict):
+        raise _fail(field, f"= {given!r} is not a mapping", "write its parameters as key: value")
+    merged = copy.deepcopy(defaults)
+    for key, value in given.items():
+        if key not in defaults:
+            hint = _did_you_mean(str(key), sorted(defaults)) if defaults else "it takes none"
+            raise _fail(f"{field}.{key}", "is not a parameter it takes", hint)
+        # None is allowed: several estimator parameters use it (max_depth: null).
+        _check_type(f"{field}.{key}", value, defaults[key], allow_none=True)
+        merged[key] = value
+    return merged
+
+
+def _check_names(field: str, names: Any, known: dict[str, Any], allow_empty: bool) -> None:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _fail(field, f"= {names!r} is not a list of names", "write e.g. [a, b]")
+    if not names and not allow_empty:
+        raise _fail(field, "is empty", f"choose from: {', '.join(sorted(known))}")
+    for i, name in enumerate(names):
+        if name not in known:
+            raise _fail(f"{field}[{i}]", f'"{name}" is unknown', _did_you_mean(name, sorted(known)))
+    if len(set(names)) != len(names):
+        raise _fail(field, f"= {names} names one twice", "list each once")
+
+
+def _check_levels(levels: list[Any]) -> None:
+    field = "poison.levels"
+    if not levels:
+        raise _fail(field, "is empty", "give at least one level, e.g. [0.0, 0.1]")
+    for i, level in enumerate(levels):
+        if not _is_number(level) or not 0.0 <= level < 1.0:
+            raise _fail(
+                f"{field}[{i}]", f"= {level!r} is outside [0, 1)", "use a fraction such as 0.1"
+            )
+    if len(set(levels)) != len(levels):
+        raise _fail(field, f"= {levels} repeats a level", "list each level once")
+
+
+def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """Return a complete, checked config: every default filled in, every value valid."""
+    config = _merge(DEFAULTS, raw or {}, "")
+
+    _check_levels(config["poison"]["levels"])
+    config["poison"]["levels"] = [float(level) for level in config["poison"]["levels"]]
+    _check_names("poison.attacks", config["poison"]["attacks"], _registry("attack"), False)
+    _check_names("validate.detectors", config["validate"]["detectors"], _registry("detector"), True)
+    _check_names("train.models", config["train"]["models"], _registry("model"), False)
+
+    test_size = config["dataset"]["test_size"]
+    if not 0.0 < test_size < 1.0:
+        raise _fail("dataset.test_size", f"= {test_size} is outside (0, 1)", "use e.g. 0.2")
+    config["dataset"]["test_size"] = float(test_size)
+    if not config["dataset"]["source"]:
+        raise _fail("dataset.source", "is empty", "give sklearn:iris, a CSV/Parquet path or gs://")
+    if config["trials"] < 1:
+        raise _fail("trials", f"= {config['trials']} is below 1", "run at least 1 trial")
+    if config["seed"] < 0:
+        raise _fail("seed", f"= {config['seed']} is negative", "use a whole number >= 0")
+
+    from poisonlab.models import check_model_params
+
+    for name in config["train"]["models"]:
+        check_model_params(name, config["train"][name])
+    return config
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into its key path and its YAML-parsed value."""
+    key, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key.strip()):
+        raise PoisonlabError(f"--set {text!r} is not key=value; write e.g. --set trials=3")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise PoisonlabError(
+            f"--set {key}: {value!r} is not a valid value; quote strings, write lists as [a, b]"
+        ) from None
+    return key.strip().split("."), parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with every ``key=value`` override applied."""
+    result = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for depth, key in enumerate(path[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                field = ".".join(path[: depth + 1])
+                raise PoisonlabError(f"--set {text}: {field} is not a mapping; set {field}=... ")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict (not yet validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PoisonlabError(f"--config {path}: no such file; give the path of a YAML config")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "it is not valid YAML"
+        raise PoisonlabError(
+            f"--config {path}: malformed YAML{where}: {problem}; fix the syntax there"
+        ) from None
+    except UnicodeDecodeError:
+        raise PoisonlabError(f"--config {path}: not a text file; give a YAML config") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise PoisonlabError(f"--config {path}: the top level must be a mapping of keys")
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    """Read, override and validate a config; with no path, start from the defaults."""
+    raw = read_config_file(path) if path else {}
+    return validate_config(apply_overrides(raw, overrides or []))
+
+
+def config_from_json(text: str) -> dict[str, Any]:
+    """The validated config from its JSON text (how it travels as a pipeline parameter)."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PoisonlabError(
+            f"config: the pipeline parameter is not valid JSON ({error})"
+        ) from None
+    return validate_config(raw)
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: the same value always gives the same text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """SHA-256 of the experiment part of a config (where results go is left out)."""
+    experiment = {k: v for k, v in config.items() if k not in ("mlflow", "vertex")}
+    return hashlib.sha256(canonical_json(experiment).encode()).hexdigest()

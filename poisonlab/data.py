@@ -1,0 +1,249 @@
+"""Loading tabular datasets, splitting them per trial, and storing them as Parquet.
+
+A dataset is a float feature matrix ``X``, integer class codes ``y`` and the
+names of both. Sources: ``sklearn:<name>`` (a bundled scikit-learn dataset),
+a local CSV or Parquet file, or ``gs://bucket/path`` (CSV or Parquet).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sklearn.model_selection import train_test_split
+
+from poisonlab.errors import PoisonlabError
+from poisonlab.seeding import derive_seed
+
+LABEL = "_label"
+SKLEARN_DATASETS = ("iris", "wine", "breast_cancer", "digits")
+_METADATA_KEY = b"poisonlab"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features, class codes and names. ``y[i]`` indexes ``class_names``."""
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+    class_names: list[str]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def array_hash(X: np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 of the feature and label values: equal data, equal hash."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
+    digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _read_sklearn(name: str) -> pd.DataFrame:
+    import sklearn.datasets
+
+    if name not in SKLEARN_DATASETS:
+        hint = difflib.get_close_matches(name, SKLEARN_DATASETS, n=1)
+        fix = f'did you mean "sklearn:{hint[0]}"?' if hint else f"choose from {SKLEARN_DATASETS}"
+        raise PoisonlabError(f"dataset.source: sklearn:{name} is not a bundled dataset; {fix}")
+    bunch = getattr(sklearn.datasets, f"load_{name}")(as_frame=True)
+    frame = bunch.frame.copy()
+    names = list(getattr(bunch, "target_names", []))
+    if names and len(names) == frame["target"].nunique():
+        frame["target"] = [str(names[i]) for i in frame["target"]]
+    return frame
+
+
+def _parse_bytes(data: bytes, source: str) -> pd.DataFrame:
+    """Parse CSV or Parquet bytes, chosen by the source's file extension."""
+    if not data.strip():
+        raise PoisonlabError(
+            f"dataset.source: {source} is empty; give a file with a header and rows"
+        )
+    suffix = Path(source).suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(io.BytesIO(data))
+        return pd.read_csv(io.BytesIO(data))
+    except (ValueError, pa.ArrowException, UnicodeDecodeError) as error:
+        kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise PoisonlabError(
+            f"dataset.source: {source} could not be read as {kind} ({first}); check the file"
+        ) from None
+
+
+def read_source_bytes(source: str) -> bytes:
+    """The raw bytes of a local or gs:// file, with a clear error if it is missing."""
+    if source.startswith("gs://"):
+        from poisonlab.gcs import read_gcs_bytes
+
+        return read_gcs_bytes(source)
+    path = Path(source)
+    if not path.is_file():
+        raise PoisonlabError(
+            f"dataset.source: {source} does not exist; give sklearn:iris, or a CSV/Parquet path"
+        )
+    return path.read_bytes()
+
+
+def read_frame(source: str) -> tuple[pd.DataFrame, str]:
+    """The raw table behind a source and the SHA-256 of its bytes (of its values for sklearn)."""
+    if source.startswith("sklearn:"):
+        frame = _read_sklearn(source.removeprefix("sklearn:"))
+        hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+        return frame, sha256_hex(hashed)
+    data = read_source_bytes(source)
+    return _parse_bytes(data, source), sha256_hex(data)
+
+
+def _label_column(frame: pd.DataFrame, label_column: str | None, source: str) -> str:
+    columns = [str(c) for c in frame.columns]
+    if label_column is None:
+        return "target" if "target" in columns else columns[-1]
+    if label_column not in columns:
+        hint = difflib.get_close_matches(label_column, columns, n=1)
+        fix = f'did you mean "{hint[0]}"?' if hint else f"columns are: {', '.join(columns)}"
+        raise PoisonlabError(
+            f"dataset.label_column: {label_column!r} is not a column of {source}; {fix}"
+        )
+    return label_column
+
+
+def frame_to_dataset(frame: pd.DataFrame, label_column: str | None, source: str) -> Dataset:
+    """Check a raw table and turn it into a Dataset."""
+    if frame.shape[0] == 0 or frame.shape[1] < 2:
+        raise PoisonlabError(
+            f"dataset.source: {source} has no rows or fewer than 2 columns; "
+            "give a table with feature columns and a label column"
+        )
+    duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if duplicated:
+        raise PoisonlabError(
+            f"dataset.source: {source} repeats column names {duplicated}; rename them"
+        )
+    label = _label_column(frame, label_column, source)
+    features = frame.drop(columns=[label])
+    non_numeric = [
+        str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
+    ]
+    if non_numeric:
+        raise PoisonlabError(
+            f"dataset.source: feature columns {non_numeric} of {source} are not numeric; "
+            "encode them or drop them"
+        )
+    missing = [str(c) for c in frame.columns if frame[c].isna().any()]
+    if missing:
+        raise PoisonlabError(
+            f"dataset.source: columns {missing} of {source} have missing values; "
+            "fill or drop those rows"
+        )
+    labels = frame[label].astype(str).to_numpy()
+    class_names = sorted(set(labels))
+    if len(class_names) < 2:
+        raise PoisonlabError(
+            f"dataset.label_column: {label!r} of {source} has one class ({class_names[0]!r}); "
+            "a classifier needs at least 2"
+        )
+    codes = np.searchsorted(np.array(class_names), labels).astype(np.int64)
+    return Dataset(
+        X=features.to_numpy(dtype=np.float64),
+        y=codes,
+        feature_names=[str(c) for c in features.columns],
+        class_names=class_names,
+    )
+
+
+def load_dataset(source: str, label_column: str | None = None) -> tuple[Dataset, str]:
+    """Read and check a dataset; return it and the SHA-256 of the input."""
+    frame, input_hash = read_frame(source)
+    return frame_to_dataset(frame, label_column, source), input_hash
+
+
+def split_masks(y: np.ndarray, test_size: float, seed: int, trials: int) -> np.ndarray:
+    """Boolean ``(trials, n)`` array, True where a row is in that trial's test set.
+
+    Each trial's split is stratified and depends only on the seed and the trial
+    index, so all poison levels of a trial share it.
+    """
+    counts = np.bincount(y)
+    if counts[counts > 0].min() < 2:
+        raise PoisonlabError(
+            "dataset.source: a class has fewer than 2 rows, so no stratified test set can hold it; "
+            "add rows or drop that class"
+        )
+    n = len(y)
+    n_test = int(np.ceil(test_size * n))
+    if n_test < len(counts) or n - n_test < len(counts):
+        raise PoisonlabError(
+            f"dataset.test_size: {test_size} of {n} rows leaves too few rows for every class "
+            "in both splits; choose a test_size nearer 0.2"
+        )
+    masks = np.zeros((trials, n), dtype=bool)
+    for trial in range(trials):
+        _, test = train_test_split(
+            np.arange(n),
+            test_size=test_size,
+            stratify=y,
+            random_state=derive_seed(seed, "split", trial),
+        )
+        masks[trial, test] = True
+    return masks
+
+
+def write_dataset(dataset: Dataset, path: str | Path, extra: dict | None = None) -> None:
+    """Write a Dataset as Parquet; names and ``extra`` go in the file's metadata."""
+    columns = {name: dataset.X[:, j] for j, name in enumerate(dataset.feature_names)}
+    columns[LABEL] = dataset.y
+    table = pa.table(columns)
+    meta = {
+        "feature_names": dataset.feature_names,
+        "class_names": dataset.class_names,
+        **(extra or {}),
+    }
+    table = table.replace_schema_metadata({_METADATA_KEY: json.dumps(meta).encode()})
+    pq.write_table(table, path)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The metadata ``write_dataset`` stored with a Parquet file."""
+    schema = pq.read_schema(path)
+    return json.loads(schema.metadata[_METADATA_KEY])
+
+
+def read_dataset(path: str | Path) -> Dataset:
+    meta = read_metadata(path)
+    table = pq.read_table(path)
+    X = np.column_stack([table.column(name).to_numpy() for name in meta["feature_names"]]).astype(
+        np.float64, copy=False
+    )
+    return Dataset(
+        X=X,
+        y=table.column(LABEL).to_numpy().astype(np.int64),
+        feature_names=meta["feature_names"],
+        class_names=meta["class_names"],
+    )
+
+
+def write_splits(masks: np.ndarray, path: str | Path) -> None:
+    pq.write_table(pa.table({f"trial_{t}": masks[t] for t in range(masks.shape[0])}), path)
+
+
+def read_splits(path: str | Path) -> np.ndarray:
+    table = pq.read_table(path)
+    return np.vstack([table.column(name).to_numpy() for name in table.column_names])

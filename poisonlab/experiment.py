@@ -1,0 +1,363 @@
+"""One poisoning experiment, step by step: poison, detect, train, evaluate, summarize.
+
+Each step of a poison level is a function here and a thin KFP component in
+``components/``; ``run_experiment`` runs them all in one process (used by tests
+and benchmarks, and to measure the pipeline's orchestration overhead).
+
+Per-trial results are long-format *records*, one row per measured value:
+``poison_level, trial, attack, model, defense, detector, metric, value``.
+Model records leave ``detector`` empty; detection records leave ``model`` and
+``defense`` empty.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from poisonlab.attacks import Poisoned, apply_attack
+from poisonlab.data import LABEL, Dataset, array_hash, load_dataset, split_masks
+from poisonlab.detectors import Detection, run_detector
+from poisonlab.metrics import classification_metrics, detection_metrics
+from poisonlab.models import fit_model
+from poisonlab.seeding import derive_rng, derive_seed
+from poisonlab.stats import mean_ci
+
+RECORD_COLUMNS = [
+    "poison_level",
+    "trial",
+    "attack",
+    "model",
+    "defense",
+    "detector",
+    "metric",
+    "value",
+]
+SUMMARY_COLUMNS = [
+    "poison_level",
+    "attack",
+    "model",
+    "defense",
+    "metric",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "n",
+]
+DETECTION_COLUMNS = [
+    "poison_level",
+    "attack",
+    "detector",
+    "metric",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "n",
+]
+NO_DEFENSE = "none"
+_POISONED = "_poisoned"
+
+
+@dataclass(frozen=True)
+class PoisonedSet:
+    """The poisoned training split of one trial under one attack."""
+
+    trial: int
+    attack: str
+    data: Poisoned
+
+
+# --- poison ---------------------------------------------------------------------------
+
+
+def poison_level(
+    dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any], level: float
+) -> list[PoisonedSet]:
+    """Poison every trial's training split with every configured attack."""
+    sets = []
+    for trial in range(config["trials"]):
+        train = ~test_masks[trial]
+        for attack in config["poison"]["attacks"]:
+            poisoned = apply_attack(
+                attack,
+                dataset.X[train],
+                dataset.y[train],
+                level,
+                rng=derive_rng(config["seed"], "poison", trial, attack),
+                n_classes=dataset.n_classes,
+                params=config["poison"][attack],
+            )
+            sets.append(PoisonedSet(trial, attack, poisoned))
+    return sets
+
+
+def write_poisoned(sets: list[PoisonedSet], dataset: Dataset, path: str | Path) -> None:
+    """All poisoned sets of a level in one Parquet file, with each set's hash and info."""
+    frames = []
+    meta: dict[str, Any] = {}
+    for s in sets:
+        frame = pd.DataFrame(s.data.X, columns=dataset.feature_names)
+        frame[LABEL] = s.data.y
+        frame[_POISONED] = s.data.mask
+        frame.insert(0, "attack", s.attack)
+        frame.insert(0, "trial", s.trial)
+        frames.append(frame)
+        meta[f"{s.trial}/{s.attack}"] = {
+            "sha256": array_hash(s.data.X, s.data.y),
+            "n_poisoned": int(s.data.mask.sum()),
+            "info": s.data.info,
+        }
+    table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+    names = {"feature_names": dataset.feature_names, "class_names": dataset.class_names}
+    table = table.replace_schema_metadata(
+        {b"poisonlab": json.dumps({**names, "sets": meta}).encode()}
+    )
+    pq.write_table(table, path)
+
+
+def read_poisoned(path: str | Path) -> list[PoisonedSet]:
+    table = pq.read_table(path)
+    meta = json.loads(table.schema.metadata[b"poisonlab"])
+    frame = table.to_pandas()
+    sets = []
+    for (trial, attack), group in frame.groupby(["trial", "attack"], sort=False):
+        sets.append(
+            PoisonedSet(
+                int(trial),
+                str(attack),
+                Poisoned(
+                    X=group[meta["feature_names"]].to_numpy(dtype=np.float64),
+                    y=group[LABEL].to_numpy(dtype=np.int64),
+                    mask=group[_POISONED].to_numpy(dtype=bool),
+                    info=meta["sets"][f"{trial}/{attack}"]["info"],
+                ),
+            )
+        )
+    return sets
+
+
+def poisoned_hashes(path: str | Path) -> dict[str, str]:
+    """SHA-256 of every poisoned variant in a file written by ``write_poisoned``."""
+    meta = json.loads(pq.read_schema(path).metadata[b"poisonlab"])
+    return {key: value["sha256"] for key, value in meta["sets"].items()}
+
+
+# --- validate -------------------------------------------------------------------------
+
+DetectionKey = tuple[int, str, str]  # trial, attack, detector
+
+
+def detect_level(sets: list[PoisonedSet], config: dict[str, Any], n_classes: int) -> dict:
+    """Run every configured detector on every poisoned set (the mask is not passed)."""
+    detections: dict[DetectionKey, Detection] = {}
+    for s in sets:
+        for detector in config["validate"]["detectors"]:
+            detections[(s.trial, s.attack, detector)] = run_detector(
+                detector,
+                s.data.X,
+                s.data.y,
+                seed=derive_seed(config["seed"], "detect", s.trial, s.attack, detector),
+                n_classes=n_classes,
+                params=config["validate"][detector],
+            )
+    return detections
+
+
+def write_detections(detections: dict[DetectionKey, Detection], path: str | Path) -> None:
+    frames = [
+        pd.DataFrame(
+            {
+                "trial": trial,
+                "attack": attack,
+                "detector": detector,
+                "score": d.scores.astype(np.float64),
+                "flag": d.flags.astype(bool),
+            }
+        )
+        for (trial, attack, detector), d in detections.items()
+    ]
+    columns = ["trial", "attack", "detector", "score", "flag"]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    frame.to_parquet(path, index=False)
+
+
+def read_detections(path: str | Path) -> dict[DetectionKey, Detection]:
+    frame = pd.read_parquet(path)
+    return {
+        (int(trial), str(attack), str(detector)): Detection(
+            group["score"].to_numpy(dtype=np.float64), group["flag"].to_numpy(dtype=bool)
+        )
+        for (trial, attack, detector), group in frame.groupby(
+            ["trial", "attack", "detector"], sort=False
+        )
+    }
+
+
+# --- train ----------------------------------------------------------------------------
+
+ModelKey = tuple[int, str, str, str]  # trial, attack, model, defense
+
+
+def defenses(config: dict[str, Any]) -> list[str]:
+    """``none`` (train on everything), then one defence per configured detector."""
+    return [NO_DEFENSE, *config["validate"]["detectors"]]
+
+
+def train_level(
+    sets: list[PoisonedSet], detections: dict[DetectionKey, Detection], config: dict[str, Any]
+) -> dict[ModelKey, Any]:
+    """Fit every model on every poisoned set, and again on the rows each detector kept.
+
+    A model's random state depends on the trial and model only, so poisoned and
+    defended fits of a trial differ in their data alone.
+    """
+    models = {}
+    for s in sets:
+        for model in config["train"]["models"]:
+            random_state = derive_seed(config["seed"], "model", s.trial, model)
+            for defense in defenses(config):
+                keep = (
+                    slice(None)
+                    if defense == NO_DEFENSE
+                    else ~detections[(s.trial, s.attack, defense)].flags
+                )
+                models[(s.trial, s.attack, model, defense)] = fit_model(
+                    model, config["train"][model], s.data.X[keep], s.data.y[keep], random_state
+                )
+    return models
+
+
+def write_models(models: dict[ModelKey, Any], path: str | Path) -> None:
+    joblib.dump(models, path)
+
+
+def read_models(path: str | Path) -> dict[ModelKey, Any]:
+    return joblib.load(path)
+
+
+# --- evaluate -------------------------------------------------------------------------
+
+
+def evaluate_level(
+    models: dict[ModelKey, Any],
+    dataset: Dataset,
+    test_masks: np.ndarray,
+    sets: list[PoisonedSet],
+    detections: dict[DetectionKey, Detection],
+    level: float,
+) -> pd.DataFrame:
+    """Records for one level: models on the clean test split, detectors against the mask."""
+    rows = []
+    for (trial, attack, model, defense), estimator in models.items():
+        test = test_masks[trial]
+        predicted = estimator.predict(dataset.X[test])
+        scores = classification_metrics(dataset.y[test], predicted, dataset.n_classes)
+        for metric, value in scores.items():
+            rows.append((level, trial, attack, model, defense, "", metric, value))
+    masks = {(s.trial, s.attack): s.data.mask for s in sets}
+    for (trial, attack, detector), d in detections.items():
+        scores = detection_metrics(masks[(trial, attack)], d.scores, d.flags)
+        for metric, value in scores.items():
+            rows.append((level, trial, attack, "", "", detector, metric, value))
+    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def write_records(records: pd.DataFrame, path: str | Path) -> None:
+    records.to_parquet(path, index=False)
+
+
+def read_records(paths: list[str | Path]) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+# --- summarize ------------------------------------------------------------------------
+
+
+def _summarize(records: pd.DataFrame, keys: list[str], order: dict[str, list[str]]) -> pd.DataFrame:
+    """Mean and 95% CI of ``value`` over trials, per group of ``keys``.
+
+    Rows are sorted by level, then by each key in ``order`` (config order; names
+    not listed there come after, alphabetically).
+    """
+    rows = []
+    for group, frame in records.groupby(keys, sort=False):
+        mean, low, high, n = mean_ci(frame["value"].to_numpy())
+        rows.append((*group, mean, low, high, n))
+    summary = pd.DataFrame(rows, columns=[*keys, "mean", "ci_low", "ci_high", "n"])
+    ranks = {"poison_level": summary["poison_level"]}
+    for key in keys[1:]:
+        names = order[key] + sorted(set(summary[key]) - set(order[key]))
+        ranks[key] = summary[key].map({name: i for i, name in enumerate(names)})
+    index = pd.DataFrame(ranks).sort_values(keys, kind="stable").index
+    return summary.loc[index].reset_index(drop=True)
+
+
+def summarize(records: pd.DataFrame, config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """summary.csv and detection.csv tables (DESIGN.md columns) from per-trial records."""
+    order = {
+        "attack": config["poison"]["attacks"],
+        "model": config["train"]["models"],
+        "defense": defenses(config),
+        "detector": config["validate"]["detectors"],
+        "metric": [
+            "accuracy",
+            "f1_macro",
+            "precision",
+            "recall",
+            "f1",
+            "roc_auc",
+            "average_precision",
+            "flag_rate",
+        ],
+    }
+    model_records = records[records["detector"] == ""]
+    detection_records = records[records["detector"] != ""]
+    summary = _summarize(
+        model_records, ["poison_level", "attack", "model", "defense", "metric"], order
+    )
+    detection = _summarize(
+        detection_records,
+        ["poison_level", "attack", "detector", "metric"],
+        {k: v for k, v in order.items() if k in ("attack", "detector", "metric")},
+    )
+    return summary[SUMMARY_COLUMNS], detection[DETECTION_COLUMNS]
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    """CSV with fixed float formatting, so equal results give equal bytes."""
+    frame.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+
+
+# --- the whole experiment in one process ----------------------------------------------
+
+
+def run_level(
+    dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any], level: float
+) -> pd.DataFrame:
+    """Poison, detect, train and evaluate one level; return its records."""
+    sets = poison_level(dataset, test_masks, config, level)
+    detections = detect_level(sets, config, dataset.n_classes)
+    models = train_level(sets, detections, config)
+    return evaluate_level(models, dataset, test_masks, sets, detections, level)
+
+
+def run_experiment(config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The pipeline's work in one process: (summary, detection, records)."""
+    dataset, _ = load_dataset(config["dataset"]["source"], config["dataset"]["label_column"])
+    test_masks = split_masks(
+        dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"]
+    )
+    records = pd.concat(
+        [run_level(dataset, test_masks, config, level) for level in config["poison"]["levels"]],
+        ignore_index=True,
+    )
+    summary, detection = summarize(records, config)
+    return summary, detection, records
