@@ -1,0 +1,68 @@
+"""Shared fixtures: a scratch environment, the project's commands run as a user runs them,
+and one small end-to-end run on the KFP local runner that several tests inspect."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A small experiment that still exercises every part: two levels, both attacks,
+# every default model and detector, two trials (so CIs exist).
+SMALL_RUN = ["trials=2", "poison.levels=[0.0,0.2]"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_environment(tmp_path_factory: pytest.TempPathFactory):
+    """Keep runner temp dirs and MLflow telemetry out of the machine's state."""
+    scratch = tmp_path_factory.mktemp("env")
+    saved = dict(os.environ)
+    os.environ["TMPDIR"] = str(scratch)
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ.setdefault("CI", "true")
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def run_command(
+    script: str, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """Run ``python <script> args...`` from the repo as a user would; capture its output."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd or ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def set_args(*overrides: str) -> list[str]:
+    """``--set`` flags for each override."""
+    return [arg for override in overrides for arg in ("--set", override)]
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Output directory of one small local pipeline run (Iris, 2 levels, 2 trials)."""
+    base = tmp_path_factory.mktemp("small_run")
+    output = base / "out"
+    tracking = f"sqlite:///{base / 'mlflow.db'}"
+    result = run_command(
+        "submit.py",
+        "--local",
+        "--config",
+        str(ROOT / "configs" / "iris.yaml"),
+        *set_args(*SMALL_RUN, f"mlflow.tracking_uri={tracking}"),
+        "--output-dir",
+        str(output),
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return output
