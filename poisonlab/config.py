@@ -24,7 +24,11 @@ from poisonlab.errors import PoisonlabError
 DEFAULTS: dict[str, Any] = {
     "dataset": {"source": "sklearn:iris", "label_column": None, "test_size": 0.2},
     "poison": {"levels": [0.0, 0.05, 0.10, 0.50], "attacks": ["label_flip", "feature_noise"]},
-    "validate": {"detectors": ["knn", "zscore"]},
+    "validate": {
+        "detectors": ["ensemble", "zscore"],
+        # The validation gate (poisonlab.gate): detector null means the first listed.
+        "gate": {"detector": None, "max_flag_rate": 0.1, "max_class_shift": 0.1},
+    },
     "train": {"models": ["logistic_regression", "decision_tree", "random_forest"]},
     "trials": 10,
     "seed": 42,
@@ -171,6 +175,23 @@ def _check_levels(levels: list[Any]) -> None:
         raise _fail(field, f"= {levels} repeats a level", "list each level once")
 
 
+def _check_gate(validate: dict[str, Any]) -> None:
+    gate = validate["gate"]
+    detector = gate["detector"]
+    if detector is not None and detector not in validate["detectors"]:
+        listed = ", ".join(validate["detectors"]) or "none"
+        raise _fail(
+            "validate.gate.detector",
+            f'= {detector!r} is not in validate.detectors ({listed})',
+            "name a listed detector, or null for the first",
+        )
+    for key in ("max_flag_rate", "max_class_shift"):
+        value = gate[key]
+        if not 0.0 <= value <= 1.0:
+            raise _fail(f"validate.gate.{key}", f"= {value} is outside [0, 1]", "use e.g. 0.1")
+        gate[key] = float(value)
+
+
 def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Return a complete, checked config: every default filled in, every value valid."""
     config = _merge(DEFAULTS, raw or {}, "")
@@ -180,6 +201,8 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     _check_names("poison.attacks", config["poison"]["attacks"], _registry("attack"), False)
     _check_names("validate.detectors", config["validate"]["detectors"], _registry("detector"), True)
     _check_names("train.models", config["train"]["models"], _registry("model"), False)
+
+    _check_gate(config["validate"])
 
     test_size = config["dataset"]["test_size"]
     if not 0.0 < test_size < 1.0:

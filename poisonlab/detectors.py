@@ -3,6 +3,11 @@
 A detector sees only what a data-validation gate would see: the (possibly
 poisoned) training features and labels. Never the test split, never the mask.
 Higher scores mean more suspicious; ``flags`` is the detector's own decision.
+
+Every detector is sub-quadratic in the number of rows: neighbours come from a
+KD-tree over at most ``max_reference`` rows, model-based scores from k-fold
+out-of-sample predictions. The class-proportion check is dataset-level, not
+per row, so it lives in ``poisonlab.gate``.
 """
 
 from __future__ import annotations
@@ -12,11 +17,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
+from sklearn.base import BaseEstimator, clone
+from sklearn.ensemble import ExtraTreesClassifier, IsolationForest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from poisonlab.seeding import derive_rng
 
 # Scales a median absolute deviation to a standard deviation for normal data.
 _MAD_TO_SD = 1.4826
+# Tukey's fences: 1.5 x IQR beyond the quartiles is "outside", 3 x is "far out".
+_TUKEY_FAR = 3.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,34 @@ class Detector:
     defaults: dict[str, Any]
 
 
+def _nothing(n: int) -> Detection:
+    return Detection(np.zeros(n), np.zeros(n, dtype=bool))
+
+
+# --- neighbours -----------------------------------------------------------------------
+
+
+def neighbour_indices(Z: np.ndarray, k: int, *, seed: int, max_reference: int) -> np.ndarray:
+    """Indices of each row's k nearest other rows, shape (n, k).
+
+    The neighbours are searched among at most ``max_reference`` rows (a seeded
+    sample when there are more) through a KD-tree, so the cost grows as
+    n log n rather than n^2; on large data that trades a little accuracy for speed.
+    A row never counts as its own neighbour, though an exact duplicate does.
+    """
+    n = len(Z)
+    reference = np.arange(n)
+    if n > max_reference:
+        reference = np.sort(derive_rng(seed, "knn-sample").choice(n, max_reference, replace=False))
+    k = min(k, len(reference) - 1)
+    index = NearestNeighbors(n_neighbors=k + 1, algorithm="kd_tree").fit(Z[reference])
+    found = reference[index.kneighbors(Z, return_distance=False)]
+    # Move each row's own index (if the reference holds it) to the end, keep k.
+    is_self = found == np.arange(n)[:, None]
+    order = np.argsort(is_self, axis=1, kind="stable")
+    return np.take_along_axis(found, order, axis=1)[:, :k]
+
+
 def knn_disagreement(
     X: np.ndarray,
     y: np.ndarray,
@@ -43,22 +86,22 @@ def knn_disagreement(
     n_classes: int,
     k: int = 10,
     threshold: float = 0.5,
+    max_reference: int = 20000,
 ) -> Detection:
     """Score each row by the share of its k nearest neighbours with another label.
 
     Features are standardized first so that no feature dominates the distance.
-    Neighbours come from a tree index, so the cost grows as n log n.
     """
     n = len(y)
-    k = min(k, n - 1)
-    if k < 1:
-        return Detection(np.zeros(n), np.zeros(n, dtype=bool))
+    if n < 2 or k < 1:
+        return _nothing(n)
     Z = StandardScaler().fit_transform(X)
-    neighbours = NearestNeighbors(n_neighbors=k + 1).fit(Z).kneighbors(Z, return_distance=False)
-    # Column 0 is the row itself (or an exact duplicate of it); drop it.
-    disagree = y[neighbours[:, 1:]] != y[:, None]
-    scores = disagree.mean(axis=1)
+    neighbours = neighbour_indices(Z, k, seed=seed, max_reference=max_reference)
+    scores = (y[neighbours] != y[:, None]).mean(axis=1)
     return Detection(scores, scores > threshold)
+
+
+# --- feature ranges -------------------------------------------------------------------
 
 
 def robust_zscore(X: np.ndarray) -> np.ndarray:
@@ -88,9 +131,220 @@ def zscore_range(
     return Detection(scores, scores > threshold)
 
 
+def iqr_distance(X: np.ndarray) -> np.ndarray:
+    """Per value: how many IQRs it lies outside [Q1, Q3] (0 inside); IQR 0 counts as 1."""
+    q1, q3 = np.percentile(X, [25, 75], axis=0)
+    iqr = np.where(q3 > q1, q3 - q1, 1.0)
+    return np.maximum(q1 - X, X - q3).clip(min=0) / iqr
+
+
+def iqr_range(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    n_classes: int,
+    threshold: float = _TUKEY_FAR,
+) -> Detection:
+    """Flag rows with a feature more than ``threshold`` IQRs outside the quartiles.
+
+    Tukey's fences; the default 3 is his "far out", so that ordinary tails of
+    clean data are not thrown away.
+    """
+    scores = iqr_distance(X).max(axis=1) if X.shape[1] else np.zeros(len(y))
+    return Detection(scores, scores > threshold)
+
+
+def isolation_forest(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    n_classes: int,
+    n_estimators: int = 100,
+    contamination: float = 0.05,
+    max_samples: int = 256,
+) -> Detection:
+    """Isolation forest on the features: rows isolated in few splits are outliers.
+
+    Each tree sees at most ``max_samples`` rows, so fitting is independent of n
+    and scoring linear in it. ``contamination`` is the share flagged.
+    """
+    n = len(y)
+    if n < 2:
+        return _nothing(n)
+    forest = IsolationForest(
+        n_estimators=n_estimators,
+        contamination=contamination,
+        max_samples=min(max_samples, n),
+        random_state=seed,
+    ).fit(X)
+    scores = -forest.score_samples(X)
+    return Detection(scores, forest.predict(X) == -1)
+
+
+# --- label quality from out-of-sample probabilities -----------------------------------
+
+
+def _logistic() -> BaseEstimator:
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+
+
+def out_of_sample_probabilities(
+    estimator: BaseEstimator,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    n_splits: int,
+    seed: int,
+    fit_on: np.ndarray | None = None,
+) -> np.ndarray:
+    """Predicted class probabilities of every row from a model that never saw it.
+
+    Stratified k-fold: one fit per fold, so the cost is k fits, not one per row.
+    Only rows where ``fit_on`` is True (default all) are fitted on; every row is
+    predicted. Columns are the dataset's classes, including any a fold did not
+    see (0 there).
+    """
+    n = len(y)
+    fit_on = np.ones(n, dtype=bool) if fit_on is None else fit_on
+    probabilities = np.zeros((n, n_classes))
+    smallest = np.bincount(y, minlength=n_classes)
+    smallest = smallest[smallest > 0].min()
+    splits = max(2, min(n_splits, int(smallest)))
+    folds = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
+    # A class with fewer rows than folds is absent from some folds: the warning says so.
+    for train, held_out in folds.split(X, y) if smallest >= 2 else _plain_folds(n, splits, seed):
+        train = train[fit_on[train]]
+        if len(train) == 0:
+            probabilities[held_out] = 1.0 / n_classes
+            continue
+        if len(np.unique(y[train])) < 2:
+            probabilities[held_out, y[train][0]] = 1.0
+            continue
+        model = clone(estimator).fit(X[train], y[train])
+        classes = model.classes_ if hasattr(model, "classes_") else model[-1].classes_
+        probabilities[np.ix_(held_out, classes)] = model.predict_proba(X[held_out])
+    return probabilities
+
+
+def _plain_folds(n: int, splits: int, seed: int):
+    order = derive_rng(seed, "folds").permutation(n)
+    for held_out in np.array_split(order, splits):
+        yield np.setdiff1d(order, held_out), held_out
+
+
+def confident_learning(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    n_classes: int,
+    n_splits: int = 5,
+    filter_by: str = "prune_by_noise_rate",
+) -> Detection:
+    """cleanlab's ``find_label_issues`` on k-fold out-of-sample probabilities.
+
+    The model is a standardized logistic regression; the score is one minus
+    cleanlab's self-confidence label quality.
+    """
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    n = len(y)
+    if n < 2 * n_classes or len(np.unique(y)) < 2:
+        return _nothing(n)
+    probabilities = out_of_sample_probabilities(
+        _logistic(), X, y, n_classes, n_splits=n_splits, seed=seed
+    )
+    flags = find_label_issues(y, probabilities, filter_by=filter_by, n_jobs=1)
+    scores = 1.0 - get_label_quality_scores(y, probabilities)
+    return Detection(scores, np.asarray(flags, dtype=bool))
+
+
+def _ensemble_members(seed: int) -> list[BaseEstimator]:
+    """Four model families that err differently: linear, local, generative, tree-based."""
+    return [
+        _logistic(),
+        make_pipeline(
+            StandardScaler(),
+            KNeighborsClassifier(n_neighbors=10, weights="distance", algorithm="kd_tree"),
+        ),
+        GaussianNB(),
+        ExtraTreesClassifier(n_estimators=25, min_samples_leaf=3, random_state=seed, n_jobs=1),
+    ]
+
+
+def ensemble(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    n_classes: int,
+    n_splits: int = 5,
+    rounds: int = 2,
+    filter_by: str = "prune_by_noise_rate",
+    outlier_threshold: float = 3.5,
+) -> Detection:
+    """Label quality from several model families, cleaned in rounds, plus a feature-outlier check.
+
+    1. Feature outliers: rows whose *median* robust z-score over features exceeds
+       ``outlier_threshold``, i.e. most of their values are far out (one heavy
+       tail is not enough, so skewed clean features are not thrown away).
+    2. Label quality: the mean out-of-sample probability of the given label under
+       a logistic regression, a kNN, a naive Bayes and an extra-trees model.
+       Averaging families whose errors differ calibrates better than any one.
+    3. Rounds: after each round the models are refitted without the outliers and
+       the rows whose label quality is below chance (1 / n_classes), so that
+       poisoned labels stop teaching the models that judge them; every row is
+       still scored out of sample.
+    4. cleanlab's ``find_label_issues`` on the last round's probabilities decides
+       which labels to flag (confident learning estimates how many are wrong).
+
+    Score: the larger of 1 - label quality and z / (z + threshold) (0.5 at the
+    outlier threshold). Cost: rounds x 4 x n_splits fits.
+    """
+    from cleanlab.filter import find_label_issues
+
+    n = len(y)
+    if n < 2 * n_classes or len(np.unique(y)) < 2:
+        return _nothing(n)
+    outlier = np.median(robust_zscore(X), axis=1) if X.shape[1] else np.zeros(n)
+    outliers = outlier > outlier_threshold
+    keep = ~outliers
+    members = _ensemble_members(seed)
+    for _ in range(max(1, rounds)):
+        probabilities = np.mean(
+            [
+                out_of_sample_probabilities(
+                    member, X, y, n_classes, n_splits=n_splits, seed=seed, fit_on=keep
+                )
+                for member in members
+            ],
+            axis=0,
+        )
+        quality = probabilities[np.arange(n), y]
+        keep = ~outliers & (quality >= 1.0 / n_classes)
+    label_issues = find_label_issues(y, probabilities, filter_by=filter_by, n_jobs=1)
+    scores = np.maximum(1.0 - quality, outlier / (outlier + outlier_threshold))
+    return Detection(scores, np.asarray(label_issues, dtype=bool) | outliers)
+
+
 DETECTORS: dict[str, Detector] = {
-    "knn": Detector(knn_disagreement, {"k": 10, "threshold": 0.5}),
+    "knn": Detector(knn_disagreement, {"k": 10, "threshold": 0.5, "max_reference": 20000}),
     "zscore": Detector(zscore_range, {"threshold": 3.5}),
+    "iqr": Detector(iqr_range, {"threshold": _TUKEY_FAR}),
+    "isolation_forest": Detector(
+        isolation_forest, {"n_estimators": 100, "contamination": 0.05, "max_samples": 256}
+    ),
+    "confident_learning": Detector(
+        confident_learning, {"n_splits": 5, "filter_by": "prune_by_noise_rate"}
+    ),
+    "ensemble": Detector(
+        ensemble,
+        {"n_splits": 5, "rounds": 2, "filter_by": "prune_by_noise_rate", "outlier_threshold": 3.5},
+    ),
 }
 
 

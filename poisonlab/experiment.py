@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from poisonlab.attacks import Poisoned, apply_attack
 from poisonlab.data import LABEL, Dataset, array_hash, load_dataset, split_masks
 from poisonlab.detectors import Detection, run_detector
-from poisonlab.metrics import classification_metrics, detection_metrics
+from poisonlab.gate import CLASS_BALANCE, CLASS_SHIFT, class_shift
+from poisonlab.metrics import classification_metrics, detection_metrics, recovery
 from poisonlab.models import fit_model
 from poisonlab.seeding import derive_rng, derive_seed
 from poisonlab.stats import mean_ci
@@ -116,7 +117,12 @@ def write_poisoned(sets: list[PoisonedSet], dataset: Dataset, path: str | Path) 
             "info": s.data.info,
         }
     table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
-    names = {"feature_names": dataset.feature_names, "class_names": dataset.class_names}
+    names = {
+        "feature_names": dataset.feature_names,
+        "class_names": dataset.class_names,
+        # The clean reference of the class-balance check (poisonlab.gate).
+        "reference_class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
+    }
     table = table.replace_schema_metadata(
         {b"poisonlab": json.dumps({**names, "sets": meta}).encode()}
     )
@@ -254,7 +260,11 @@ def evaluate_level(
     detections: dict[DetectionKey, Detection],
     level: float,
 ) -> pd.DataFrame:
-    """Records for one level: models on the clean test split, detectors against the mask."""
+    """Records for one level: models on the clean test split, detectors against the mask.
+
+    Also each poisoned set's class shift from the loaded dataset's class
+    proportions (detector ``class_balance``), which the validation gate checks.
+    """
     rows = []
     for (trial, attack, model, defense), estimator in models.items():
         test = test_masks[trial]
@@ -263,6 +273,10 @@ def evaluate_level(
         for metric, value in scores.items():
             rows.append((level, trial, attack, model, defense, "", metric, value))
     masks = {(s.trial, s.attack): s.data.mask for s in sets}
+    reference = np.bincount(dataset.y, minlength=dataset.n_classes)
+    for s in sets:
+        shift = class_shift(s.data.y, reference)
+        rows.append((level, s.trial, s.attack, "", "", CLASS_BALANCE, CLASS_SHIFT, shift))
     for (trial, attack, detector), d in detections.items():
         scores = detection_metrics(masks[(trial, attack)], d.scores, d.flags)
         for metric, value in scores.items():
@@ -279,6 +293,29 @@ def read_records(paths: list[str | Path]) -> pd.DataFrame:
 
 
 # --- summarize ------------------------------------------------------------------------
+
+RECOVERY = "recovery"
+
+
+def recovery_records(model_records: pd.DataFrame) -> pd.DataFrame:
+    """``recovery`` records of every defence, paired by trial, attack and model.
+
+    Clean accuracy is the same trial's level-0 accuracy without defence, so
+    without level 0 in the config there are none. Trials where poisoning cost
+    nothing have no recovery (see ``metrics.recovery``) and are left out.
+    """
+    accuracy = model_records[model_records["metric"] == "accuracy"]
+    undefended = accuracy[accuracy["defense"] == NO_DEFENSE]
+    pair = ["trial", "attack", "model"]
+    clean = undefended[undefended["poison_level"] == 0.0][[*pair, "value"]]
+    poisoned = undefended[["poison_level", *pair, "value"]]
+    defended = accuracy[accuracy["defense"] != NO_DEFENSE]
+    paired = defended.merge(
+        poisoned.rename(columns={"value": "poisoned"}), on=["poison_level", *pair]
+    ).merge(clean.rename(columns={"value": "clean"}), on=pair)
+    paired["value"] = recovery(paired["clean"], paired["poisoned"], paired["value"])
+    paired["metric"] = RECOVERY
+    return paired.loc[paired["value"].notna(), RECORD_COLUMNS]
 
 
 def _summarize(records: pd.DataFrame, keys: list[str], order: dict[str, list[str]]) -> pd.DataFrame:
@@ -306,19 +343,22 @@ def summarize(records: pd.DataFrame, config: dict[str, Any]) -> tuple[pd.DataFra
         "attack": config["poison"]["attacks"],
         "model": config["train"]["models"],
         "defense": defenses(config),
-        "detector": config["validate"]["detectors"],
+        "detector": [*config["validate"]["detectors"], CLASS_BALANCE],
         "metric": [
             "accuracy",
             "f1_macro",
+            RECOVERY,
             "precision",
             "recall",
             "f1",
             "roc_auc",
             "average_precision",
             "flag_rate",
+            CLASS_SHIFT,
         ],
     }
     model_records = records[records["detector"] == ""]
+    model_records = pd.concat([model_records, recovery_records(model_records)], ignore_index=True)
     detection_records = records[records["detector"] != ""]
     summary = _summarize(
         model_records, ["poison_level", "attack", "model", "defense", "metric"], order

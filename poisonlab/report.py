@@ -21,9 +21,11 @@ import pandas as pd  # noqa: E402
 
 from poisonlab.config import canonical_json, config_hash  # noqa: E402
 from poisonlab.experiment import NO_DEFENSE, summarize, write_csv  # noqa: E402
+from poisonlab.gate import gate_table  # noqa: E402
 
 SUMMARY_FILE = "summary.csv"
 DETECTION_FILE = "detection.csv"
+GATE_FILE = "gate.csv"
 REPORT_FILE = "report.html"
 MANIFEST_FILE = "manifest.json"
 
@@ -117,11 +119,12 @@ def write_results(
     results_dir: str | Path,
     run_key: str,
 ) -> None:
-    """Write summary.csv, detection.csv, report.html and manifest.json to ``results_dir``."""
+    """Write summary.csv, detection.csv, gate.csv, report.html and manifest.json."""
     results_dir = Path(results_dir)
     summary, detection = summarize(records, config)
     write_csv(summary, results_dir / SUMMARY_FILE)
     write_csv(detection, results_dir / DETECTION_FILE)
+    write_csv(gate_table(records, config), results_dir / GATE_FILE)
     (results_dir / REPORT_FILE).write_text(
         render_html(summary, detection, config, provenance), encoding="utf-8"
     )

@@ -10,7 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from poisonlab import experiment
+import numpy as np
+import pandas as pd
+
+from poisonlab import experiment, gate
 from poisonlab.config import config_from_json
 from poisonlab.data import (
     array_hash,
@@ -62,12 +65,37 @@ def poison(
     return experiment.poisoned_hashes(poisoned_path)
 
 
-def validate(config_json: str, poisoned_path: str, detections_path: str) -> None:
-    """Run every detector on every poisoned set."""
+def validate(config_json: str, poisoned_path: str, detections_path: str) -> dict[str, Any]:
+    """Run every detector on every poisoned set; return the gate's verdict per attack.
+
+    The verdict (``poisonlab.gate``) is data for the component's outputs: the
+    pipeline does not branch on it.
+    """
     config = config_from_json(config_json)
-    n_classes = len(read_metadata(poisoned_path)["class_names"])
+    metadata = read_metadata(poisoned_path)
+    n_classes = len(metadata["class_names"])
     sets = experiment.read_poisoned(poisoned_path)
-    experiment.write_detections(experiment.detect_level(sets, config, n_classes), detections_path)
+    detections = experiment.detect_level(sets, config, n_classes)
+    experiment.write_detections(detections, detections_path)
+    detector = gate.gate_detector(config)
+    checks = pd.DataFrame(
+        [
+            {
+                "poison_level": 0.0,  # this task's level; the table is for one level
+                "attack": s.attack,
+                "trial": s.trial,
+                "flag_rate": (
+                    float(detections[(s.trial, s.attack, detector)].flags.mean())
+                    if detector
+                    else np.nan
+                ),
+                "class_shift": gate.class_shift(s.data.y, metadata["reference_class_counts"]),
+            }
+            for s in sets
+        ]
+    )
+    table = gate.verdicts(checks, config).drop(columns="poison_level")
+    return {row["attack"]: row for row in table.to_dict("records")}
 
 
 def train(config_json: str, poisoned_path: str, detections_path: str, models_path: str) -> None:

@@ -1,0 +1,236 @@
+"""Detectors, defences and the validation gate, in process (no KFP)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from poisonlab import experiment, steps
+from poisonlab.attacks import Poisoned, label_flip
+from poisonlab.config import canonical_json, validate_config
+from poisonlab.data import load_dataset, split_masks
+from poisonlab.detectors import (
+    DETECTORS,
+    Detector,
+    neighbour_indices,
+    out_of_sample_probabilities,
+    run_detector,
+)
+from poisonlab.errors import PoisonlabError
+from poisonlab.gate import class_shift, gate_table
+from poisonlab.metrics import detection_metrics, recovery
+from poisonlab.seeding import derive_rng
+
+
+@pytest.fixture(scope="module")
+def iris():
+    dataset, _ = load_dataset("sklearn:iris", None)
+    return dataset
+
+
+def flipped_iris(iris, level: float, trial: int) -> Poisoned:
+    """Iris's training split of ``trial``, label-flipped at ``level`` (as the pipeline does)."""
+    train = ~split_masks(iris.y, 0.2, 42, trial + 1)[trial]
+    rng = derive_rng(42, "poison", trial, "label_flip")
+    return label_flip(iris.X[train], iris.y[train], level, rng=rng, n_classes=3)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_every_detector_scores_every_row_the_same_way_twice(iris, name):
+    data = flipped_iris(iris, 0.2, 0)
+    params = DETECTORS[name].defaults
+    first = run_detector(name, data.X, data.y, seed=7, n_classes=3, params=params)
+    again = run_detector(name, data.X, data.y, seed=7, n_classes=3, params=params)
+    assert first.scores.shape == first.flags.shape == data.y.shape
+    assert first.flags.dtype == bool and np.isfinite(first.scores).all()
+    np.testing.assert_array_equal(first.scores, again.scores)
+    np.testing.assert_array_equal(first.flags, again.flags)
+
+
+def test_changing_the_mask_leaves_every_score_unchanged(iris):
+    config = validate_config({"validate": {"detectors": sorted(DETECTORS)}})
+    data = flipped_iris(iris, 0.3, 0)
+    other_mask = np.roll(data.mask, 17) | (np.arange(len(data.mask)) % 5 == 0)
+    assert (other_mask != data.mask).any()
+    runs = [
+        experiment.detect_level(
+            [experiment.PoisonedSet(0, "label_flip", Poisoned(data.X, data.y, mask))], config, 3
+        )
+        for mask in (data.mask, other_mask, np.zeros_like(data.mask))
+    ]
+    for key, detection in runs[0].items():
+        for other in runs[1:]:
+            np.testing.assert_array_equal(detection.scores, other[key].scores)
+            np.testing.assert_array_equal(detection.flags, other[key].flags)
+
+
+def test_detectors_are_called_with_the_training_split_only(iris, monkeypatch):
+    """A recording detector sees exactly each trial's training rows, never a test row."""
+    seen = []
+
+    def recording(X, y, *, seed, n_classes):
+        seen.append((X.copy(), y.copy()))
+        return DETECTORS["zscore"].detect(X, y, seed=seed, n_classes=n_classes)
+
+    monkeypatch.setitem(DETECTORS, "recording", Detector(recording, {}))
+    config = validate_config(
+        {"trials": 2, "poison": {"attacks": ["label_flip"]}, "validate": {"detectors": ["recording"]}}
+    )
+    masks = split_masks(iris.y, 0.2, 42, 2)
+    sets = experiment.poison_level(iris, masks, config, 0.0)
+    experiment.detect_level(sets, config, 3)
+    assert len(seen) == 2
+    for trial, (X, y) in enumerate(seen):
+        np.testing.assert_array_equal(X, iris.X[~masks[trial]])
+        np.testing.assert_array_equal(y, iris.y[~masks[trial]])
+
+
+def test_neighbours_never_include_the_row_itself_even_from_a_sample(iris):
+    for max_reference in (150, 40):
+        neighbours = neighbour_indices(iris.X, 5, seed=0, max_reference=max_reference)
+        assert neighbours.shape == (150, 5)
+        assert not (neighbours == np.arange(150)[:, None]).any()
+    # Iris holds exact duplicates: a duplicate is a neighbour, the row itself is not.
+    assert len(np.unique(neighbour_indices(iris.X, 1, seed=0, max_reference=150))) > 1
+
+
+def test_out_of_sample_probabilities_cover_every_class_and_sum_to_one(iris):
+    from sklearn.naive_bayes import GaussianNB
+
+    y = iris.y.copy()
+    y[:3] = 2  # class 0 keeps 47 rows; still every class is in every fold
+    P = out_of_sample_probabilities(GaussianNB(), iris.X, y, 4, n_splits=5, seed=0)
+    assert P.shape == (150, 4)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    assert (P[:, 3] == 0).all()  # a class with no rows gets no probability
+
+
+def test_range_checks_flag_out_of_range_rows_only(iris):
+    X = iris.X.copy()
+    X[[3, 50, 100], 1] = 40.0
+    for name in ("zscore", "iqr"):
+        detection = run_detector(
+            name, X, iris.y, seed=0, n_classes=3, params=DETECTORS[name].defaults
+        )
+        assert set(np.flatnonzero(detection.flags)) == {3, 50, 100}, name
+
+
+def test_ensemble_beats_confident_learning_on_iris(iris):
+    """Cheap in-process check of must-hold 1 on Iris at 0.3 (the benchmark measures all)."""
+    f1 = {"ensemble": [], "confident_learning": []}
+    for trial in range(4):
+        data = flipped_iris(iris, 0.3, trial)
+        for name in f1:
+            detection = run_detector(
+                name, data.X, data.y, seed=trial, n_classes=3, params=DETECTORS[name].defaults
+            )
+            f1[name].append(detection_metrics(data.mask, detection.scores, detection.flags)["f1"])
+    assert np.mean(f1["ensemble"]) >= np.mean(f1["confident_learning"]) + 0.05, f1
+
+
+def test_ensemble_flags_at_most_five_percent_of_clean_iris(iris):
+    """Must-hold 3: at level 0 the ensemble flags at most 5% of Iris's training rows."""
+    rates = []
+    for trial in range(10):
+        data = flipped_iris(iris, 0.0, trial)
+        detection = run_detector(
+            "ensemble", data.X, data.y, seed=trial, n_classes=3, params=DETECTORS["ensemble"].defaults
+        )
+        rates.append(detection.flags.mean())
+    assert np.mean(rates) <= 0.05, rates
+
+
+def test_ensemble_defence_recovers_most_lost_accuracy_on_iris():
+    """Must-hold 2: Iris, label_flip 0.3, logistic_regression, mean recovery over 10 trials."""
+    config = validate_config(
+        {
+            "poison": {"levels": [0.0, 0.3], "attacks": ["label_flip"]},
+            "validate": {"detectors": ["ensemble"]},
+            "train": {"models": ["logistic_regression"]},
+            "trials": 10,
+        }
+    )
+    summary, detection, records = experiment.run_experiment(config)
+    row = summary[
+        (summary["poison_level"] == 0.3)
+        & (summary["defense"] == "ensemble")
+        & (summary["metric"] == "recovery")
+    ]
+    assert len(row) == 1 and row["n"].iloc[0] >= 8, row
+    assert row["mean"].iloc[0] >= 0.8, row
+    # class_balance is reported as a dataset-level check, not as a defence.
+    assert set(summary["defense"]) == {"none", "ensemble"}
+    assert "class_balance" in set(detection["detector"])
+
+
+def test_recovery_is_paired_and_undefined_without_a_loss():
+    np.testing.assert_allclose(recovery([0.9, 0.9], [0.6, 0.6], [0.9, 0.75]), [1.0, 0.5])
+    assert np.isnan(recovery([0.9], [0.9], [1.0])).all()
+    records = pd.DataFrame(
+        [
+            (level, trial, "a", "m", defense, "", "accuracy", value)
+            for trial, (clean, poisoned, defended) in enumerate([(1.0, 0.5, 1.0), (0.9, 0.7, 0.8)])
+            for level, defense, value in [
+                (0.0, "none", clean),
+                (0.0, "d", clean),
+                (0.3, "none", poisoned),
+                (0.3, "d", defended),
+            ]
+        ],
+        columns=experiment.RECORD_COLUMNS,
+    )
+    rows = experiment.recovery_records(records)
+    assert list(rows["value"]) == [1.0, pytest.approx(0.5)]
+    assert (rows["poison_level"] == 0.3).all()
+
+
+def test_class_shift_is_total_variation_distance():
+    reference = np.array([50, 50, 50])
+    assert class_shift(np.repeat([0, 1, 2], 40), reference) == 0.0
+    assert class_shift(np.repeat([0, 1, 2], [80, 20, 20]), reference) == pytest.approx(1 / 3)
+    assert class_shift(np.zeros(10, dtype=int), reference) == pytest.approx(2 / 3)
+
+
+def test_gate_verdict_follows_its_thresholds():
+    def records(flag_rate: float, shift: float) -> pd.DataFrame:
+        rows = []
+        for trial in range(3):
+            rows.append((0.1, trial, "a", "", "", "knn", "flag_rate", flag_rate))
+            rows.append((0.1, trial, "a", "", "", "class_balance", "class_shift", shift))
+        return pd.DataFrame(rows, columns=experiment.RECORD_COLUMNS)
+
+    config = validate_config({"validate": {"detectors": ["knn"], "gate": {"max_flag_rate": 0.2}}})
+    passing = gate_table(records(0.1, 0.05), config)
+    assert list(passing["verdict"]) == ["pass"] and passing["pass_share"].iloc[0] == 1.0
+    assert gate_table(records(0.3, 0.05), config)["verdict"].iloc[0] == "fail"
+    assert gate_table(records(0.1, 0.5), config)["verdict"].iloc[0] == "fail"
+
+
+def test_gate_config_errors_name_the_field():
+    with pytest.raises(PoisonlabError, match=r"validate\.gate\.detector.*not in validate"):
+        validate_config({"validate": {"detectors": ["knn"], "gate": {"detector": "zscore"}}})
+    with pytest.raises(PoisonlabError, match=r"validate\.gate\.max_flag_rate.*outside"):
+        validate_config({"validate": {"gate": {"max_flag_rate": 1.5}}})
+    assert "class_balance" not in DETECTORS  # dataset-level: the gate's check, not a defence
+    config = validate_config({"validate": {"detectors": ["knn", "iqr"]}})
+    assert experiment.defenses(config) == ["none", "knn", "iqr"]
+
+
+def test_validate_step_returns_the_gate_verdict_as_data(tmp_path):
+    config = canonical_json(
+        {
+            "trials": 2,
+            "poison": {"attacks": ["label_flip"]},
+            "validate": {"detectors": ["knn"], "gate": {"max_flag_rate": 0.1}},
+        }
+    )
+    data, splits, poisoned = (str(tmp_path / name) for name in ("d.pq", "s.pq", "p.pq"))
+    steps.load(config, data, splits)
+    verdicts = {}
+    for level in (0.0, 0.5):
+        steps.poison(config, level, data, splits, poisoned)
+        verdicts[level] = steps.validate(config, poisoned, str(tmp_path / "det.pq"))["label_flip"]
+    assert verdicts[0.0]["verdict"] == "pass" and verdicts[0.0]["class_shift"] < 0.05
+    assert verdicts[0.5]["verdict"] == "fail" and verdicts[0.5]["flag_rate"] > 0.1
+    assert verdicts[0.5]["detector"] == "knn"
