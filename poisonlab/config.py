@@ -215,7 +215,13 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     if config["seed"] < 0:
         raise _fail("seed", f"= {config['seed']} is negative", "use a whole number >= 0")
 
+    from poisonlab.detectors import check_detector_params
     from poisonlab.models import check_model_params
+
+    for name in config["validate"]["detectors"]:
+        problem = check_detector_params(name, config["validate"][name])
+        if problem:
+            raise PoisonlabError(f"config: validate.{name}.{problem}")
 
     for name in config["train"]["models"]:
         check_model_params(name, config["train"][name])

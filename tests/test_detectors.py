@@ -212,6 +212,10 @@ def test_gate_config_errors_name_the_field():
         validate_config({"validate": {"detectors": ["knn"], "gate": {"detector": "zscore"}}})
     with pytest.raises(PoisonlabError, match=r"validate\.gate\.max_flag_rate.*outside"):
         validate_config({"validate": {"gate": {"max_flag_rate": 1.5}}})
+    with pytest.raises(PoisonlabError, match=r"validate\.ensemble\.filter_by = 'x' is unknown"):
+        validate_config({"validate": {"detectors": ["ensemble"], "ensemble": {"filter_by": "x"}}})
+    with pytest.raises(PoisonlabError, match=r"validate\.knn\.k = 0 is too small"):
+        validate_config({"validate": {"detectors": ["knn"], "knn": {"k": 0}}})
     assert "class_balance" not in DETECTORS  # dataset-level: the gate's check, not a defence
     config = validate_config({"validate": {"detectors": ["knn", "iqr"]}})
     assert experiment.defenses(config) == ["none", "knn", "iqr"]
