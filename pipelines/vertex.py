@@ -62,8 +62,8 @@ def check_labels(labels: Any) -> dict[str, str]:
         key, value = str(key), "" if value is None else str(value)
         if not _LABEL_KEY.fullmatch(key):
             raise PoisonlabError(
-                f"vertex.labels: key {key!r} breaks Vertex's rules; use at most 63 lowercase letters, "
-                "digits, '_' or '-', starting with a letter"
+                f"vertex.labels: key {key!r} breaks Vertex's rules; use at most 63 "
+                "lowercase letters, digits, '_' or '-', starting with a letter"
             )
         if not _LABEL_VALUE.fullmatch(value):
             raise PoisonlabError(
@@ -100,7 +100,9 @@ def check_image(image: str, required: bool) -> str:
             file=sys.stderr,
         )
     if not _IMAGE.fullmatch(chosen):
-        raise _bad("vertex.image", chosen, "give an image reference like HOST/PROJECT/REPO/NAME:TAG")
+        raise _bad(
+            "vertex.image", chosen, "give an image reference like HOST/PROJECT/REPO/NAME:TAG"
+        )
     return chosen
 
 
@@ -286,7 +288,9 @@ def report_results_uri(job) -> str | None:
 
     for task in job.task_details:
         if task.task_name == REPORT_TASK and task.state == PipelineTaskDetail.State.SUCCEEDED:
-            artifacts = task.outputs[RESULTS_OUTPUT].artifacts if RESULTS_OUTPUT in task.outputs else []
+            artifacts = (
+                task.outputs[RESULTS_OUTPUT].artifacts if RESULTS_OUTPUT in task.outputs else []
+            )
             if artifacts and artifacts[0].uri:
                 return artifacts[0].uri
     return None
@@ -306,6 +310,12 @@ def bring_back(results_uri: str, output_dir: Path, tracking_uri: str | None) -> 
         print(f"mirrored into MLflow at {tracking_uri} (run {run_id})")
 
 
+def _refused(error) -> PoisonlabError:
+    """One line for an error answer from the Vertex AI API."""
+    message = " ".join(str(error.message).split())[:300]
+    return PoisonlabError(f"Vertex AI refused the request (HTTP {error.code}): {message}")
+
+
 def _job_state(job) -> str:
     return job._gca_resource.state.name
 
@@ -323,6 +333,8 @@ def submit_to_vertex(
 
     ``tracking_uri`` None skips the local mirror of the brought-back results.
     """
+    from google.api_core import exceptions
+
     settings = check_vertex(config, dry_run=dry_run)
     if template:
         template_path = check_template(template)
@@ -348,11 +360,14 @@ def submit_to_vertex(
                 file=sys.stderr,
             )
             return 0
-        job.submit(
-            service_account=settings.service_account,
-            network=settings.network,
-            experiment=settings.experiment,
-        )
+        try:
+            job.submit(
+                service_account=settings.service_account,
+                network=settings.network,
+                experiment=settings.experiment,
+            )
+        except exceptions.GoogleAPICallError as error:
+            raise _refused(error) from None
     print(f"submitted Vertex AI pipeline job {job.resource_name}")
     print(f"  console: {console_link(job.resource_name)}")
     if not wait:
@@ -370,9 +385,13 @@ def wait_and_fetch(job, output_dir: Path, tracking_uri: str | None) -> int:
     Results are fetched even when a later task (the in-cluster mirror, say) failed,
     so a run whose MLflow server was unreachable from Vertex still gets mirrored here.
     """
+    from google.api_core import exceptions
+
     failed = False
     try:
         job.wait()
+    except exceptions.GoogleAPICallError as error:
+        raise _refused(error) from None
     except RuntimeError as error:
         failed = True
         detail = str(error).strip().splitlines()
@@ -401,11 +420,12 @@ def fetch_results(
         default_dir = Path("runs") / Path(results.rstrip("/")).parent.parent.name
     else:
         job = get_job(config, target)
+        job_id = job.resource_name.rsplit("/", 1)[-1]
         results = report_results_uri(job) or find_results(
-            f"{job._gca_resource.runtime_config.gcs_output_directory.rstrip('/')}/"
+            job._gca_resource.runtime_config.gcs_output_directory, job_id=job_id
         )
         print(f"job {job.resource_name}: {_job_state(job)}")
-        default_dir = Path("runs") / job.resource_name.rsplit("/", 1)[-1]
+        default_dir = Path("runs") / job_id
     bring_back(results, Path(output_dir or default_dir), tracking_uri)
     return 0
 
@@ -434,3 +454,5 @@ def get_job(config: dict, name: str):
         ) from None
     except exceptions.NotFound:
         raise PoisonlabError(f"--fetch-results: job {name} does not exist") from None
+    except exceptions.GoogleAPICallError as error:
+        raise _refused(error) from None

@@ -78,8 +78,9 @@ def read_gcs_bytes(uri: str, field: str = "dataset.source") -> bytes:
         ) from None
 
 
-def find_results(prefix: str, field: str = "--fetch-results") -> str:
-    """The gs:// URI of the one report ``results`` artifact under ``prefix``.
+def find_results(prefix: str, field: str = "--fetch-results", job_id: str | None = None) -> str:
+    """The gs:// URI of the one report ``results`` artifact under ``prefix``
+    (with ``job_id``: the one in that job's directory).
 
     On Vertex it lives at ``<pipeline_root>/<project number>/<job id>/report_<task id>/results``;
     the local runner writes ``<root>/<pipeline>-<time>/report/results``. Any prefix that
@@ -99,6 +100,7 @@ def find_results(prefix: str, field: str = "--fetch-results") -> str:
             for blob in client.list_blobs(bucket_name, prefix=name.rstrip("/"))
             if blob.name.endswith(suffix)
             and Path(blob.name.removesuffix(suffix)).name.startswith("report")
+            and (job_id is None or job_id in Path(blob.name).parts)
         ]
     except exceptions.NotFound:
         raise _missing(client, bucket_name, prefix, field) from None

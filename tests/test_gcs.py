@@ -24,7 +24,7 @@ from tests.test_vertex import BASE, fake_vertex, template  # noqa: F401  (fixtur
 
 BUCKET = "poisonlab-test"
 RESULT_FILES = ("summary.csv", "detection.csv", "report.html", "manifest.json")
-# Where Vertex puts the report task's results: <root>/<project number>/<job id>/<task>_<id>/<output>.
+# Vertex's layout: <root>/<project number>/<job id>/<task>_<task id>/<output>.
 JOB_DIR = "root/123456789012/poisonlab-sweep-20261122000000"
 RESULTS_DIR = f"{JOB_DIR}/report_-4242/results"
 
@@ -210,3 +210,22 @@ def test_wait_brings_results_back_and_mirrors_them(
     assert len(runs) > 1  # a parent and its children
     printed = capsys.readouterr().out
     assert "final state: PIPELINE_STATE_FAILED" in printed and "mirrored into MLflow" in printed
+
+
+@pytest.mark.parametrize("with_task_details", [True, False])
+def test_fetch_results_by_job_name(
+    vertex_layout,
+    small_run,
+    fake_vertex,  # noqa: F811
+    tmp_path,
+    with_task_details,
+):
+    """From the job's task details, or (older jobs) by looking under its pipeline root."""
+    job_id = JOB_DIR.rsplit("/", 1)[-1]
+    name = f"projects/demo-proj/locations/us-central1/pipelineJobs/{job_id}"
+    job = {"name": name, "runtimeConfig": {"gcsOutputDirectory": f"gs://{BUCKET}/root"}}
+    fake = fake_vertex(job=job, results_uri=vertex_layout if with_task_details else None)
+    code = submit.main(["--fetch-results", name, "--output-dir", str(tmp_path), "--no-mirror"])
+    assert code == 0
+    assert (tmp_path / "report.html").read_bytes() == (small_run / "report.html").read_bytes()
+    assert [m for m, _, _ in fake.api.requests] == ["GET"] * len(fake.api.requests)

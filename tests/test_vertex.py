@@ -30,7 +30,7 @@ BASE = ["--project", PROJECT, "--region", REGION, "--pipeline-root", ROOT_URI]
 
 
 class FakeApi:
-    """A local HTTP endpoint: records requests, answers each with ``respond(method, path, body)``."""
+    """A local HTTP endpoint: records requests, answers with ``respond(method, path, body)``."""
 
     def __init__(self, respond: Callable[[str, str, dict], tuple[int, dict]]):
         self.requests: list[tuple[str, str, dict]] = []
@@ -71,14 +71,23 @@ class FakeApi:
 class FakeVertex:
     """Answers like Vertex AI's pipelineJobs REST API; ``final`` is the state a GET reports."""
 
-    def __init__(self, final: str = "PIPELINE_STATE_SUCCEEDED", results_uri: str | None = None):
-        self.final, self.results_uri = final, results_uri
-        self.job: dict = {}
+    def __init__(
+        self,
+        final: str = "PIPELINE_STATE_SUCCEEDED",
+        results_uri: str | None = None,
+        job: dict | None = None,
+        refuse: bool = False,
+    ):
+        self.final, self.results_uri, self.refuse = final, results_uri, refuse
+        self.job: dict = job or {}  # a job that exists already, for --fetch-results
         self.api = FakeApi(self.respond)
 
     def respond(self, method: str, path: str, body: dict) -> tuple[int, dict]:
         route, _, query = path.partition("?")
         created = re.fullmatch(r"/v1/(projects/[^/]+/locations/[^/]+)/pipelineJobs", route)
+        if self.refuse:
+            message = "Permission 'aiplatform.pipelineJobs.create' denied on resource"
+            return 403, {"error": {"code": 403, "message": message, "status": "PERMISSION_DENIED"}}
         if method == "POST" and created:
             job_id = parse_qs(query)["pipelineJobId"][0]
             name = f"{created[1]}/pipelineJobs/{job_id}"
@@ -97,9 +106,14 @@ class FakeVertex:
                     ]
                 }
             if self.final == "PIPELINE_STATE_FAILED":
-                answer["error"] = {"code": 9, "message": "The DAG failed because task mirror failed."}
+                answer["error"] = {
+                    "code": 9,
+                    "message": "The DAG failed because task mirror failed.",
+                }
             return 200, answer
-        return 404, {"error": {"code": 404, "message": f"no {method} {path}", "status": "NOT_FOUND"}}
+        return 404, {
+            "error": {"code": 404, "message": f"no {method} {path}", "status": "NOT_FOUND"}
+        }
 
     @property
     def posts(self) -> list[dict]:
@@ -328,7 +342,10 @@ def test_submit_compiles_with_the_given_image(fake_vertex):
     fake = fake_vertex()
     assert submit.main([*BASE, "--image", IMAGE]) == 0
     [body] = fake.posts
-    images = {e["container"]["image"] for e in body["pipelineSpec"]["deploymentSpec"]["executors"].values()}
+    images = {
+        e["container"]["image"]
+        for e in body["pipelineSpec"]["deploymentSpec"]["executors"].values()
+    }
     assert images == {IMAGE}
     # The compiled job carries no credentials: nothing that looks like a key or token.
     text = json.dumps(body)
@@ -350,6 +367,12 @@ def test_bad_input_sends_nothing(fake_vertex, template, args):
     with pytest.raises(PoisonlabError):
         submit.main([*BASE, "--template", template, *args])
     assert fake.api.requests == []
+
+
+def test_refused_request_is_one_line(fake_vertex, template):
+    fake_vertex(refuse=True)
+    with pytest.raises(PoisonlabError, match=r"refused the request \(HTTP 403\).*denied"):
+        submit.main([*BASE, "--template", template])
 
 
 def test_wait_reports_failure_and_exits_non_zero(fake_vertex, template, capsys, tmp_path):
@@ -417,7 +440,11 @@ def test_kfp_host_submits_the_run(fake_kfp, template, capsys, final, code, monke
     fake = fake_kfp(final=final)
     args = ["--kfp-host", fake.api.url, "--template", template, "--wait"]
     assert submit.main([*args, "--set", "poison.levels=[0.0,0.2]", "--experiment", "iris"]) == code
-    runs = [(p, b) for m, p, b in fake.api.requests if m == "POST" and p.startswith("/apis/v2beta1/runs")]
+    runs = [
+        (p, b)
+        for m, p, b in fake.api.requests
+        if m == "POST" and p.startswith("/apis/v2beta1/runs")
+    ]
     [(_, run)] = runs
     assert run["experiment_id"] == "exp-1"
     assert run["runtime_config"]["parameters"]["poison_levels"] == [0.0, 0.2]
