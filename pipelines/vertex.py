@@ -35,6 +35,13 @@ _JOB_ID = re.compile(r"[a-z][a-z0-9-]{0,127}")
 _EXPERIMENT = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 _IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]*(@sha256:[0-9a-f]{64}|:[\w][\w.-]{0,127})?")
 _SECRET_IN_URI = re.compile(r"^[a-z+]+://[^/@\s]*:[^/@\s]*@")
+# Optional settings: their pattern, and how to fix a value that does not match it.
+_OPTIONAL = (
+    ("service_account", _SERVICE_ACCOUNT, "give an email: NAME@PROJECT.iam.gserviceaccount.com"),
+    ("network", _NETWORK, "write projects/PROJECT_NUMBER/global/networks/NAME"),
+    ("experiment", _EXPERIMENT, "use up to 128 lowercase letters, digits and '-'"),
+    ("job_id", _JOB_ID, "use up to 128 lowercase letters, digits and '-', letter first"),
+)
 # The pipeline's parameters; a --template must declare the same.
 PARAMETERS = ("config", "poison_levels")
 PLACEHOLDER_PROJECT = "your-project"
@@ -175,28 +182,10 @@ def check_vertex(config: dict, dry_run: bool = False) -> VertexSettings:
             "vertex.pipeline_root is not set; pass --pipeline-root gs://BUCKET/pipeline-root"
         )
     parse_gs_uri(str(root), "vertex.pipeline_root")
-    account = vertex["service_account"]
-    if account is not None and not (
-        isinstance(account, str) and _SERVICE_ACCOUNT.fullmatch(account)
-    ):
-        raise _bad(
-            "vertex.service_account", account, "give an email: NAME@PROJECT.iam.gserviceaccount.com"
-        )
-    network = vertex["network"]
-    if network is not None and not (isinstance(network, str) and _NETWORK.fullmatch(network)):
-        raise _bad("vertex.network", network, "write projects/PROJECT_NUMBER/global/networks/NAME")
-    experiment = vertex["experiment"]
-    if experiment is not None and not (
-        isinstance(experiment, str) and _EXPERIMENT.fullmatch(experiment)
-    ):
-        raise _bad(
-            "vertex.experiment", experiment, "use up to 128 lowercase letters, digits and '-'"
-        )
-    job_id = vertex["job_id"]
-    if job_id is not None and not (isinstance(job_id, str) and _JOB_ID.fullmatch(job_id)):
-        raise _bad(
-            "vertex.job_id", job_id, "use up to 128 lowercase letters, digits and '-', letter first"
-        )
+    for key, pattern, fix in _OPTIONAL:
+        value = vertex[key]
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
+            raise _bad(f"vertex.{key}", value, fix)
     display_name = vertex["display_name"] or PIPELINE_NAME
     if not isinstance(display_name, str) or len(display_name) > 128:
         raise _bad("vertex.display_name", display_name, "use a string of at most 128 characters")
@@ -210,11 +199,11 @@ def check_vertex(config: dict, dry_run: bool = False) -> VertexSettings:
         region=region,
         pipeline_root=str(root),
         labels=check_labels(vertex["labels"]),
-        service_account=account,
-        network=network,
-        experiment=experiment,
+        service_account=vertex["service_account"],
+        network=vertex["network"],
+        experiment=vertex["experiment"],
         display_name=display_name,
-        job_id=job_id,
+        job_id=vertex["job_id"],
         enable_caching=caching,
     )
 

@@ -187,8 +187,6 @@ def test_dry_run_prints_request_body_without_credentials(tmp_path):
     [
         (["--set", "poison.levels=[0.1,2]"], "poison.levels[1]"),
         (["--label", "Team=ML"], "vertex.labels"),
-        (["--label", "team=" + "x" * 64], "vertex.labels"),
-        (["--label", "9team=ml"], "vertex.labels"),
     ],
 )
 def test_dry_run_rejects_bad_input_in_one_line(args, field):
@@ -198,6 +196,21 @@ def test_dry_run_rejects_bad_input_in_one_line(args, field):
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and field in lines[0]
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [{"Team": "ml"}, {"team": "x" * 64}, {"9team": "ml"}, {"team": "ML"}, {"k" * 64: "v"}],
+)
+def test_labels_that_break_vertex_rules(labels):
+    with pytest.raises(PoisonlabError, match="vertex.labels.*Vertex's rules"):
+        vertex.check_labels(labels)
+
+
+def test_label_flags():
+    assert vertex.parse_label_flags(["team=ml", "empty="]) == {"team": "ml", "empty": ""}
+    with pytest.raises(PoisonlabError, match="--label"):
+        vertex.parse_label_flags(["team"])
 
 
 def _config(**vertex_settings) -> dict:
@@ -479,3 +492,11 @@ def test_template_compiled_by_compile_py_is_accepted(tmp_path):
     body = json.loads(result.stdout)
     executors = body["pipelineSpec"]["deploymentSpec"]["executors"].values()
     assert {e["container"]["image"] for e in executors} == {IMAGE}
+
+
+def test_kfp_dry_run_sends_nothing(fake_kfp, capsys):
+    fake = fake_kfp()
+    assert submit.main(["--kfp-host", fake.api.url, "--dry-run", "--label", "team=ml"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["arguments"]["poison_levels"] == [0.0, 0.05, 0.1, 0.5]
+    assert fake.api.requests == []
