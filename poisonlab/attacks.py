@@ -542,6 +542,22 @@ def resolve_params(
     return resolved
 
 
+def dataset_attack_params(
+    config: dict[str, Any], class_names: Sequence[str], feature_names: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Every configured attack's parameters, class and feature names resolved to indices.
+
+    Raises a PoisonlabError naming the parameter if a name or index does not fit
+    the dataset: call it as soon as the dataset is known, before poisoning.
+    """
+    return {
+        name: resolve_params(
+            name, config["poison"][name], class_names=class_names, feature_names=feature_names
+        )
+        for name in config["poison"]["attacks"]
+    }
+
+
 def apply_attack(
     name: str,
     X: np.ndarray,

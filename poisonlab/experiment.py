@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from poisonlab.attacks import Poisoned, apply_attack, stamp_trigger
+from poisonlab.attacks import Poisoned, apply_attack, dataset_attack_params, stamp_trigger
 from poisonlab.data import LABEL, Dataset, array_hash, load_dataset, split_masks
 from poisonlab.detectors import Detection, run_detector
 from poisonlab.metrics import classification_metrics, detection_metrics
@@ -82,6 +82,8 @@ def poison_level(
     dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any], level: float
 ) -> list[PoisonedSet]:
     """Poison every trial's training split with every configured attack."""
+    # Class and feature names checked against the dataset once, before any poisoning.
+    params = dataset_attack_params(config, dataset.class_names, dataset.feature_names)
     sets = []
     for trial in range(config["trials"]):
         train = ~test_masks[trial]
@@ -93,9 +95,7 @@ def poison_level(
                 level,
                 rng=derive_rng(config["seed"], "poison", trial, attack),
                 n_classes=dataset.n_classes,
-                params=config["poison"][attack],
-                class_names=dataset.class_names,
-                feature_names=dataset.feature_names,
+                params=params[attack],
             )
             sets.append(PoisonedSet(trial, attack, poisoned))
     return sets

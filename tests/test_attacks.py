@@ -13,6 +13,7 @@ from poisonlab import steps
 from poisonlab.attacks import (
     ATTACKS,
     apply_attack,
+    dataset_attack_params,
     least_informative_features,
     n_poisoned,
     surrogate_proba,
@@ -436,3 +437,22 @@ def test_pipeline_steps_carry_injected_rows_and_the_trigger(tmp_path):
     assert set(asr["attack"]) == {"backdoor"} and len(asr) == 1 + len(
         config["validate"]["detectors"]
     )
+
+
+def test_dataset_attack_params_resolves_or_names_the_bad_parameter(iris):
+    config = validate_config(
+        {
+            "poison": {
+                "attacks": ["label_flip", "label_flip_targeted", "backdoor"],
+                "label_flip_targeted": {"source_class": "virginica"},
+                "backdoor": {"target_class": 1, "features": ["sepal width (cm)"]},
+            }
+        }
+    )
+    params = dataset_attack_params(config, iris.class_names, iris.feature_names)
+    assert params["label_flip_targeted"]["source_class"] == 2
+    assert params["backdoor"]["features"] == [1] and params["backdoor"]["target_class"] == 1
+    assert params["label_flip"] == {}
+    config["poison"]["backdoor"]["target_class"] = "tulip"
+    with pytest.raises(PoisonlabError, match=r"poison\.backdoor\.target_class = 'tulip'"):
+        poison_level(iris, np.zeros((1, len(iris.y)), dtype=bool), config, 0.1)
