@@ -198,7 +198,11 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     if config["seed"] < 0:
         raise _fail("seed", f"= {config['seed']} is negative", "use a whole number >= 0")
 
+    from poisonlab.attacks import check_attack_params
     from poisonlab.models import check_model_params
+
+    for name in config["poison"]["attacks"]:
+        check_attack_params(name, config["poison"][name])
 
     for name in config["train"]["models"]:
         check_model_params(name, config["train"][name])
