@@ -104,7 +104,9 @@ def markdown(frame: pd.DataFrame) -> str:
 
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |"]
     lines.append("|" + "---|" * len(frame.columns))
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 
@@ -150,8 +152,10 @@ def main() -> None:
     parser.add_argument("--levels", nargs="+", type=float, default=[0.1, 0.3])
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}, "
-          f"Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {platform.system()}, "
+        f"Python {platform.python_version()}"
+    )
     started = time.perf_counter()
     results = measure(args.datasets, args.levels, args.trials)
     table = f1_table(results)
@@ -160,15 +164,18 @@ def main() -> None:
     seconds = results.groupby("detector", sort=False)["seconds"].mean() * 1000
     print("\nMean milliseconds per call:", ", ".join(f"{d} {v:.0f}" for d, v in seconds.items()))
     worst = table["ensemble - cleanlab"].min()
-    print(f"\nMust-hold 1 (ensemble beats cleanlab by >= 0.05 everywhere): smallest margin "
-          f"{worst:+.3f} -> {'holds' if worst >= 0.05 else 'FAILS'}")
+    print(
+        f"\nMust-hold 1 (ensemble beats cleanlab by >= 0.05 everywhere): smallest margin "
+        f"{worst:+.3f} -> {'holds' if worst >= 0.05 else 'FAILS'}"
+    )
     check = defence_check(max(10, min(args.trials, 20)))
     print(
         f"Must-hold 2 (Iris, label_flip 0.3, logistic_regression): accuracy clean "
         f"{check['accuracy_clean']:.3f}, poisoned {check['accuracy_poisoned']:.3f}, ensemble "
         f"defence {check['accuracy_defended']:.3f}; mean recovery {check['recovery_mean']:.3f} "
         f"[{check['recovery_ci_low']:.3f}, {check['recovery_ci_high']:.3f}] over "
-        f"{check['recovery_n']:.0f} trials -> {'holds' if check['recovery_mean'] >= 0.8 else 'FAILS'}"
+        f"{check['recovery_n']:.0f} trials -> "
+        f"{'holds' if check['recovery_mean'] >= 0.8 else 'FAILS'}"
     )
     print(
         f"Must-hold 3 (Iris level 0): ensemble flags {check['level0_flag_rate']:.2%} of training "

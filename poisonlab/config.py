@@ -188,7 +188,7 @@ def _check_gate(validate: dict[str, Any]) -> None:
         listed = ", ".join(validate["detectors"]) or "none"
         raise _fail(
             "validate.gate.detector",
-            f'= {detector!r} is not in validate.detectors ({listed})',
+            f"= {detector!r} is not in validate.detectors ({listed})",
             "name a listed detector, or null for the first",
         )
     for key in ("max_flag_rate", "max_class_shift"):

@@ -348,7 +348,13 @@ DETECTORS: dict[str, Detector] = {
 }
 
 
-_FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
+_FILTERS = (
+    "prune_by_noise_rate",
+    "prune_by_class",
+    "both",
+    "confident_learning",
+    "predicted_neq_given",
+)
 # Parameter -> (lowest allowed value, fix); checked for every detector that takes it.
 _LOWEST = {
     "k": (1, "use k >= 1, e.g. 10"),

@@ -51,7 +51,9 @@ def recovery(clean: np.ndarray, poisoned: np.ndarray, defended: np.ndarray) -> n
     1 is full recovery, 0 none, negative a defence that made things worse. NaN
     where poisoning cost nothing (clean <= poisoned), since there is nothing to recover.
     """
-    clean, poisoned, defended = (np.asarray(a, dtype=np.float64) for a in (clean, poisoned, defended))
+    clean, poisoned, defended = (
+        np.asarray(a, dtype=np.float64) for a in (clean, poisoned, defended)
+    )
     lost = clean - poisoned
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(lost > 0, (defended - poisoned) / lost, np.nan)

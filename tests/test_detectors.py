@@ -75,7 +75,11 @@ def test_detectors_are_called_with_the_training_split_only(iris, monkeypatch):
 
     monkeypatch.setitem(DETECTORS, "recording", Detector(recording, {}))
     config = validate_config(
-        {"trials": 2, "poison": {"attacks": ["label_flip"]}, "validate": {"detectors": ["recording"]}}
+        {
+            "trials": 2,
+            "poison": {"attacks": ["label_flip"]},
+            "validate": {"detectors": ["recording"]},
+        }
     )
     masks = split_masks(iris.y, 0.2, 42, 2)
     sets = experiment.poison_level(iris, masks, config, 0.0)
@@ -135,7 +139,12 @@ def test_ensemble_flags_at_most_five_percent_of_clean_iris(iris):
     for trial in range(10):
         data = flipped_iris(iris, 0.0, trial)
         detection = run_detector(
-            "ensemble", data.X, data.y, seed=trial, n_classes=3, params=DETECTORS["ensemble"].defaults
+            "ensemble",
+            data.X,
+            data.y,
+            seed=trial,
+            n_classes=3,
+            params=DETECTORS["ensemble"].defaults,
         )
         rates.append(detection.flags.mean())
     assert np.mean(rates) <= 0.05, rates
