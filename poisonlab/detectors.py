@@ -25,6 +25,7 @@ from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from poisonlab.seeding import derive_rng
 
@@ -210,12 +211,16 @@ def out_of_sample_probabilities(
     n = len(y)
     fit_on = np.ones(n, dtype=bool) if fit_on is None else fit_on
     probabilities = np.zeros((n, n_classes))
-    smallest = np.bincount(y, minlength=n_classes)
-    smallest = smallest[smallest > 0].min()
-    splits = max(2, min(n_splits, int(smallest)))
-    folds = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
-    # A class with fewer rows than folds is absent from some folds: the warning says so.
-    for train, held_out in folds.split(X, y) if smallest >= 2 else _plain_folds(n, splits, seed):
+    counts = np.bincount(y, minlength=n_classes)
+    smallest = int(counts[counts > 0].min())
+    # Stratification needs every class in every fold: fewer folds for a rare
+    # class, plain folds for a class of one row.
+    splits = max(2, min(n_splits, smallest))
+    if smallest >= 2:
+        folds = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed).split(X, y)
+    else:
+        folds = _plain_folds(n, splits, seed)
+    for train, held_out in folds:
         train = train[fit_on[train]]
         if len(train) == 0:
             probabilities[held_out] = 1.0 / n_classes
@@ -224,8 +229,7 @@ def out_of_sample_probabilities(
             probabilities[held_out, y[train][0]] = 1.0
             continue
         model = clone(estimator).fit(X[train], y[train])
-        classes = model.classes_ if hasattr(model, "classes_") else model[-1].classes_
-        probabilities[np.ix_(held_out, classes)] = model.predict_proba(X[held_out])
+        probabilities[np.ix_(held_out, model.classes_)] = model.predict_proba(X[held_out])
     return probabilities
 
 
@@ -272,7 +276,7 @@ def _ensemble_members(seed: int) -> list[BaseEstimator]:
             KNeighborsClassifier(n_neighbors=10, weights="distance", algorithm="kd_tree"),
         ),
         GaussianNB(),
-        ExtraTreesClassifier(n_estimators=25, min_samples_leaf=3, random_state=seed, n_jobs=1),
+        ExtraTreesClassifier(n_estimators=10, min_samples_leaf=3, random_state=seed, n_jobs=1),
     ]
 
 
@@ -384,5 +388,10 @@ def check_detector_params(name: str, params: dict[str, Any]) -> str | None:
 def run_detector(
     name: str, X: np.ndarray, y: np.ndarray, *, seed: int, n_classes: int, params: dict[str, Any]
 ) -> Detection:
-    """Run the detector called ``name`` with its config parameters."""
-    return DETECTORS[name].detect(X, y, seed=seed, n_classes=n_classes, **params)
+    """Run the detector called ``name`` with its config parameters.
+
+    BLAS runs single-threaded: the many small fits of k-fold detectors spend more
+    time waking threads than computing (10x the CPU time on 2 busy cores).
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return DETECTORS[name].detect(X, y, seed=seed, n_classes=n_classes, **params)

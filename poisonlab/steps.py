@@ -95,7 +95,11 @@ def validate(config_json: str, poisoned_path: str, detections_path: str) -> dict
         ]
     )
     table = gate.verdicts(checks, config).drop(columns="poison_level")
-    return {row["attack"]: row for row in table.to_dict("records")}
+    # No detector, no flag rate: None rather than NaN, which is not JSON.
+    return {
+        row["attack"]: {k: None if v is None or v != v else v for k, v in row.items()}
+        for row in table.to_dict("records")
+    }
 
 
 def train(config_json: str, poisoned_path: str, detections_path: str, models_path: str) -> None:
