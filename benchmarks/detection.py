@@ -26,6 +26,7 @@ from cleanlab.filter import find_label_issues
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from poisonlab.attacks import apply_attack
 from poisonlab.config import validate_config
@@ -42,8 +43,12 @@ SEED = 42
 def baseline_flags(X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """cleanlab at its defaults on 5-fold out-of-sample probabilities of a scaled LR."""
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    probabilities = estimate_cv_predicted_probabilities(X, y, clf=model, cv_n_folds=5, seed=seed)
-    return find_label_issues(y, probabilities)
+    # Single-threaded BLAS, as run_detector runs every detector: same footing for timings.
+    with threadpool_limits(limits=1, user_api="blas"):
+        probabilities = estimate_cv_predicted_probabilities(
+            X, y, clf=model, cv_n_folds=5, seed=seed
+        )
+        return find_label_issues(y, probabilities)
 
 
 def measure(datasets: list[str], levels: list[float], trials: int) -> pd.DataFrame:
