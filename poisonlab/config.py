@@ -16,6 +16,7 @@ import math
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -171,6 +172,25 @@ def _check_levels(levels: list[Any]) -> None:
         raise _fail(field, f"= {levels} repeats a level", "list each level once")
 
 
+def redact_uri(uri: str) -> str:
+    """``uri`` with any ``user:password@`` replaced by ``***@``, safe to print."""
+    parts = urlsplit(uri)
+    if parts.username is None:
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[-1]))
+
+
+def check_tracking_uri(uri: str, field: str = "mlflow.tracking_uri") -> str:
+    """Refuse a tracking URI with ``user:password@``: the config travels in the pipeline spec."""
+    if urlsplit(uri).username is not None:
+        raise PoisonlabError(
+            f"{field}: {redact_uri(uri)} carries credentials; drop them from the URI and set "
+            "MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) "
+            "in the environment"
+        )
+    return uri
+
+
 def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Return a complete, checked config: every default filled in, every value valid."""
     config = _merge(DEFAULTS, raw or {}, "")
@@ -191,6 +211,7 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
         raise _fail("trials", f"= {config['trials']} is below 1", "run at least 1 trial")
     if config["seed"] < 0:
         raise _fail("seed", f"= {config['seed']} is negative", "use a whole number >= 0")
+    check_tracking_uri(config["mlflow"]["tracking_uri"])
 
     from poisonlab.models import check_model_params
 

@@ -42,10 +42,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
+from poisonlab.config import check_tracking_uri, redact_uri
 from poisonlab.errors import PoisonlabError, run_cli
 from poisonlab.report import DETECTION_FILE, MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
 
@@ -71,27 +71,6 @@ _PARAM_BATCH = 100  # and of params
 
 
 # --- tracking URIs and credentials ----------------------------------------------------
-
-
-def redact_uri(uri: str) -> str:
-    """``uri`` without any ``user:password@`` part, safe to print."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def check_tracking_uri(uri: str, field: str = "mlflow.tracking_uri") -> str:
-    """Refuse a tracking URI with credentials in it: they would end up in the pipeline spec."""
-    if urlsplit(uri).username is not None:
-        raise PoisonlabError(
-            f"{field}: {redact_uri(uri)} carries credentials; remove them from the URI and set "
-            "MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) "
-            "in the environment instead"
-        )
-    return uri
 
 
 def absolute_tracking_uri(uri: str, base: Path | None = None) -> str:
@@ -135,6 +114,15 @@ def mlflow_session(tracking_uri: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def job_tags(job_name: str, job_id: str, task_name: str) -> dict[str, str]:
+    """Tags linking the runs to the KFP or Vertex pipeline job and the mirror task.
+
+    On Vertex the job name is the ``pipelineJobs/<name>`` id the console shows.
+    """
+    values = {JOB_TAG: job_name, "kfp.pipeline_job_id": job_id, "kfp.mirror_task": task_name}
+    return {k: v for k, v in values.items() if v and "{{" not in v}
 
 
 def _one_line(error: BaseException, tracking_uri: str) -> str:
