@@ -79,7 +79,6 @@ def run_locally(config: dict, args: argparse.Namespace) -> int:
     run_local(config, output_dir, keep_artifacts=args.keep_artifacts, enable_caching=args.cache)
     elapsed = time.monotonic() - started
     print_accuracy_table(output_dir / "summary.csv")
-    uri = config["mlflow"]["tracking_uri"]
     print(f"\nDone in {elapsed:.0f} s. Results in {output_dir}/:")
     print("  summary.csv, detection.csv, report.html, manifest.json")
     print(f"  open the report: {output_dir / 'report.html'}")

@@ -22,9 +22,13 @@ PIPELINE_NAME = "poisonlab-sweep"
 IMAGE_ENV = "POISONLAB_IMAGE"
 DEFAULT_IMAGE = "us-central1-docker.pkg.dev/poisonlab/poisonlab/poisonlab:0.1.0"
 RETRIES = 2
+
+
 # The results directory, and whether the mirror got it into MLflow (a failed mirror does
 # not fail the run; the caller warns and says how to mirror later).
-PipelineOutputs = NamedTuple("Outputs", [("results", dsl.Artifact), ("mirror_status", dict)])
+class PipelineOutputs(NamedTuple):
+    results: dsl.Artifact
+    mirror_status: dict
 
 
 def resolve_image(config_image: str | None = None) -> str:

@@ -29,7 +29,13 @@ DEFAULTS: dict[str, Any] = {
     "train": {"models": ["logistic_regression", "decision_tree", "random_forest"]},
     "trials": 10,
     "seed": 42,
-    "mlflow": {"tracking_uri": "sqlite:///mlflow.db", "experiment": "data-poisoning"},
+    "mlflow": {
+        "tracking_uri": "sqlite:///mlflow.db",
+        "experiment": "data-poisoning",
+        # Secret Manager version holding a token for the mirror task on Vertex (a name, not
+        # the token), e.g. projects/P/secrets/mlflow-token/versions/latest.
+        "token_secret": None,
+    },
     "vertex": {
         "project": None,
         "region": "us-central1",
@@ -212,6 +218,15 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     if config["seed"] < 0:
         raise _fail("seed", f"= {config['seed']} is negative", "use a whole number >= 0")
     check_tracking_uri(config["mlflow"]["tracking_uri"])
+    secret = config["mlflow"]["token_secret"]
+    if secret is not None and not re.fullmatch(
+        r"projects/[^/]+/secrets/[^/]+/versions/[^/]+", secret
+    ):
+        raise _fail(
+            "mlflow.token_secret",
+            f"= {secret!r} is not a Secret Manager version name",
+            "give projects/<project>/secrets/<name>/versions/latest (the name, never the token)",
+        )
 
     from poisonlab.models import check_model_params
 

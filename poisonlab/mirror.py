@@ -125,6 +125,41 @@ def job_tags(job_name: str, job_id: str, task_name: str) -> dict[str, str]:
     return {k: v for k, v in values.items() if v and "{{" not in v}
 
 
+SECRET_MANAGER = "https://secretmanager.googleapis.com"
+
+
+def read_secret(name: str, endpoint: str = SECRET_MANAGER, credentials=None) -> str:
+    """The value of a Secret Manager secret version, read with the task's own credentials.
+
+    Vertex AI Pipelines cannot put a secret into a task's environment without
+    writing it into the pipeline spec, so the mirror task fetches the token itself
+    (its service account needs ``roles/secretmanager.secretAccessor``).
+    """
+    import base64
+
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+
+    if credentials is None:
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+    answer = AuthorizedSession(credentials).get(f"{endpoint}/v1/{name}:access", timeout=20)
+    if answer.status_code != 200:
+        raise PoisonlabError(
+            f"mlflow.token_secret: reading {name} failed (HTTP {answer.status_code}); check the "
+            "name and that the pipeline's service account may access it"
+        )
+    return base64.b64decode(answer.json()["payload"]["data"]).decode().strip()
+
+
+def _token_from_secret(config: dict) -> None:
+    """Put the configured secret's token into this process's environment, if none is set."""
+    name = config["mlflow"].get("token_secret")
+    if name and not os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        os.environ["MLFLOW_TRACKING_TOKEN"] = read_secret(name)
+
+
 def _one_line(error: BaseException, tracking_uri: str) -> str:
     """An MLflow/requests error as one short line that names the server."""
     text = " ".join(str(error).split()) or type(error).__name__
@@ -175,7 +210,8 @@ def _load_data(manifest: dict, data_path: str | Path | None):
     settings = manifest["config"]["dataset"]
     try:
         dataset, input_hash = load_dataset(settings["source"], settings["label_column"])
-    except Exception as error:  # noqa: BLE001: unreadable now (moved, no access): mirror the rest
+    # Unreadable now (moved, no access): mirror everything else.
+    except Exception as error:  # noqa: BLE001
         return None, f"no dataset input or models: {' '.join(str(error).split())[:200]}"
     if input_hash != manifest["provenance"]["input_sha256"]:
         return None, f"no dataset input or models: {settings['source']} changed since the run"
@@ -310,7 +346,6 @@ def mirror_results(
     pipeline's loaded dataset (without it the config's source is read again and
     checked against the recorded hash) for the dataset input and the models.
     """
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     results_dir = Path(results_dir)
@@ -330,6 +365,7 @@ def mirror_results(
     provenance = manifest["provenance"]
     summary = pd.read_csv(results_dir / SUMMARY_FILE)
     detection = pd.read_csv(results_dir / DETECTION_FILE)
+    _token_from_secret(config)
 
     with mlflow_session(tracking_uri):
         client = MlflowClient(tracking_uri)
@@ -372,7 +408,7 @@ def mirror_results(
             _log_dataset(parent_id, dataset, config, provenance)
 
         group = ["poison_level", "attack", "model", "defense"]
-        child_ids = {}
+        pending = {}
         for (level, attack, model, defense), rows in summary.groupby(group, sort=False):
             key = _child_key(level, attack, model, defense)
             child_metrics = _summary_metrics(rows)
@@ -403,19 +439,23 @@ def mirror_results(
                 "trials": str(config["trials"]),
                 "seed": str(config["seed"]),
             }
-            _log(client, child, child_params, child_metrics, stamp)
-            if child.info.status != "FINISHED":
-                client.set_terminated(child.info.run_id)
-            child_ids[(float(level), attack, model, defense)] = child.info.run_id
+            pending[(float(level), attack, model, defense)] = (child, child_params, child_metrics)
 
+        # Models before metrics: log_model copies every metric already on the run onto the
+        # model, one history request per metric, which would triple the mirror's time.
         new_models = 0
         if not log_models:
             note = "models not logged (--no-models)"
         elif dataset is not None:
+            child_ids = {key: child.info.run_id for key, (child, _, _) in pending.items()}
             new_models = _log_models(client, experiment_id, run_key, dataset, config, child_ids)
+        for child, child_params, child_metrics in pending.values():
+            _log(client, child, child_params, child_metrics, stamp)
+            if child.info.status != "FINISHED":
+                client.set_terminated(child.info.run_id)
         if parent.info.status != "FINISHED":
             client.set_terminated(parent_id)
-    return MirrorResult(parent_id, experiment_id, len(child_ids), new_runs, new_models, note)
+    return MirrorResult(parent_id, experiment_id, len(pending), new_runs, new_models, note)
 
 
 def _tag_list(tags: dict[str, str]) -> list:
@@ -481,7 +521,14 @@ def _log_models(
 
 
 def _log_model(
-    client, experiment_id: str, run_key: str, key: ChildKey, run_id: str, estimator, existing, example
+    client,
+    experiment_id: str,
+    run_key: str,
+    key: ChildKey,
+    run_id: str,
+    estimator,
+    existing,
+    example,
 ) -> None:
     """One child's model with signature and input example, in an entity made (or reused) here."""
     import mlflow.sklearn
@@ -530,7 +577,8 @@ def mirror_status(
         result = mirror_results(results_dir, tracking_uri, **kwargs)
     except PoisonlabError as error:
         return _status(False, str(error), uri, started)
-    except Exception as error:  # noqa: BLE001: any failure becomes a status, not a failed run
+    # Any failure becomes a status, not a failed run.
+    except Exception as error:  # noqa: BLE001
         return _status(False, _one_line(error, uri or "?"), uri, started)
     message = (
         f"mirrored into MLflow run {result.parent_run_id} with {result.children} child runs "
