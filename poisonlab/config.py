@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
         # Secret Manager version holding a token for the mirror task on Vertex (a name, not
         # the token), e.g. projects/P/secrets/mlflow-token/versions/latest.
         "token_secret": None,
+        # One representative model per child run (about 1 s each; re-mirrors skip them).
+        "log_models": True,
     },
     "vertex": {
         "project": None,

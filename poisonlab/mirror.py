@@ -338,7 +338,7 @@ def mirror_results(
     experiment: str | None = None,
     tags: dict[str, str] | None = None,
     data_path: str | Path | None = None,
-    log_models: bool = True,
+    log_models: bool | None = None,
 ) -> MirrorResult:
     """Mirror one run's results into MLflow, creating only what is missing.
 
@@ -361,6 +361,8 @@ def mirror_results(
         "--tracking-uri" if tracking_uri else "mlflow.tracking_uri",
     )
     experiment = experiment or config["mlflow"]["experiment"]
+    if log_models is None:
+        log_models = config["mlflow"].get("log_models", True)
     run_key = manifest["run_key"]
     provenance = manifest["provenance"]
     summary = pd.read_csv(results_dir / SUMMARY_FILE)
@@ -445,7 +447,7 @@ def mirror_results(
         # model, one history request per metric, which would triple the mirror's time.
         new_models = 0
         if not log_models:
-            note = "models not logged (--no-models)"
+            note = "models not logged (mlflow.log_models false, or --no-models)"
         elif dataset is not None:
             child_ids = {key: child.info.run_id for key, (child, _, _) in pending.items()}
             new_models = _log_models(client, experiment_id, run_key, dataset, config, child_ids)
@@ -623,7 +625,10 @@ def main(argv: list[str] | None = None) -> int:
             f"--results {args.results}: {MANIFEST_FILE} is missing; give a run's output directory"
         )
     status = mirror_status(
-        args.results, args.tracking_uri, experiment=args.experiment, log_models=not args.no_models
+        args.results,
+        args.tracking_uri,
+        experiment=args.experiment,
+        log_models=False if args.no_models else None,
     )
     write_status(status, args.results)
     if not status["ok"]:
