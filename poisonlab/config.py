@@ -230,7 +230,11 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
             "give projects/<project>/secrets/<name>/versions/latest (the name, never the token)",
         )
 
+    from poisonlab.attacks import check_attack_params
     from poisonlab.models import check_model_params
+
+    for name in config["poison"]["attacks"]:
+        check_attack_params(name, config["poison"][name])
 
     for name in config["train"]["models"]:
         check_model_params(name, config["train"][name])
