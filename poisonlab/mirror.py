@@ -259,7 +259,12 @@ def _log(client, run, params: dict[str, str], metrics: dict[str, float], timesta
     from mlflow.entities import Metric, Param
 
     new_params = [Param(k, v[:6000]) for k, v in params.items() if k not in run.data.params]
-    new_metrics = [Metric(k, float(v), timestamp, 0) for k, v in metrics.items() if pd.notna(v)]
+    # Values the run already holds are left alone: a re-mirror then costs no writes.
+    new_metrics = [
+        Metric(k, float(v), timestamp, 0)
+        for k, v in metrics.items()
+        if pd.notna(v) and run.data.metrics.get(k) != float(v)
+    ]
     while new_params or new_metrics:
         params_now, new_params = new_params[:_PARAM_BATCH], new_params[_PARAM_BATCH:]
         room = _BATCH - len(params_now)
@@ -283,39 +288,29 @@ def _summary_metrics(rows: pd.DataFrame, prefix: str = "") -> dict[str, float]:
     return metrics
 
 
-def _search_all(client, experiment_id: str, run_key: str) -> list:
-    """Every run of this pipeline run (parent and children), following pages."""
-    runs, token = [], None
+def _tagged(search, experiment_id: str, run_key: str, page_size: int) -> list:
+    """Everything ``search`` (runs or logged models) finds with this run key, all pages."""
+    found, token = [], None
     while True:
-        page = client.search_runs(
+        page = search(
             [experiment_id],
             filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
-            max_results=1000,
+            max_results=page_size,
             page_token=token,
         )
-        runs.extend(page)
+        found.extend(page)
         token = page.token
         if not token:
-            return runs
+            return found
 
 
 def _logged_models(client, experiment_id: str, run_key: str) -> dict[str, Any]:
     """This pipeline run's logged models by source run id; a READY one wins over others."""
     found: dict[str, Any] = {}
-    token = None
-    while True:
-        page = client.search_logged_models(
-            [experiment_id],
-            filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
-            max_results=100,
-            page_token=token,
-        )
-        for model in page:
-            if model.source_run_id not in found or _ready(model):
-                found[model.source_run_id] = model
-        token = page.token
-        if not token:
-            return found
+    for model in _tagged(client.search_logged_models, experiment_id, run_key, 100):
+        if model.source_run_id not in found or _ready(model):
+            found[model.source_run_id] = model
+    return found
 
 
 def _ready(model) -> bool:
@@ -373,7 +368,7 @@ def mirror_results(
         client = MlflowClient(tracking_uri)
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-        runs = _search_all(client, experiment_id, run_key)
+        runs = _tagged(client.search_runs, experiment_id, run_key, 1000)
         parent = next((r for r in runs if CHILD_KEY_TAG not in r.data.tags), None)
         children = {r.data.tags[CHILD_KEY_TAG]: r for r in runs if CHILD_KEY_TAG in r.data.tags}
         run_tags = {RUN_KEY_TAG: run_key, JOB_TAG: run_key, **(tags or {})}
@@ -431,7 +426,7 @@ def mirror_results(
                     experiment_id, run_name=key.replace("/", " "), tags=child_tags
                 )
                 new_runs += 1
-            else:
+            elif any(child.data.tags.get(k) != v for k, v in child_tags.items()):
                 client.log_batch(child.info.run_id, tags=_tag_list(child_tags))
             child_params = {
                 "poison_level": f"{level:g}",
