@@ -45,6 +45,12 @@ DEFAULTS: dict[str, Any] = {
         "service_account": None,
         "image": None,
         "experiment": None,
+        # Checked by pipelines.vertex.check_vertex before a job is built.
+        "network": None,
+        "labels": None,
+        "enable_caching": None,
+        "display_name": None,
+        "job_id": None,
     },
 }
 
