@@ -151,12 +151,7 @@ def test_ensemble_flags_at_most_five_percent_of_clean_iris(iris):
 
 
 def test_ensemble_defence_recovers_most_lost_accuracy_on_iris():
-    """Must-hold 2 in process: Iris, label_flip 0.3, logistic_regression, 10 trials.
-
-    With a 30-row test set one row is 3.3 points, so per-trial recovery ratios
-    are coarse (their mean is in summary.csv and measured over 20 trials by the
-    benchmark); here the paired mean loss and mean gain over the 10 trials.
-    """
+    """Must-hold 2 in process: Iris, label_flip 0.3, logistic_regression, 10 trials."""
     config = validate_config(
         {
             "poison": {"levels": [0.0, 0.3], "attacks": ["label_flip"]},
@@ -173,7 +168,7 @@ def test_ensemble_defence_recovers_most_lost_accuracy_on_iris():
     won = (accuracy[(0.3, "ensemble")] - accuracy[(0.3, "none")]).mean()
     assert lost > 0.05 and won / lost >= 0.8, (lost, won)
     row = summary[(summary["defense"] == "ensemble") & (summary["metric"] == "recovery")]
-    assert list(row["poison_level"]) == [0.3] and row["mean"].iloc[0] > 0.5
+    assert list(row["poison_level"]) == [0.3] and row["mean"].iloc[0] >= 0.8, row
     # class_balance is reported as a dataset-level check, not as a defence.
     assert set(summary["defense"]) == {"none", "ensemble"}
     assert "class_balance" in set(detection["detector"])

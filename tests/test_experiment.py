@@ -33,9 +33,12 @@ def test_summary_has_a_row_per_level_attack_model_defense_and_metric(iris_result
         * len(defenses(config))
     )
     assert len(summary[summary["metric"] == "accuracy"]) == expected
-    assert (summary["n"] == 3).all()
-    assert (summary["ci_low"] <= summary["mean"]).all()
-    assert (summary["mean"] <= summary["ci_high"]).all()
+    # recovery leaves out trials where poisoning cost nothing, so its n may be lower.
+    recovery = summary["metric"] == "recovery"
+    assert (summary.loc[~recovery, "n"] == 3).all() and (summary.loc[recovery, "n"] <= 3).all()
+    bounded = summary.dropna(subset=["ci_low"])
+    assert (bounded["ci_low"] <= bounded["mean"]).all()
+    assert (bounded["mean"] <= bounded["ci_high"]).all()
 
 
 def test_label_flip_hurts_every_model(iris_results):
