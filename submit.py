@@ -15,6 +15,7 @@ from pathlib import Path
 from poisonlab.config import load_config
 from poisonlab.errors import run_cli
 from poisonlab.mirror import absolute_tracking_uri
+from poisonlab.preflight import check_experiment
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,6 +93,8 @@ def run_locally(config: dict, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(args.config, [*args.set, *_vertex_overrides(args)])
+    # The data are checked against the config here, before any task or job starts.
+    check_experiment(config)
     if args.local or (not config["vertex"]["project"] and not args.dry_run):
         if not args.local:
             print("No Vertex project configured (vertex.project or --project): running locally.")

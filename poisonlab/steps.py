@@ -14,7 +14,7 @@ from poisonlab import experiment
 from poisonlab.config import config_from_json
 from poisonlab.data import (
     array_hash,
-    load_dataset,
+    load_configured,
     read_dataset,
     read_metadata,
     read_splits,
@@ -27,9 +27,7 @@ from poisonlab.data import (
 def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
     """Read and check the dataset, split it once per trial; return its provenance."""
     config = config_from_json(config_json)
-    dataset, input_hash = load_dataset(
-        config["dataset"]["source"], config["dataset"]["label_column"]
-    )
+    dataset, input_hash = load_configured(config["dataset"])
     masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"])
     provenance = {
         "source": config["dataset"]["source"],
