@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sklearn.model_selection import train_test_split
 
 from poisonlab.config import ENCODE_METHODS, IMPUTE_METHODS
 from poisonlab.errors import PoisonlabError
@@ -263,7 +262,8 @@ def frame_to_dataset(
         features = _encode(features, non_numeric, encode)
     X = features.to_numpy(dtype=np.float64)
     if not np.isfinite(X).all():
-        infinite = [str(c) for c, ok in zip(features.columns, np.isfinite(X).all(axis=0)) if not ok]
+        finite = np.isfinite(X).all(axis=0)
+        infinite = [str(c) for c, ok in zip(features.columns, finite, strict=True) if not ok]
         raise PoisonlabError(
             f"dataset.source: columns {infinite} of {source} hold infinite values; "
             "replace them with finite numbers"
@@ -325,6 +325,8 @@ def split_masks(y: np.ndarray, test_size: float, seed: int, trials: int) -> np.n
             f"dataset.test_size: {test_size} of {n} rows leaves too few rows for every class "
             "in both splits; choose a test_size nearer 0.2"
         )
+    from sklearn.model_selection import train_test_split  # imported here: slow to import
+
     masks = np.zeros((trials, n), dtype=bool)
     for trial in range(trials):
         _, test = train_test_split(
