@@ -1,4 +1,3 @@
-
 from kfp.dsl import HTML, Artifact, Dataset, Input, Output
 
 
