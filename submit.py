@@ -9,6 +9,8 @@ With no Vertex project configured, ``python submit.py`` runs locally and says so
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -87,7 +89,21 @@ def run_locally(config: dict, args: argparse.Namespace) -> int:
         f"MLflow: experiment '{config['mlflow']['experiment']}' at {uri}; "
         f"browse it with: mlflow ui --backend-store-uri {uri}"
     )
-    return 0
+    return report_failed_levels(output_dir)
+
+
+def report_failed_levels(output_dir: Path) -> int:
+    """Say on stderr which poison levels failed; exit code 1 if any did, else 0."""
+    manifest = json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))
+    failed = manifest["provenance"].get("failed_levels") or []
+    for failure in failed:
+        print(
+            f"error: poison level {failure['level']:g} failed in {failure['step']} "
+            f"({failure['error']}); the other levels' results are complete, "
+            f"see {output_dir / 'pipeline.log'}",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,11 +126,18 @@ def mirror_results(
             ["poison_level", "attack", "model", "mean"]
         ].itertuples(index=False)
     }
-    _log(
-        client, parent_id, params, metrics, {**run_tags, "data_sha256": provenance["input_sha256"]}
-    )
+    failed = provenance.get("failed_levels") or []
+    parent_tags = {
+        **run_tags,
+        "data_sha256": provenance["input_sha256"],
+        # Which levels are missing, so the MLflow UI does not pass them off as complete.
+        "failed_levels": ", ".join(f"{f['level']:g} ({f['step']})" for f in failed) or "none",
+    }
+    _log(client, parent_id, params, metrics, parent_tags)
     if (results_dir / REPORT_FILE).is_file():
         client.log_artifact(parent_id, str(results_dir / REPORT_FILE))
+    # Every SHA-256 (input, splits, poisoned variants) travels in the manifest.
+    client.log_artifact(parent_id, str(results_dir / MANIFEST_FILE))
 
     group = ["poison_level", "attack", "model", "defense"]
     for (level, attack, model, defense), rows in summary.groupby(group, sort=False):

@@ -66,3 +66,37 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return output
+
+
+# Credential-looking values in the environment of a run: none may reach any output.
+FAKE_CREDENTIALS = {
+    "MLFLOW_TRACKING_TOKEN": "tok-8f3a1c9e5b7d4e2f",
+    "MLFLOW_TRACKING_USERNAME": "user-c41d7e",
+    "MLFLOW_TRACKING_PASSWORD": "pw-5e8b2a9f0c3d6e1a",
+    "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/creds-7b2e9d41.json",
+    "AWS_SECRET_ACCESS_KEY": "aws-3f9c1e7a5b8d2c4e",
+}
+
+
+@pytest.fixture(scope="session")
+def rerun_with_credentials(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second run of ``small_run``'s config, with FAKE_CREDENTIALS in its environment.
+
+    The tracking URI stays a local SQLite file, so the MLflow credentials are never
+    used; they are there to prove they leak nowhere (and change no result).
+    """
+    base = tmp_path_factory.mktemp("rerun")
+    output = base / "out"
+    result = run_command(
+        "submit.py",
+        "--local",
+        "--config",
+        str(ROOT / "configs" / "iris.yaml"),
+        *set_args(*SMALL_RUN, f"mlflow.tracking_uri=sqlite:///{base / 'mlflow.db'}"),
+        "--output-dir",
+        str(output),
+        env=FAKE_CREDENTIALS,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (output / "console.txt").write_text(result.stdout + result.stderr, encoding="utf-8")
+    return output
