@@ -8,6 +8,8 @@ pipeline starts, so each case costs one interpreter start, not a pipeline run.
 from __future__ import annotations
 
 import hashlib
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,16 +61,35 @@ def test_corpus_table_is_complete():
         "class_would_vanish",
         "malformed_yaml",
         "unknown_key",
+        "gs_missing_bucket",
+        "gs_missing_object",
     ):
         assert name in names
 
 
+@pytest.fixture(scope="module")
+def storage_emulator() -> Iterator[dict[str, str]]:
+    """gcp-storage-emulator in this process, holding one empty bucket ``poisonlab-corpus``."""
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="poisonlab-corpus")
+    server.start()
+    try:
+        yield {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}"}
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
-def test_corpus_case_fails_fast_with_its_line(case: dict, tmp_path: Path):
+def test_corpus_case_fails_fast_with_its_line(case: dict, tmp_path: Path, request):
     before = _digests(CORPUS)
     output = tmp_path / "out"
+    env = request.getfixturevalue("storage_emulator") if case.get("emulator") else None
     result = run_command(
-        "submit.py", "--local", "--config", case["config"], "--output-dir", str(output)
+        "submit.py", "--local", "--config", case["config"], "--output-dir", str(output), env=env
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.splitlines() == [case["error"]]
