@@ -45,7 +45,8 @@ def build_pipeline(image: str):
     )
     def poisoning_pipeline(config: str, poison_levels: list) -> dsl.Artifact:
         run_key = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-        loaded = load_op(config=config).set_display_name("load dataset")
+        # load reads gs:// and mirror talks to MLflow: both can meet a passing network error.
+        loaded = load_op(config=config).set_display_name("load dataset").set_retry(RETRIES)
         with dsl.ParallelFor(poison_levels, name="poison-levels") as level:
             poisoned = (
                 poison_op(
@@ -92,7 +93,7 @@ def build_pipeline(image: str):
         ).set_display_name("report")
         mirror_op(
             config=config, run_key=run_key, results=reported.outputs["results"]
-        ).set_display_name("mirror to MLflow").set_caching_options(False)
+        ).set_display_name("mirror to MLflow").set_caching_options(False).set_retry(RETRIES)
         return reported.outputs["results"]
 
     return poisoning_pipeline

@@ -32,6 +32,7 @@ from poisonlab.failures import (
     split_failures,
     write_failure,
 )
+from poisonlab.preflight import check_classes_survive
 
 
 def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
@@ -39,6 +40,8 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
     config = config_from_json(config_json)
     dataset, input_hash = load_configured(config["dataset"])
     masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"])
+    # Also checked by submit.py; here too for a pipeline started from its compiled YAML.
+    check_classes_survive(dataset, masks, config)
     provenance = {
         "source": config["dataset"]["source"],
         "input_sha256": input_hash,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -83,20 +84,49 @@ def storage_emulator() -> Iterator[dict[str, str]]:
         server.stop()
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
-def test_corpus_case_fails_fast_with_its_line(case: dict, tmp_path: Path, request):
+@pytest.fixture(scope="module")
+def corpus_runs(storage_emulator, tmp_path_factory) -> dict[str, tuple]:
+    """Every case through the command line, two at a time (each is one interpreter start).
+
+    Returns, by case name, the finished process and its output directory; the input
+    files' digests before and after all runs are under the key ``None``.
+    """
+    base = tmp_path_factory.mktemp("corpus")
     before = _digests(CORPUS)
-    output = tmp_path / "out"
-    env = request.getfixturevalue("storage_emulator") if case.get("emulator") else None
-    result = run_command(
-        "submit.py", "--local", "--config", case["config"], "--output-dir", str(output), env=env
-    )
+
+    def run(case: dict):
+        output = base / case["name"] / "out"
+        env = storage_emulator if case.get("emulator") else None
+        result = run_command(
+            "submit.py",
+            "--local",
+            "--config",
+            case["config"],
+            "--output-dir",
+            str(output),
+            env=env,
+        )
+        return case["name"], (result, output)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = dict(pool.map(run, CASES))
+    runs[None] = (before, _digests(CORPUS))
+    return runs
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+def test_corpus_case_fails_fast_with_its_line(case: dict, corpus_runs):
+    result, output = corpus_runs[case["name"]]
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.splitlines() == [case["error"]]
     assert "Traceback" not in result.stdout + result.stderr
     # Nothing was started: no output directory, so nothing that looks like results.
     assert not output.exists()
-    assert _digests(CORPUS) == before
+
+
+def test_corpus_inputs_are_unchanged(corpus_runs):
+    before, after = corpus_runs[None]
+    assert len(before) > 20 and after == before
 
 
 # --- the options that turn a rejected table into a usable one ---------------------------

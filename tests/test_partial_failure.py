@@ -109,3 +109,20 @@ def test_a_failing_level_on_the_local_runner_leaves_the_others(tmp_path: Path):
     assert len(parents) == 1
     assert parents[0].data.tags["failed_levels"] == "0.2 (poison)"
     assert parents[0].data.tags["data_sha256"] == manifest["provenance"]["input_sha256"]
+
+
+def test_every_task_that_can_meet_a_passing_failure_retries(tmp_path: Path):
+    """The compiled spec: each per-level task, load and mirror carry a retry policy."""
+    import yaml
+    from kfp import compiler
+
+    from pipelines.poisoning import RETRIES, build_pipeline
+
+    path = tmp_path / "p.yaml"
+    compiler.Compiler().compile(build_pipeline("example.com/img:1"), package_path=str(path))
+    spec = yaml.safe_load(path.read_text())
+    loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
+    loop_tasks = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    tasks = {**loop_tasks, **spec["root"]["dag"]["tasks"]}
+    for name in ("load", "poison", "validate", "train", "evaluate", "mirror"):
+        assert tasks[name]["retryPolicy"]["maxRetryCount"] == RETRIES, name
