@@ -63,8 +63,9 @@ def test_a_run_with_credentials_in_its_environment_leaks_none(rerun_with_credent
     names = {p.name for p in files}
     assert {"summary.csv", "detection.csv", "report.html", "manifest.json", "pipeline.log"} <= names
     store = rerun_with_credentials.parent / "mlflow.db"
-    assert store.is_file()
-    for path in [*files, store]:
+    console = rerun_with_credentials.parent / "console.txt"
+    assert store.is_file() and console.is_file()
+    for path in [*files, store, console]:
         text = path.read_bytes().decode("utf-8", errors="replace")
         assert _leaks(text) == [], path.name
 
