@@ -42,6 +42,12 @@ DEFAULTS: dict[str, Any] = {
         "service_account": None,
         "image": None,
         "experiment": None,
+        # Checked by pipelines.vertex.check_vertex before a job is built.
+        "network": None,
+        "labels": None,
+        "enable_caching": None,
+        "display_name": None,
+        "job_id": None,
     },
 }
 
@@ -222,7 +228,11 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     if config["seed"] < 0:
         raise _fail("seed", f"= {config['seed']} is negative", "use a whole number >= 0")
 
+    from poisonlab.attacks import check_attack_params
     from poisonlab.models import check_model_params
+
+    for name in config["poison"]["attacks"]:
+        check_attack_params(name, config["poison"][name])
 
     for name in config["train"]["models"]:
         check_model_params(name, config["train"][name])

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from poisonlab.attacks import n_poisoned
+from poisonlab.attacks import dataset_attack_params, n_poisoned
 from poisonlab.data import Dataset, load_configured, split_masks
 from poisonlab.errors import PoisonlabError
 
@@ -20,8 +20,8 @@ from poisonlab.errors import PoisonlabError
 def check_classes_survive(dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any]) -> None:
     """Fail if some attack at some level leaves a class with no training rows.
 
-    Attacks change round(level x n_train) rows, so a class with more rows than
-    that cannot vanish: only levels past that bound are poisoned here, with the
+    Attacks change at most round(level x n_train) rows (injection adds rows, which
+    removes no class), so a class with more rows than that cannot vanish: only levels past that bound are poisoned here, with the
     same seeds as the pipeline, and their labels counted. Exact, and cheap.
     """
     from poisonlab.experiment import poison_level
@@ -52,6 +52,8 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
     problem a pipeline task would otherwise meet later.
     """
     dataset, _ = load_configured(config["dataset"])
+    # Attack parameters naming classes or features must fit this dataset.
+    dataset_attack_params(config, dataset.class_names, dataset.feature_names)
     test_masks = split_masks(
         dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"]
     )
