@@ -21,8 +21,9 @@ def check_classes_survive(dataset: Dataset, test_masks: np.ndarray, config: dict
     """Fail if some attack at some level leaves a class with no training rows.
 
     Attacks change at most round(level x n_train) rows (injection adds rows, which
-    removes no class), so a class with more rows than that cannot vanish: only levels past that bound are poisoned here, with the
-    same seeds as the pipeline, and their labels counted. Exact, and cheap.
+    removes no class), so a class with more rows than that cannot vanish: only
+    levels past that bound are poisoned here, with the same seeds as the
+    pipeline, and their labels counted. Exact, and cheap.
     """
     from poisonlab.experiment import poison_level
 
