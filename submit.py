@@ -154,14 +154,10 @@ def run_locally(config: dict, args: argparse.Namespace) -> int:
     )
     elapsed = time.monotonic() - started
     print_accuracy_table(output_dir / "summary.csv")
-    uri = config["mlflow"]["tracking_uri"]
     print(f"\nDone in {elapsed:.0f} s. Results in {output_dir}/:")
     print("  summary.csv, detection.csv, report.html, manifest.json")
     print(f"  open the report: {output_dir / 'report.html'}")
-    print(
-        f"MLflow: experiment '{config['mlflow']['experiment']}' at {uri}; "
-        f"browse it with: mlflow ui --backend-store-uri {uri}"
-    )
+    report_mirror(output_dir, config)
     return report_failed_levels(output_dir)
 
 
@@ -177,6 +173,27 @@ def report_failed_levels(output_dir: Path) -> int:
             file=sys.stderr,
         )
     return 1 if failed else 0
+
+
+def report_mirror(output_dir: Path, config: dict) -> None:
+    """Say where MLflow has the run; if the mirror failed, warn and give the command for later."""
+    from poisonlab.mirror import MIRROR_STATUS_FILE, remirror_command
+
+    status = json.loads((output_dir / MIRROR_STATUS_FILE).read_text())
+    uri = config["mlflow"]["tracking_uri"]
+    if status["ok"]:
+        browse = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else uri
+        print(
+            f"MLflow: experiment '{config['mlflow']['experiment']}', parent run "
+            f"{status['parent_run_id']}; browse it with: {browse}"
+        )
+        return
+    print(
+        f"warning: the results were not mirrored to MLflow ({status['message']}). "
+        f"They are all in {output_dir}/; mirror them once the server is up with:\n"
+        f"  {remirror_command(output_dir, uri)}",
+        file=sys.stderr,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

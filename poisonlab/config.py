@@ -16,6 +16,7 @@ import math
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -34,7 +35,15 @@ DEFAULTS: dict[str, Any] = {
     "train": {"models": ["logistic_regression", "decision_tree", "random_forest"]},
     "trials": 10,
     "seed": 42,
-    "mlflow": {"tracking_uri": "sqlite:///mlflow.db", "experiment": "data-poisoning"},
+    "mlflow": {
+        "tracking_uri": "sqlite:///mlflow.db",
+        "experiment": "data-poisoning",
+        # Secret Manager version holding a token for the mirror task on Vertex (a name, not
+        # the token), e.g. projects/P/secrets/mlflow-token/versions/latest.
+        "token_secret": None,
+        # One representative model per child run (about 1 s each; re-mirrors skip them).
+        "log_models": True,
+    },
     "vertex": {
         "project": None,
         "region": "us-central1",
@@ -195,6 +204,25 @@ def _check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
         raise _fail(field, f"= {value!r} is not an option", f"{hint} (or null to reject)")
 
 
+def redact_uri(uri: str) -> str:
+    """``uri`` with any ``user:password@`` replaced by ``***@``, safe to print."""
+    parts = urlsplit(uri)
+    if parts.username is None:
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[-1]))
+
+
+def check_tracking_uri(uri: str, field: str = "mlflow.tracking_uri") -> str:
+    """Refuse a tracking URI with ``user:password@``: the config travels in the pipeline spec."""
+    if urlsplit(uri).username is not None:
+        raise PoisonlabError(
+            f"{field}: {redact_uri(uri)} carries credentials; drop them from the URI and set "
+            "MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) "
+            "in the environment"
+        )
+    return uri
+
+
 def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Return a complete, checked config: every default filled in, every value valid."""
     config = _merge(DEFAULTS, raw or {}, "")
@@ -227,6 +255,16 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
         raise _fail("trials", f"= {config['trials']} is below 1", "run at least 1 trial")
     if config["seed"] < 0:
         raise _fail("seed", f"= {config['seed']} is negative", "use a whole number >= 0")
+    check_tracking_uri(config["mlflow"]["tracking_uri"])
+    secret = config["mlflow"]["token_secret"]
+    if secret is not None and not re.fullmatch(
+        r"projects/[^/]+/secrets/[^/]+/versions/[^/]+", secret
+    ):
+        raise _fail(
+            "mlflow.token_secret",
+            f"= {secret!r} is not a Secret Manager version name",
+            "give projects/<project>/secrets/<name>/versions/latest (the name, never the token)",
+        )
 
     from poisonlab.attacks import check_attack_params
     from poisonlab.models import check_model_params

@@ -112,7 +112,10 @@ def test_a_failing_level_on_the_local_runner_leaves_the_others(tmp_path: Path):
 
 
 def test_every_task_that_can_meet_a_passing_failure_retries(tmp_path: Path):
-    """The compiled spec: each per-level task, load and mirror carry a retry policy."""
+    """The compiled spec: each per-level task and load carry a retry policy.
+
+    (The mirror task never fails: a mirror failure is its output, see the mirror's docs.)
+    """
     import yaml
     from kfp import compiler
 
@@ -124,5 +127,5 @@ def test_every_task_that_can_meet_a_passing_failure_retries(tmp_path: Path):
     loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
     loop_tasks = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
     tasks = {**loop_tasks, **spec["root"]["dag"]["tasks"]}
-    for name in ("load", "poison", "validate", "train", "evaluate", "mirror"):
+    for name in ("load", "poison", "validate", "train", "evaluate"):
         assert tasks[name]["retryPolicy"]["maxRetryCount"] == RETRIES, name
