@@ -212,11 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.vertex import fetch_results
 
         return fetch_results(config, args.fetch_results, output_dir, _mirror_uri(config, args))
-    # The data are checked against the config here, before any task or job starts.
-    check_experiment(config)
     if args.kfp_host:
         from pipelines.kfp_cluster import submit_to_kfp
 
+        check_experiment(config)  # the data against the config, before any job exists
         return submit_to_kfp(
             config,
             args.kfp_host,
@@ -227,11 +226,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     remote = args.dry_run or args.wait or args.template
     if args.local or (not config["vertex"]["project"] and not remote):
+        check_experiment(config)  # the data against the config, before the runner starts
         if not args.local:
             print("No Vertex project configured (vertex.project or --project): running locally.")
         return run_locally(config, args)
-    from pipelines.vertex import submit_to_vertex
+    from pipelines.vertex import check_dataset_source, submit_to_vertex
 
+    # A local file gets Vertex's own error (tasks there cannot read it) before it is read here.
+    check_dataset_source(config["dataset"]["source"])
+    check_experiment(config)  # the data against the config, before any job is built
     return submit_to_vertex(
         config,
         template=args.template,
