@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 from poisonlab.config import ENCODE_METHODS, IMPUTE_METHODS
 from poisonlab.errors import PoisonlabError
 from poisonlab.seeding import derive_seed
+from poisonlab.synthetic import PREFIX as SYNTHETIC_PREFIX
+from poisonlab.synthetic import synthetic_frame
 
 LABEL = "_label"
 SKLEARN_DATASETS = ("iris", "wine", "breast_cancer", "digits")
@@ -126,9 +128,15 @@ def read_source_bytes(source: str) -> bytes:
 
 
 def read_frame(source: str) -> tuple[pd.DataFrame, str]:
-    """The raw table behind a source and the SHA-256 of its bytes (of its values for sklearn)."""
-    if source.startswith("sklearn:"):
-        frame = _read_sklearn(source.removeprefix("sklearn:"))
+    """The raw table behind a source and the SHA-256 of its bytes.
+
+    Generated tables (``sklearn:``, ``synthetic:``) are hashed by their values.
+    """
+    if source.startswith(("sklearn:", SYNTHETIC_PREFIX)):
+        if source.startswith(SYNTHETIC_PREFIX):
+            frame = synthetic_frame(source)
+        else:
+            frame = _read_sklearn(source.removeprefix("sklearn:"))
         hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
         return frame, sha256_hex(hashed)
     data = read_source_bytes(source)
