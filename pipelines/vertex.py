@@ -114,7 +114,7 @@ def check_image(image: str, required: bool) -> str:
 
 
 def check_dataset_source(source: str) -> None:
-    """Tasks on a cluster can read generated (sklearn:, synthetic:) and gs:// data, not local files."""
+    """Cluster tasks read generated (sklearn:, synthetic:) and gs:// data, not local files."""
     from poisonlab.gcs import parse_gs_uri
 
     if source.startswith("gs://"):
