@@ -19,7 +19,7 @@ from pathlib import Path
 
 from poisonlab.config import load_config
 from poisonlab.errors import PoisonlabError, run_cli
-from poisonlab.mirror import absolute_tracking_uri
+from poisonlab.preflight import check_experiment
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -124,6 +124,8 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 def _mirror_uri(config: dict, args: argparse.Namespace) -> str | None:
     """Where brought-back results are mirrored: the config's MLflow, unless --no-mirror."""
+    from poisonlab.mirror import absolute_tracking_uri  # imported here: it loads matplotlib
+
     if args.no_mirror:
         return None
     return absolute_tracking_uri(config["mlflow"]["tracking_uri"])
@@ -142,6 +144,7 @@ def print_accuracy_table(summary_path: Path) -> None:
 
 def run_locally(config: dict, args: argparse.Namespace) -> int:
     from pipelines.local import run_local
+    from poisonlab.mirror import absolute_tracking_uri
 
     output_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     config["mlflow"]["tracking_uri"] = absolute_tracking_uri(config["mlflow"]["tracking_uri"])
@@ -155,7 +158,21 @@ def run_locally(config: dict, args: argparse.Namespace) -> int:
     print("  summary.csv, detection.csv, report.html, manifest.json")
     print(f"  open the report: {output_dir / 'report.html'}")
     report_mirror(output_dir, config)
-    return 0
+    return report_failed_levels(output_dir)
+
+
+def report_failed_levels(output_dir: Path) -> int:
+    """Say on stderr which poison levels failed; exit code 1 if any did, else 0."""
+    manifest = json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))
+    failed = manifest["provenance"].get("failed_levels") or []
+    for failure in failed:
+        print(
+            f"error: poison level {failure['level']:g} failed in {failure['step']} "
+            f"({failure['error']}); the other levels' results are complete, "
+            f"see {output_dir / 'pipeline.log'}",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
 
 
 def report_mirror(output_dir: Path, config: dict) -> None:
@@ -198,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.kfp_host:
         from pipelines.kfp_cluster import submit_to_kfp
 
+        check_experiment(config)  # the data against the config, before any job exists
         return submit_to_kfp(
             config,
             args.kfp_host,
@@ -208,11 +226,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     remote = args.dry_run or args.wait or args.template
     if args.local or (not config["vertex"]["project"] and not remote):
+        check_experiment(config)  # the data against the config, before the runner starts
         if not args.local:
             print("No Vertex project configured (vertex.project or --project): running locally.")
         return run_locally(config, args)
-    from pipelines.vertex import submit_to_vertex
+    from pipelines.vertex import check_dataset_source, submit_to_vertex
 
+    # A local file gets Vertex's own error (tasks there cannot read it) before it is read here.
+    check_dataset_source(config["dataset"]["source"])
+    check_experiment(config)  # the data against the config, before any job is built
     return submit_to_vertex(
         config,
         template=args.template,

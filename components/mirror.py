@@ -10,8 +10,8 @@ def mirror(
 ) -> dict:
     """Mirror the run's results into MLflow. Never fails the run: returns the mirror's status.
 
-    Credentials reach this task only through its environment (MLFLOW_TRACKING_TOKEN, or
-    MLFLOW_TRACKING_USERNAME/PASSWORD), never through a parameter.
+    Credentials reach this task only through its environment (MLflow's token or user
+    variables), never through a parameter.
     """
     from poisonlab.mirror import job_tags, mirror_status
 

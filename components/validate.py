@@ -19,4 +19,6 @@ def validate(
         gate.log_metric(f"class_shift_{attack}", verdict["class_shift"])
         if verdict["flag_rate"] is not None:
             gate.log_metric(f"flag_rate_{verdict['detector']}_{attack}", verdict["flag_rate"])
-    return "pass" if all(v["verdict"] == "pass" for v in verdicts.values()) else "fail"
+    # No verdicts: the level failed before the gate could look at it.
+    passed = verdicts and all(v["verdict"] == "pass" for v in verdicts.values())
+    return "pass" if passed else "fail"

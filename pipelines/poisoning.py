@@ -53,7 +53,8 @@ def build_pipeline(image: str):
     )
     def poisoning_pipeline(config: str, poison_levels: list) -> PipelineOutputs:
         run_key = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-        loaded = load_op(config=config).set_display_name("load dataset")
+        # load may read gs://, where a passing network error is worth a retry.
+        loaded = load_op(config=config).set_display_name("load dataset").set_retry(RETRIES)
         with dsl.ParallelFor(poison_levels, name="poison-levels") as level:
             poisoned = (
                 poison_op(

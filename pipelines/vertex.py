@@ -114,7 +114,7 @@ def check_image(image: str, required: bool) -> str:
 
 
 def check_dataset_source(source: str) -> None:
-    """Tasks on a cluster can read sklearn: datasets and gs:// files, not this machine's files."""
+    """Cluster tasks read generated (sklearn:, synthetic:) and gs:// data, not local files."""
     from poisonlab.gcs import parse_gs_uri
 
     if source.startswith("gs://"):
@@ -122,7 +122,7 @@ def check_dataset_source(source: str) -> None:
         if not name or name.endswith("/"):
             raise _bad("dataset.source", source, "name a CSV or Parquet file: gs://bucket/data.csv")
         return
-    if not source.startswith("sklearn:"):
+    if not source.startswith(("sklearn:", "synthetic:")):
         raise PoisonlabError(
             f"dataset.source: {source} is a local file, which pipeline tasks on Vertex cannot "
             "read; upload it (gcloud storage cp FILE gs://BUCKET/PATH) and give that gs:// URI"

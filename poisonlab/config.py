@@ -23,7 +23,13 @@ import yaml
 from poisonlab.errors import PoisonlabError
 
 DEFAULTS: dict[str, Any] = {
-    "dataset": {"source": "sklearn:iris", "label_column": None, "test_size": 0.2},
+    "dataset": {
+        "source": "sklearn:iris",
+        "label_column": None,
+        "test_size": 0.2,
+        "impute": None,
+        "encode": None,
+    },
     "poison": {"levels": [0.0, 0.05, 0.10, 0.50], "attacks": ["label_flip", "feature_noise"]},
     "validate": {
         "detectors": ["ensemble", "zscore"],
@@ -57,6 +63,11 @@ DEFAULTS: dict[str, Any] = {
         "job_id": None,
     },
 }
+
+# How ``dataset.impute`` fills missing feature values and ``dataset.encode`` turns
+# text feature columns into numbers; null (the default) rejects such columns.
+IMPUTE_METHODS = ("mean", "median", "most_frequent", "drop_rows")
+ENCODE_METHODS = ("onehot", "ordinal")
 
 # Sections whose extra keys name a registered attack, detector or model and hold
 # its parameters, e.g. ``poison.feature_noise: {magnitude: 5}``.
@@ -207,6 +218,13 @@ def _check_gate(validate: dict[str, Any]) -> None:
         gate[key] = float(value)
 
 
+def _check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
+    """``value`` is null or one of ``choices``."""
+    if value is not None and value not in choices:
+        hint = _did_you_mean(str(value), list(choices))
+        raise _fail(field, f"= {value!r} is not an option", f"{hint} (or null to reject)")
+
+
 def redact_uri(uri: str) -> str:
     """``uri`` with any ``user:password@`` replaced by ``***@``, safe to print."""
     parts = urlsplit(uri)
@@ -242,6 +260,18 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     if not 0.0 < test_size < 1.0:
         raise _fail("dataset.test_size", f"= {test_size} is outside (0, 1)", "use e.g. 0.2")
     config["dataset"]["test_size"] = float(test_size)
+    _check_choice("dataset.impute", config["dataset"]["impute"], IMPUTE_METHODS)
+    _check_choice("dataset.encode", config["dataset"]["encode"], ENCODE_METHODS)
+    if not isinstance(config["dataset"]["label_column"], str | None):
+        raise _fail(
+            "dataset.label_column",
+            f"= {config['dataset']['label_column']!r} is not a column name",
+            'quote it, e.g. "species"',
+        )
+    if not isinstance(config["dataset"]["source"], str):
+        raise _fail(
+            "dataset.source", f"= {config['dataset']['source']!r} is not a string", "quote it"
+        )
     if not config["dataset"]["source"]:
         raise _fail("dataset.source", "is empty", "give sklearn:iris, a CSV/Parquet path or gs://")
     if config["trials"] < 1:

@@ -383,7 +383,10 @@ def mirror_results(
         parent_id = parent.info.run_id
         # The parent's start time, fixed once, stamps every metric: re-logging adds no history.
         stamp = parent.info.start_time
-        client.log_batch(parent_id, tags=_tag_list(run_tags))
+        failed = provenance.get("failed_levels") or []
+        # Which levels are missing, so the MLflow UI does not pass the run off as complete.
+        failed_tag = ", ".join(f"{f['level']:g} ({f['step']})" for f in failed) or "none"
+        client.log_batch(parent_id, tags=_tag_list({**run_tags, "failed_levels": failed_tag}))
 
         params = _flatten("", {k: v for k, v in config.items() if k != "vertex"})
         params["data_sha256"] = provenance["input_sha256"]

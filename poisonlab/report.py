@@ -94,6 +94,7 @@ def render_html(
         "<title>poisonlab report</title>",
         f"<style>{_STYLE}</style></head><body>",
         "<h1>Data-poisoning report</h1>",
+        failed_levels_html(provenance),
         f"<p>Dataset <code>{html.escape(provenance['source'])}</code>: "
         f"{provenance['n_rows']} rows, {provenance['n_features']} features, classes "
         f"{html.escape(', '.join(provenance['class_names']))}. "
@@ -106,6 +107,7 @@ def render_html(
         "<h2>Provenance</h2>",
         f"<p>Input SHA-256 <code>{provenance['input_sha256']}</code>, "
         f"config SHA-256 <code>{config_hash(config)}</code>.</p>",
+        hashes_html(provenance),
         f"<pre>{html.escape(json.dumps(config, indent=2, sort_keys=True))}</pre>",
         "</body></html>",
     ]
@@ -135,3 +137,43 @@ def write_results(
         "provenance": provenance,
     }
     (results_dir / MANIFEST_FILE).write_text(canonical_json(manifest) + "\n", encoding="utf-8")
+
+
+def failed_levels_html(provenance: dict) -> str:
+    """A warning naming every poison level whose tasks failed (empty if none did)."""
+    failed = provenance.get("failed_levels") or []
+    if not failed:
+        return ""
+    items = "".join(
+        f"<li>level {f['level']:g}: {html.escape(f['step'])} failed: "
+        f"<code>{html.escape(f['error'])}</code></li>"
+        for f in failed
+    )
+    return (
+        "<div class='failed' style='border:2px solid #c00;padding:0.5em 1em'>"
+        f"<strong>{len(failed)} poison level(s) failed</strong>; their rows are missing "
+        f"from every table below, the other levels are complete.<ul>{items}</ul></div>"
+    )
+
+
+def hashes_html(provenance: dict) -> str:
+    """SHA-256 of each trial's train and test split and of every poisoned variant."""
+    rows = [
+        ("input file", "", provenance["input_sha256"]),
+        ("dataset (parsed values)", "", provenance.get("data_sha256", "")),
+    ]
+    for trial, split in provenance.get("split_sha256", {}).items():
+        rows += [("train split", f"trial {trial}", split["train"])]
+        rows += [("test split", f"trial {trial}", split["test"])]
+    for level, variants in provenance.get("poisoned_sha256", {}).items():
+        for key, digest in variants.items():
+            rows.append((f"poisoned, level {level}", key.replace("/", " / "), digest))
+    body = "".join(
+        f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td><code>{c}</code></td></tr>"
+        for a, b, c in rows
+    )
+    return (
+        f"<details><summary>SHA-256 of the input, every split and every poisoned variant "
+        f"({len(rows)})</summary><table><tr><th>data</th><th>which</th><th>SHA-256</th></tr>"
+        f"{body}</table></details>"
+    )
