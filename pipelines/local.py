@@ -68,21 +68,30 @@ def _quiet_runner(log_path: Path):
             builtins.print = original_print
 
 
+# Two tasks run at once locally; threaded BLAS in each would fight over the cores
+# (seen here: a third more CPU time for the same work).
+_SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 @contextmanager
-def _scratch_tmpdir(root: Path):
-    """Point TMPDIR (inherited by every task) into ``root``, where the runner leaves temp dirs."""
-    previous = os.environ.get("TMPDIR")
+def _task_environment(root: Path):
+    """What every task inherits: TMPDIR inside ``root`` (the runner leaves temp dirs
+    there) and single-threaded BLAS unless the user chose otherwise."""
     tmp = root / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    os.environ["TMPDIR"] = str(tmp)
+    changes = {"TMPDIR": str(tmp)}
+    changes.update({k: v for k, v in _SINGLE_THREADED.items() if k not in os.environ})
+    previous = {key: os.environ.get(key) for key in changes}
+    os.environ.update(changes)
     tempfile.tempdir = None
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         tempfile.tempdir = None
 
 
@@ -103,7 +112,7 @@ def run_local(
     scratch = Path(tempfile.mkdtemp(prefix=".poisonlab-", dir=output_dir))
     pipeline_root = output_dir / "artifacts" if keep_artifacts else scratch / "root"
     try:
-        with _scratch_tmpdir(scratch), _quiet_runner(output_dir / LOG_FILE):
+        with _task_environment(scratch), _quiet_runner(output_dir / LOG_FILE):
             local.init(
                 runner=local.SubprocessRunner(use_venv=False),
                 pipeline_root=str(pipeline_root),
