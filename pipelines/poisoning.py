@@ -88,6 +88,8 @@ def build_pipeline(image: str):
             config=config,
             run_key=run_key,
             records=dsl.Collected(evaluated.outputs["records"]),
+            confusion_counts=dsl.Collected(evaluated.outputs["confusion_counts"]),
+            quantity_records=dsl.Collected(evaluated.outputs["quantity_records"]),
             data=loaded.outputs["data"],
         ).set_display_name("report")
         mirror_op(

@@ -28,6 +28,18 @@ DEFAULTS: dict[str, Any] = {
     "train": {"models": ["logistic_regression", "decision_tree", "random_forest"]},
     "trials": 10,
     "seed": 42,
+    # breakdown point: the level where mean accuracy falls this far under level 0
+    "report": {"breakdown_drop": 0.10},
+    # quality versus quantity (off by default: it trains many more models)
+    "quantity": {
+        "enabled": False,
+        "source": "synthetic",
+        "n_rows": 2000,
+        "sizes": [25, 50, 100, 200, 400, 800],
+        "reference": 100,
+        "attack": "label_flip",
+        "trials": 5,
+    },
     "mlflow": {"tracking_uri": "sqlite:///mlflow.db", "experiment": "data-poisoning"},
     "vertex": {
         "project": None,
@@ -171,6 +183,47 @@ def _check_levels(levels: list[Any]) -> None:
         raise _fail(field, f"= {levels} repeats a level", "list each level once")
 
 
+def _check_report(report: dict[str, Any]) -> None:
+    drop = report["breakdown_drop"]
+    if not 0.0 < drop < 1.0:
+        raise _fail("report.breakdown_drop", f"= {drop} is outside (0, 1)", "use e.g. 0.10")
+    report["breakdown_drop"] = float(drop)
+
+
+def _check_quantity(quantity: dict[str, Any], test_size: float) -> None:
+    sizes = quantity["sizes"]
+    if not sizes or not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+        raise _fail("quantity.sizes", f"= {sizes!r} is not a list of row counts", "e.g. [50, 100]")
+    if sizes != sorted(set(sizes)) or sizes[0] < 10:
+        raise _fail(
+            "quantity.sizes", f"= {sizes} is not increasing from at least 10", "e.g. [50, 100, 200]"
+        )
+    if quantity["reference"] not in sizes:
+        raise _fail(
+            "quantity.reference", f"= {quantity['reference']} is not in quantity.sizes", "pick one"
+        )
+    attacks = _registry("attack")
+    if quantity["attack"] not in attacks:
+        raise _fail(
+            "quantity.attack",
+            f'"{quantity["attack"]}" is unknown',
+            _did_you_mean(quantity["attack"], sorted(attacks)),
+        )
+    if quantity["trials"] < 1:
+        raise _fail("quantity.trials", f"= {quantity['trials']} is below 1", "use at least 1")
+    if not quantity["source"]:
+        raise _fail("quantity.source", "is empty", "give synthetic or a dataset source")
+    if quantity["source"] == "synthetic":
+        n_train = quantity["n_rows"] - math.ceil(test_size * quantity["n_rows"])
+        if sizes[-1] > n_train:
+            raise _fail(
+                "quantity.sizes",
+                f"goes up to {sizes[-1]} but {quantity['n_rows']} synthetic rows leave "
+                f"{n_train} for training",
+                "raise quantity.n_rows or use smaller sizes",
+            )
+
+
 def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Return a complete, checked config: every default filled in, every value valid."""
     config = _merge(DEFAULTS, raw or {}, "")
@@ -191,6 +244,9 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
         raise _fail("trials", f"= {config['trials']} is below 1", "run at least 1 trial")
     if config["seed"] < 0:
         raise _fail("seed", f"= {config['seed']} is negative", "use a whole number >= 0")
+
+    _check_report(config["report"])
+    _check_quantity(config["quantity"], config["dataset"]["test_size"])
 
     from poisonlab.models import check_model_params
 

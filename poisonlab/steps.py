@@ -90,27 +90,64 @@ def evaluate(
     detections_path: str,
     models_path: str,
     records_path: str,
+    confusion_path: str | None = None,
+    quantity_path: str | None = None,
 ) -> dict[str, float]:
     """Score models on the clean test split and detectors against the mask.
 
+    Also writes, if paths are given, the level's confusion counts and its
+    quality-versus-quantity records (empty unless ``quantity.enabled``).
     Returns the level's headline numbers: mean accuracy per attack and model
     without defence.
     """
-    config_from_json(config_json)
+    config = config_from_json(config_json)
+    dataset = read_dataset(data_path)
+    masks = read_splits(splits_path)
+    models = experiment.read_models(models_path)
+    predictions = experiment.predict_level(models, dataset, masks)
     records = experiment.evaluate_level(
-        experiment.read_models(models_path),
-        read_dataset(data_path),
-        read_splits(splits_path),
+        models,
+        dataset,
+        masks,
         experiment.read_poisoned(poisoned_path),
         experiment.read_detections(detections_path),
         level,
+        predictions,
     )
     experiment.write_records(records, records_path)
+    if confusion_path:
+        confusion = experiment.confusion_level(predictions, dataset, masks, level)
+        confusion.to_parquet(confusion_path, index=False)
+    if quantity_path:
+        from poisonlab import quantity
+
+        enabled = config["quantity"]["enabled"]
+        rows = quantity.quantity_level(config, level) if enabled else quantity.empty_records()
+        rows.to_parquet(quantity_path, index=False)
     accuracy = records[
         (records["metric"] == "accuracy") & (records["defense"] == experiment.NO_DEFENSE)
     ]
     means = accuracy.groupby(["attack", "model"], sort=False)["value"].mean()
     return {f"accuracy_{attack}_{model}": float(v) for (attack, model), v in means.items()}
+
+
+def confusion_matrices(confusion_path: str) -> dict[str, tuple[list[str], list[list[int]]]]:
+    """Per model: class names and the confusion matrix without defence, over trials and attacks.
+
+    What the Vertex console shows for a level (the report has them per attack).
+    """
+    import pandas as pd
+
+    frame = pd.read_parquet(confusion_path)
+    frame = frame[frame["defense"] == experiment.NO_DEFENSE]
+    matrices = {}
+    for model, rows in frame.groupby("model", sort=False):
+        classes = list(dict.fromkeys(rows["true"]))
+        table = rows.pivot_table(
+            index="true", columns="predicted", values="count", aggfunc="sum"
+        ).reindex(index=classes, columns=classes, fill_value=0)
+        matrices[str(model)] = (classes, table.fillna(0).astype(int).to_numpy().tolist())
+    return matrices
 
 
 def report(
@@ -119,12 +156,16 @@ def report(
     data_path: str,
     results_dir: str,
     run_key: str,
+    confusion_paths: list[str] | None = None,
+    quantity_paths: list[str] | None = None,
 ) -> None:
-    """Summaries, report and manifest of the whole run, from every level's records."""
+    """Summaries, report and manifest of the whole run, from every level's outputs."""
     from poisonlab.report import write_results
 
     config = config_from_json(config_json)
     provenance = read_metadata(data_path)["provenance"]
     records = experiment.read_records(records_paths)
+    confusion = experiment.read_records(confusion_paths) if confusion_paths else None
+    quantity = experiment.read_records(quantity_paths) if quantity_paths else None
     Path(results_dir).mkdir(parents=True, exist_ok=True)
-    write_results(records, config, provenance, results_dir, run_key)
+    write_results(records, config, provenance, results_dir, run_key, confusion, quantity)
