@@ -50,14 +50,21 @@ def _panels(n_rows: int, n_cols: int, width: float = 3.6, height: float = 2.9, *
     )
 
 
-def _band(ax, frame: pd.DataFrame, x: str, label: str, style: str = "-", color=None) -> None:
-    """Mean line with its 95% CI band (no band where the CI is undefined)."""
+def _band(
+    ax, frame: pd.DataFrame, x: str, label: str, style: str = "-", color=None, clip: bool = True
+) -> None:
+    """Mean line with its 95% CI band (no band where the CI is undefined).
+
+    With ``clip`` the band stays within [0, 1], where scores live: with few
+    trials a Student-t interval can reach far beyond.
+    """
     (line,) = ax.plot(
         frame[x], frame["mean"], marker="o", markersize=3, linestyle=style, label=label, color=color
     )
-    ax.fill_between(
-        frame[x], frame["ci_low"], frame["ci_high"], alpha=0.18, linewidth=0, color=line.get_color()
-    )
+    low, high = frame["ci_low"], frame["ci_high"]
+    if clip:
+        low, high = low.clip(0.0, 1.0), high.clip(0.0, 1.0)
+    ax.fill_between(frame[x], low, high, alpha=0.18, linewidth=0, color=line.get_color())
 
 
 def accuracy_plot(summary: pd.DataFrame) -> str | None:
@@ -92,7 +99,7 @@ def defence_plot(summary: pd.DataFrame, metric: str = "accuracy") -> str | None:
             for defense, frame in cell.groupby("defense", sort=False):
                 style = ":" if defense == NO_DEFENSE else "-"
                 label = "no defence" if defense == NO_DEFENSE else defense
-                _band(ax, frame, "poison_level", label, style)
+                _band(ax, frame, "poison_level", label, style, clip=metric != "recovery")
             ax.set_title(f"{attack} / {model}", fontsize=9)
             ax.grid(alpha=0.3)
             if i == len(attacks) - 1:

@@ -61,7 +61,9 @@ def detection_table(detection: pd.DataFrame) -> pd.DataFrame:
     table = view.pivot_table(
         index=["poison_level", "attack", "detector"], columns="metric", values="mean", sort=False
     )
-    return table[shown].reset_index()
+    table = table[shown]
+    table.columns.name = None
+    return table.reset_index()
 
 
 def _html_table(frame: pd.DataFrame) -> str:
