@@ -1,0 +1,87 @@
+"""Orchestration overhead: the default Iris run on the KFP local runner beside the same
+work done in one process by calling the library directly.
+
+    python benchmarks/overhead.py [--config configs/iris.yaml] [--set k=v ...] [--repeat 1]
+
+Both sides call the same steps (``poisonlab.steps``) with the same files between
+them: load; poison, validate, train and evaluate every level; report; mirror into a
+fresh MLflow sqlite store. The difference is the orchestration.
+Prints a table of wall times and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipelines.local import run_local  # noqa: E402
+from poisonlab import steps  # noqa: E402
+from poisonlab.config import canonical_json, load_config  # noqa: E402
+from poisonlab.mirror import mirror_results  # noqa: E402
+
+
+def in_process(config: dict, workdir: Path) -> float:
+    """The pipeline's steps called in order in this process, files in ``workdir``."""
+    started = time.perf_counter()
+    text = canonical_json(config)
+    data, splits = str(workdir / "data.parquet"), str(workdir / "splits.parquet")
+    steps.load(text, data, splits)
+    records = []
+    for i, level in enumerate(config["poison"]["levels"]):
+        poisoned, detections, models, level_records = (
+            str(workdir / f"{name}-{i}") for name in ("poisoned", "detections", "models", "records")
+        )
+        steps.poison(text, level, data, splits, poisoned)
+        steps.validate(text, poisoned, detections)
+        steps.train(text, poisoned, detections, models)
+        steps.evaluate(text, level, data, splits, poisoned, detections, models, level_records)
+        records.append(level_records)
+    results = workdir / "results"
+    steps.report(text, records, data, str(results), run_key=f"in-process-{workdir.name}")
+    mirror_results(results, config["mlflow"]["tracking_uri"])
+    return time.perf_counter() - started
+
+
+def on_local_runner(config: dict, workdir: Path) -> float:
+    started = time.perf_counter()
+    run_local(config, workdir)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/iris.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    config = load_config(args.config, args.set)
+    times: dict[str, list[float]] = {"in process": [], "KFP local runner": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeat):
+            for name, run in (("in process", in_process), ("KFP local runner", on_local_runner)):
+                workdir = Path(tmp) / f"{name.replace(' ', '-')}-{i}"
+                workdir.mkdir()
+                run_config = copy.deepcopy(config)
+                run_config["mlflow"]["tracking_uri"] = f"sqlite:///{workdir / 'mlflow.db'}"
+                times[name].append(run(run_config, workdir))
+    base = statistics.median(times["in process"])
+    print(
+        f"\nconfig {args.config} {' '.join(args.set)}: {config['trials']} trials, "
+        f"{len(config['poison']['levels'])} levels, median of {args.repeat}"
+    )
+    print("| how | wall time (s) | ratio to in-process |")
+    print("|---|---:|---:|")
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median:.1f} | {median / base:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
