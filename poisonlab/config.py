@@ -33,8 +33,7 @@ DEFAULTS: dict[str, Any] = {
     # quality versus quantity (off by default: it trains many more models)
     "quantity": {
         "enabled": False,
-        "source": "synthetic",
-        "n_rows": 2000,
+        "source": "synthetic:rows=2000,features=5,classes=3,informative=5",
         "sizes": [25, 50, 100, 200, 400, 800],
         "reference": 100,
         "attack": "label_flip",
@@ -212,15 +211,23 @@ def _check_quantity(quantity: dict[str, Any], test_size: float) -> None:
     if quantity["trials"] < 1:
         raise _fail("quantity.trials", f"= {quantity['trials']} is below 1", "use at least 1")
     if not quantity["source"]:
-        raise _fail("quantity.source", "is empty", "give synthetic or a dataset source")
-    if quantity["source"] == "synthetic":
-        n_train = quantity["n_rows"] - math.ceil(test_size * quantity["n_rows"])
+        raise _fail("quantity.source", "is empty", "give a synthetic: table or a dataset source")
+    if quantity["source"].startswith("synthetic:"):
+        from poisonlab.synthetic import parse_synthetic
+
+        try:
+            rows = parse_synthetic(quantity["source"])["rows"]
+        except PoisonlabError as error:
+            raise PoisonlabError(
+                str(error).replace("dataset.source", "config: quantity.source", 1)
+            ) from None
+
+        n_train = rows - math.ceil(test_size * rows)
         if sizes[-1] > n_train:
             raise _fail(
                 "quantity.sizes",
-                f"goes up to {sizes[-1]} but {quantity['n_rows']} synthetic rows leave "
-                f"{n_train} for training",
-                "raise quantity.n_rows or use smaller sizes",
+                f"goes up to {sizes[-1]} but {rows} synthetic rows leave {n_train} for training",
+                "use smaller sizes or more rows in quantity.source",
             )
 
 

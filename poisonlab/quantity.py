@@ -1,7 +1,7 @@
 """Data quality versus quantity: how many poisoned training rows match a number of clean ones.
 
 For every poison level, models are trained on growing training sets drawn
-from a dataset large enough for it (a seeded synthetic one by default), each
+from a dataset large enough for it (a ``synthetic:`` table by default), each
 poisoned at that level, and scored on a clean held-out test split. The
 answer, per model and level, is the training-set size at which the poisoned
 curve reaches the accuracy that ``quantity.reference`` clean rows give.
@@ -19,41 +19,25 @@ import numpy as np
 import pandas as pd
 
 from poisonlab.attacks import apply_attack
-from poisonlab.data import Dataset, load_dataset, split_masks
+from poisonlab.data import Dataset, frame_to_dataset, load_dataset, split_masks
 from poisonlab.errors import PoisonlabError
 from poisonlab.metrics import classification_metrics
 from poisonlab.models import fit_model
 from poisonlab.seeding import derive_rng, derive_seed
 from poisonlab.stats import mean_ci
+from poisonlab.synthetic import PREFIX, synthetic_frame
 
-SYNTHETIC = "synthetic"
 QUANTITY_FILE = "quantity.csv"
 RECORD_COLUMNS = ["poison_level", "trial", "n_train", "model", "metric", "value"]
 QUANTITY_COLUMNS = ["poison_level", "n_train", "model", "metric", "mean", "ci_low", "ci_high", "n"]
 
 
 def quantity_dataset(config: dict[str, Any]) -> Dataset:
-    """The dataset the experiment draws from: synthetic (seeded) or any dataset source."""
-    settings = config["quantity"]
-    if settings["source"] != SYNTHETIC:
-        return load_dataset(settings["source"])[0]
-    from sklearn.datasets import make_classification
-
-    X, y = make_classification(
-        n_samples=settings["n_rows"],
-        n_features=10,
-        n_informative=6,
-        n_redundant=2,
-        n_classes=3,
-        class_sep=2.0,
-        random_state=derive_seed(config["seed"], "quantity", "data"),
-    )
-    return Dataset(
-        X=X.astype(np.float64),
-        y=y.astype(np.int64),
-        feature_names=[f"x{i}" for i in range(X.shape[1])],
-        class_names=["a", "b", "c"],
-    )
+    """The dataset the experiment draws from: a ``synthetic:`` table or any dataset source."""
+    source = config["quantity"]["source"]
+    if source.startswith(PREFIX):
+        return frame_to_dataset(synthetic_frame(source), "target", source)
+    return load_dataset(source)[0]
 
 
 def quantity_level(config: dict[str, Any], level: float) -> pd.DataFrame:
@@ -69,7 +53,7 @@ def quantity_level(config: dict[str, Any], level: float) -> pd.DataFrame:
         raise PoisonlabError(
             f"config: quantity.sizes goes up to {max(settings['sizes'])} but "
             f"{settings['source']} leaves {n_pool} training rows; use smaller sizes "
-            "or more rows (quantity.n_rows)"
+            "or a larger quantity.source"
         )
     rows = []
     for trial, test in enumerate(masks):

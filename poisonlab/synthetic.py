@@ -43,7 +43,7 @@ def synthetic_frame(source: str) -> pd.DataFrame:
     """The table a ``synthetic:`` source names, with feature columns and ``target``."""
     spec = parse_synthetic(source)
     informative = spec["informative"] or max(2, spec["features"] // 2)
-    if 2 ** informative < 2 * spec["classes"] or informative > spec["features"]:
+    if 2**informative < 2 * spec["classes"] or informative > spec["features"]:
         raise PoisonlabError(
             f"dataset.source: {source}: too few informative features for {spec['classes']} "
             "classes; add features or set informative="

@@ -131,6 +131,8 @@ def test_findings_are_written_from_the_numbers():
 
 # --- the HTML and Markdown report --------------------------------------------------------
 
+SMALL_SYNTHETIC = "synthetic:rows=300,features=5,classes=3,informative=5"
+
 PROVENANCE = {
     "source": "sklearn:iris",
     "input_sha256": "a" * 64,
@@ -170,7 +172,7 @@ def _small_results(tmp_path: Path, with_quantity: bool) -> tuple[Path, dict]:
                 "sizes": [20, 40, 80],
                 "reference": 40,
                 "trials": 2,
-                "n_rows": 300,
+                "source": SMALL_SYNTHETIC,
             },
         }
     )
@@ -274,7 +276,12 @@ def test_quantity_records_are_reproducible():
     config = validate_config(
         {
             "train": {"models": ["decision_tree"]},
-            "quantity": {"sizes": [20, 40], "reference": 20, "trials": 2, "n_rows": 200},
+            "quantity": {
+                "sizes": [20, 40],
+                "reference": 20,
+                "trials": 2,
+                "source": SMALL_SYNTHETIC,
+            },
         }
     )
     first, second = (quantity.quantity_level(config, 0.2) for _ in range(2))
@@ -290,6 +297,7 @@ def test_quantity_records_are_reproducible():
         ({"quantity": {"reference": 7}}, "quantity.reference"),
         ({"quantity": {"sizes": [50, 5000], "reference": 50}}, "quantity.sizes"),
         ({"quantity": {"enabled": "yes"}}, "quantity.enabled"),
+        ({"quantity": {"source": "synthetic:rows=2000,colour=3"}}, "quantity.source"),
         ({"report": {"breakdown_drop": 1.5}}, "report.breakdown_drop"),
     ],
 )
@@ -354,7 +362,7 @@ def test_pipeline_with_quantity_on_writes_quantity_csv(tmp_path):
             "quantity.sizes=[20,40,80]",
             "quantity.reference=40",
             "quantity.trials=2",
-            "quantity.n_rows=300",
+            f"quantity.source={SMALL_SYNTHETIC}",
             f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
         ),
         "--output-dir",
