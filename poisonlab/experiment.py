@@ -318,6 +318,7 @@ def write_records(records: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_records(paths: list[str | Path]) -> pd.DataFrame:
+    """Per-level Parquet tables (records, confusion counts, quantity records) as one frame."""
     return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 
 

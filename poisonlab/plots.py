@@ -200,8 +200,10 @@ def confusion_plot(confusion: pd.DataFrame, worst: dict[str, float]) -> str | No
             )
             ax.imshow(matrix, cmap="Blues")
             if len(classes) <= 12:
+                dark = matrix.max() / 2 if matrix.max() > 0 else 1.0
                 for (r, c), value in np.ndenumerate(matrix):
-                    ax.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=7)
+                    color = "white" if value > dark else "black"
+                    ax.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=7, color=color)
             ticks = range(len(classes)) if len(classes) <= 12 else []
             ax.set_xticks(ticks, classes if i == len(models) - 1 and ticks else [], fontsize=7)
             ax.set_yticks(ticks, classes if j == 0 and ticks else [], fontsize=7)
