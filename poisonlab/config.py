@@ -255,7 +255,11 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     _check_report(config["report"])
     _check_quantity(config["quantity"], config["dataset"]["test_size"])
 
+    from poisonlab.attacks import check_attack_params
     from poisonlab.models import check_model_params
+
+    for name in config["poison"]["attacks"]:
+        check_attack_params(name, config["poison"][name])
 
     for name in config["train"]["models"]:
         check_model_params(name, config["train"][name])

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from poisonlab.attacks import Poisoned, apply_attack
+from poisonlab.attacks import Poisoned, apply_attack, dataset_attack_params, stamp_trigger
 from poisonlab.data import LABEL, Dataset, array_hash, load_dataset, split_masks
 from poisonlab.detectors import Detection, run_detector
 from poisonlab.metrics import classification_metrics, detection_metrics
@@ -82,6 +82,8 @@ def poison_level(
     dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any], level: float
 ) -> list[PoisonedSet]:
     """Poison every trial's training split with every configured attack."""
+    # Class and feature names checked against the dataset once, before any poisoning.
+    params = dataset_attack_params(config, dataset.class_names, dataset.feature_names)
     sets = []
     for trial in range(config["trials"]):
         train = ~test_masks[trial]
@@ -93,7 +95,7 @@ def poison_level(
                 level,
                 rng=derive_rng(config["seed"], "poison", trial, attack),
                 n_classes=dataset.n_classes,
-                params=config["poison"][attack],
+                params=params[attack],
             )
             sets.append(PoisonedSet(trial, attack, poisoned))
     return sets
@@ -273,13 +275,28 @@ def evaluate_level(
 
     ``predictions`` (from ``predict_level``) saves predicting twice when the
     caller also wants confusion matrices.
+
+    For a backdoor (a set whose info holds a trigger) each model also gets
+    ``attack_success_rate``: the share of clean test rows of other classes that,
+    with the trigger stamped on, it predicts as the target class.
     """
     if predictions is None:
         predictions = predict_level(models, dataset, test_masks)
     rows = []
+    infos = {(s.trial, s.attack): s.data.info for s in sets}
     for (trial, attack, model, defense), predicted in predictions.items():
+        estimator = models[(trial, attack, model, defense)]
         test = test_masks[trial]
         scores = classification_metrics(dataset.y[test], predicted, dataset.n_classes)
+        info = infos.get((trial, attack), {})
+        if "trigger_features" in info:
+            others = test & (dataset.y != info["target_class"])
+            if others.any():
+                stamped = stamp_trigger(
+                    dataset.X[others], info["trigger_features"], info["trigger_values"]
+                )
+                hits = estimator.predict(stamped) == info["target_class"]
+                scores["attack_success_rate"] = float(hits.mean())
         for metric, value in scores.items():
             rows.append((level, trial, attack, model, defense, "", metric, value))
     masks = {(s.trial, s.attack): s.data.mask for s in sets}
