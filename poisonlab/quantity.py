@@ -68,6 +68,8 @@ def quantity_level(config: dict[str, Any], level: float) -> pd.DataFrame:
                 rng=derive_rng(seed, "quantity", "poison", trial, n_train, attack),
                 n_classes=dataset.n_classes,
                 params=config["poison"][attack],
+                class_names=dataset.class_names,
+                feature_names=dataset.feature_names,
             )
             for model in config["train"]["models"]:
                 estimator = fit_model(
