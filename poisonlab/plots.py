@@ -67,21 +67,28 @@ def _band(
     ax.fill_between(frame[x], low, high, alpha=0.18, linewidth=0, color=line.get_color())
 
 
+def _curves(rows: pd.DataFrame, panel: str, line: str, x: str, label) -> tuple:
+    """A panel per name in column ``panel``, a line with its CI band per value of ``line``."""
+    names = _names(rows, panel)
+    figure, axes = _panels(1, len(names), sharey=True)
+    for ax, name in zip(axes[0], names, strict=True):
+        for key, frame in rows[rows[panel] == name].groupby(line, sort=False):
+            _band(ax, frame, x, label(key))
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (clean test set)")
+    axes[0][-1].legend(fontsize=7)
+    return figure, axes
+
+
 def accuracy_plot(summary: pd.DataFrame) -> str | None:
     """Accuracy against poison level, a panel per attack, a line per model, 95% CI bands."""
     rows = undefended_accuracy(summary)
     if rows.empty:
         return None
-    attacks = _names(rows, "attack")
-    figure, axes = _panels(1, len(attacks), sharey=True)
-    for ax, attack in zip(axes[0], attacks, strict=True):
-        for model, frame in rows[rows["attack"] == attack].groupby("model", sort=False):
-            _band(ax, frame, "poison_level", model)
-        ax.set_title(attack)
+    figure, axes = _curves(rows, "attack", "model", "poison_level", str)
+    for ax in axes[0]:
         ax.set_xlabel("poison level")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy (clean test set)")
-    axes[0][-1].legend(fontsize=7)
     return inline_png(figure, "accuracy against poison level")
 
 
@@ -220,18 +227,11 @@ def quantity_plot(quantity: pd.DataFrame) -> str | None:
     rows = quantity[quantity["metric"] == "accuracy"].sort_values("n_train", kind="stable")
     if rows.empty:
         return None
-    models = _names(rows, "model")
-    figure, axes = _panels(1, len(models), sharey=True)
-    for ax, model in zip(axes[0], models, strict=True):
-        for level, frame in rows[rows["model"] == model].groupby("poison_level", sort=True):
-            _band(ax, frame, "n_train", f"poison {level:g}")
+    figure, axes = _curves(rows, "model", "poison_level", "n_train", lambda v: f"poison {v:g}")
+    sizes = sorted(set(rows["n_train"]))
+    for ax in axes[0]:
         ax.set_xscale("log")
-        sizes = sorted(set(rows["n_train"]))
         ax.set_xticks(sizes, [str(n) for n in sizes], fontsize=7)
         ax.minorticks_off()
-        ax.set_title(model)
         ax.set_xlabel("training rows")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy (clean test set)")
-    axes[0][-1].legend(fontsize=7)
     return inline_png(figure, "accuracy against training-set size")
