@@ -2,6 +2,9 @@
 
     python submit.py --local [--config F] [--set k=v ...] [--output-dir D]
     python submit.py --config F --project P [--region R] [--pipeline-root gs://...] [--dry-run]
+        [--image IMAGE] [--template pipeline.yaml] [--label k=v ...] [--wait --output-dir D]
+    python submit.py --fetch-results JOB_NAME_OR_GS_DIR [--output-dir D]
+    python submit.py --kfp-host URL [--wait] ...
 
 With no Vertex project configured, ``python submit.py`` runs locally and says so.
 """
@@ -9,12 +12,14 @@ With no Vertex project configured, ``python submit.py`` runs locally and says so
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 
 from poisonlab.config import load_config
-from poisonlab.errors import run_cli
-from poisonlab.mirror import absolute_tracking_uri
+from poisonlab.errors import PoisonlabError, run_cli
+from poisonlab.preflight import check_experiment
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,7 +36,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-artifacts", action="store_true", help="keep every task's outputs (local)"
     )
-    parser.add_argument("--cache", action="store_true", help="reuse cached task outputs (local)")
+    parser.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reuse cached task outputs (local: off unless given; Vertex and KFP: "
+        "vertex.enable_caching, else each task's compiled setting)",
+    )
     vertex = parser.add_argument_group("Vertex AI")
     vertex.add_argument("--project", help="Google Cloud project (vertex.project)")
     vertex.add_argument("--region", help="Vertex AI region (vertex.region)")
@@ -41,7 +52,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     vertex.add_argument("--service-account", help="service account the tasks run as")
     vertex.add_argument("--image", help="container image for every component (vertex.image)")
     vertex.add_argument("--experiment", help="Vertex AI Experiment to link the run to")
+    vertex.add_argument("--network", help="VPC: projects/NUMBER/global/networks/NAME")
+    vertex.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="a job label"
+    )
+    vertex.add_argument("--display-name", help="the job's name in the console")
+    vertex.add_argument("--job-id", help="the job's ID (default: display name + time)")
+    vertex.add_argument("--template", help="submit this compiled pipeline YAML, do not compile")
     vertex.add_argument("--dry-run", action="store_true", help="print the request, send nothing")
+    vertex.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the job, then download its results to --output-dir and mirror them",
+    )
+    vertex.add_argument(
+        "--fetch-results",
+        metavar="JOB",
+        help="download a job's results (job name, or its gs:// directory) and mirror them",
+    )
+    vertex.add_argument(
+        "--no-mirror", action="store_true", help="download results without mirroring to MLflow"
+    )
+    kfp = parser.add_argument_group("Kubeflow Pipelines cluster")
+    kfp.add_argument("--kfp-host", help="submit to this KFP API endpoint instead of Vertex")
+    kfp.add_argument("--kfp-namespace", help="the KFP namespace (multi-user clusters)")
     return parser.parse_args(argv)
 
 
@@ -54,8 +88,47 @@ def _vertex_overrides(args: argparse.Namespace) -> list[str]:
         "service_account": args.service_account,
         "image": args.image,
         "experiment": args.experiment,
+        "network": args.network,
+        "display_name": args.display_name,
+        "job_id": args.job_id,
     }
-    return [f"vertex.{key}={value}" for key, value in flags.items() if value is not None]
+    # JSON-quoted so that YAML keeps every flag a string ("123" stays text).
+    overrides = [
+        f"vertex.{key}={json.dumps(value)}" for key, value in flags.items() if value is not None
+    ]
+    if args.cache is not None:
+        overrides.append(f"vertex.enable_caching={str(args.cache).lower()}")
+    return overrides
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags that exclude each other, before anything runs."""
+    remote = [
+        flag
+        for flag, given in (
+            ("--dry-run", args.dry_run),
+            ("--wait", args.wait),
+            ("--template", args.template),
+            ("--kfp-host", args.kfp_host),
+            ("--fetch-results", args.fetch_results),
+        )
+        if given
+    ]
+    if args.local and remote:
+        raise PoisonlabError(f"--local runs here; drop {remote[0]} or --local")
+    if args.dry_run and args.wait:
+        raise PoisonlabError("--dry-run sends nothing, so there is nothing to --wait for")
+    if args.fetch_results and (args.dry_run or args.wait or args.kfp_host or args.template):
+        raise PoisonlabError("--fetch-results only downloads; drop the submission flags")
+
+
+def _mirror_uri(config: dict, args: argparse.Namespace) -> str | None:
+    """Where brought-back results are mirrored: the config's MLflow, unless --no-mirror."""
+    from poisonlab.mirror import absolute_tracking_uri  # imported here: it loads matplotlib
+
+    if args.no_mirror:
+        return None
+    return absolute_tracking_uri(config["mlflow"]["tracking_uri"])
 
 
 def print_accuracy_table(summary_path: Path) -> None:
@@ -71,34 +144,105 @@ def print_accuracy_table(summary_path: Path) -> None:
 
 def run_locally(config: dict, args: argparse.Namespace) -> int:
     from pipelines.local import run_local
+    from poisonlab.mirror import absolute_tracking_uri
 
     output_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     config["mlflow"]["tracking_uri"] = absolute_tracking_uri(config["mlflow"]["tracking_uri"])
     started = time.monotonic()
-    run_local(config, output_dir, keep_artifacts=args.keep_artifacts, enable_caching=args.cache)
+    run_local(
+        config, output_dir, keep_artifacts=args.keep_artifacts, enable_caching=bool(args.cache)
+    )
     elapsed = time.monotonic() - started
     print_accuracy_table(output_dir / "summary.csv")
-    uri = config["mlflow"]["tracking_uri"]
     print(f"\nDone in {elapsed:.0f} s. Results in {output_dir}/:")
     print("  summary.csv, detection.csv, report.html, manifest.json")
     print(f"  open the report: {output_dir / 'report.html'}")
+    report_mirror(output_dir, config)
+    return report_failed_levels(output_dir)
+
+
+def report_failed_levels(output_dir: Path) -> int:
+    """Say on stderr which poison levels failed; exit code 1 if any did, else 0."""
+    manifest = json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))
+    failed = manifest["provenance"].get("failed_levels") or []
+    for failure in failed:
+        print(
+            f"error: poison level {failure['level']:g} failed in {failure['step']} "
+            f"({failure['error']}); the other levels' results are complete, "
+            f"see {output_dir / 'pipeline.log'}",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def report_mirror(output_dir: Path, config: dict) -> None:
+    """Say where MLflow has the run; if the mirror failed, warn and give the command for later."""
+    from poisonlab.mirror import MIRROR_STATUS_FILE, remirror_command
+
+    status = json.loads((output_dir / MIRROR_STATUS_FILE).read_text())
+    uri = config["mlflow"]["tracking_uri"]
+    if status["ok"]:
+        browse = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else uri
+        print(
+            f"MLflow: experiment '{config['mlflow']['experiment']}', parent run "
+            f"{status['parent_run_id']}; browse it with: {browse}"
+        )
+        return
     print(
-        f"MLflow: experiment '{config['mlflow']['experiment']}' at {uri}; "
-        f"browse it with: mlflow ui --backend-store-uri {uri}"
+        f"warning: the results were not mirrored to MLflow ({status['message']}). "
+        f"They are all in {output_dir}/; mirror them once the server is up with:\n"
+        f"  {remirror_command(output_dir, uri)}",
+        file=sys.stderr,
     )
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    _check_flags(args)
     config = load_config(args.config, [*args.set, *_vertex_overrides(args)])
-    if args.local or (not config["vertex"]["project"] and not args.dry_run):
+    if args.label:
+        from pipelines.vertex import parse_label_flags
+
+        config["vertex"]["labels"] = {
+            **(config["vertex"]["labels"] or {}),
+            **parse_label_flags(args.label),
+        }
+    output_dir = Path(args.output_dir) if args.output_dir else None
+    if args.fetch_results:
+        from pipelines.vertex import fetch_results
+
+        return fetch_results(config, args.fetch_results, output_dir, _mirror_uri(config, args))
+    if args.kfp_host:
+        from pipelines.kfp_cluster import submit_to_kfp
+
+        check_experiment(config)  # the data against the config, before any job exists
+        return submit_to_kfp(
+            config,
+            args.kfp_host,
+            namespace=args.kfp_namespace,
+            template=args.template,
+            dry_run=args.dry_run,
+            wait=args.wait,
+        )
+    remote = args.dry_run or args.wait or args.template
+    if args.local or (not config["vertex"]["project"] and not remote):
+        check_experiment(config)  # the data against the config, before the runner starts
         if not args.local:
             print("No Vertex project configured (vertex.project or --project): running locally.")
         return run_locally(config, args)
-    from pipelines.vertex import submit_to_vertex
+    from pipelines.vertex import check_dataset_source, submit_to_vertex
 
-    return submit_to_vertex(config, dry_run=args.dry_run)
+    # A local file gets Vertex's own error (tasks there cannot read it) before it is read here.
+    check_dataset_source(config["dataset"]["source"])
+    check_experiment(config)  # the data against the config, before any job is built
+    return submit_to_vertex(
+        config,
+        template=args.template,
+        dry_run=args.dry_run,
+        wait=args.wait,
+        output_dir=output_dir,
+        tracking_uri=_mirror_uri(config, args),
+    )
 
 
 if __name__ == "__main__":

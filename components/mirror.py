@@ -1,8 +1,21 @@
-from kfp.dsl import Artifact, Input
+from kfp.dsl import Artifact, Dataset, Input
 
 
-def mirror(config: str, run_key: str, results: Input[Artifact]) -> str:
-    """Mirror the run's results into MLflow; returns the parent run id."""
-    from poisonlab.mirror import mirror_results
+def mirror(
+    run_key: str,
+    job_id: str,
+    task_name: str,
+    results: Input[Artifact],
+    data: Input[Dataset],
+) -> dict:
+    """Mirror the run's results into MLflow. Never fails the run: returns the mirror's status.
 
-    return mirror_results(results.path, tags={"kfp.pipeline_job": run_key})
+    Credentials reach this task only through its environment (MLflow's token or user
+    variables), never through a parameter.
+    """
+    from poisonlab.mirror import job_tags, mirror_status
+
+    tags = job_tags(run_key, job_id, task_name)
+    status = mirror_status(results.path, tags=tags, data_path=data.path)
+    print(f"mirror: {status['message']}")
+    return status

@@ -22,6 +22,7 @@ from pathlib import Path
 from pipelines.poisoning import build_pipeline, resolve_image
 from poisonlab.config import canonical_json
 from poisonlab.errors import PoisonlabError
+from poisonlab.mirror import write_status
 
 LOG_FILE = "pipeline.log"
 _TASK_DONE = re.compile(r"Task '(?P<task>[^']+)' finished with status (?P<status>[A-Z]+)")
@@ -123,13 +124,15 @@ def run_local(
                     f"the local pipeline run failed: {first}; "
                     f"the task's log is in {output_dir / LOG_FILE}"
                 ) from None
-            results = Path(task.output.path)
+            results = Path(task.outputs["results"].path)
             for item in sorted(results.iterdir()):
                 target = output_dir / item.name
                 if item.is_dir():
                     shutil.copytree(item, target, dirs_exist_ok=True)
                 else:
                     shutil.copyfile(item, target)
+            # Whether MLflow got the results: submit.py warns from this if it did not.
+            write_status(task.outputs["mirror_status"], output_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return output_dir

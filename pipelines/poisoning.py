@@ -6,6 +6,7 @@ install nothing when a task starts: the image holds poisonlab and kfp.
 """
 
 import os
+from typing import NamedTuple
 
 from kfp import dsl
 
@@ -21,6 +22,13 @@ PIPELINE_NAME = "poisonlab-sweep"
 IMAGE_ENV = "POISONLAB_IMAGE"
 DEFAULT_IMAGE = "us-central1-docker.pkg.dev/poisonlab/poisonlab/poisonlab:0.1.0"
 RETRIES = 2
+
+
+# The results directory, and whether the mirror got it into MLflow (a failed mirror does
+# not fail the run; the caller warns and says how to mirror later).
+class PipelineOutputs(NamedTuple):
+    results: dsl.Artifact
+    mirror_status: dict
 
 
 def resolve_image(config_image: str | None = None) -> str:
@@ -43,9 +51,10 @@ def build_pipeline(image: str):
         description="How much data poisoning a training pipeline takes, and whether "
         "data validation catches it.",
     )
-    def poisoning_pipeline(config: str, poison_levels: list) -> dsl.Artifact:
+    def poisoning_pipeline(config: str, poison_levels: list) -> PipelineOutputs:
         run_key = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-        loaded = load_op(config=config).set_display_name("load dataset")
+        # load may read gs://, where a passing network error is worth a retry.
+        loaded = load_op(config=config).set_display_name("load dataset").set_retry(RETRIES)
         with dsl.ParallelFor(poison_levels, name="poison-levels") as level:
             poisoned = (
                 poison_op(
@@ -92,9 +101,19 @@ def build_pipeline(image: str):
             quantity_records=dsl.Collected(evaluated.outputs["quantity_records"]),
             data=loaded.outputs["data"],
         ).set_display_name("report")
-        mirror_op(
-            config=config, run_key=run_key, results=reported.outputs["results"]
-        ).set_display_name("mirror to MLflow").set_caching_options(False)
-        return reported.outputs["results"]
+        # Never fails (its status is an output), so nothing to retry; never cached: the
+        # tracking server's state is not an input.
+        mirrored = (
+            mirror_op(
+                run_key=run_key,
+                job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                task_name=dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
+                results=reported.outputs["results"],
+                data=loaded.outputs["data"],
+            )
+            .set_display_name("mirror to MLflow")
+            .set_caching_options(False)
+        )
+        return PipelineOutputs(results=reported.outputs["results"], mirror_status=mirrored.output)
 
     return poisoning_pipeline

@@ -16,13 +16,20 @@ import math
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 from poisonlab.errors import PoisonlabError
 
 DEFAULTS: dict[str, Any] = {
-    "dataset": {"source": "sklearn:iris", "label_column": None, "test_size": 0.2},
+    "dataset": {
+        "source": "sklearn:iris",
+        "label_column": None,
+        "test_size": 0.2,
+        "impute": None,
+        "encode": None,
+    },
     "poison": {"levels": [0.0, 0.05, 0.10, 0.50], "attacks": ["label_flip", "feature_noise"]},
     "validate": {"detectors": ["knn", "zscore"]},
     "train": {"models": ["logistic_regression", "decision_tree", "random_forest"]},
@@ -39,7 +46,15 @@ DEFAULTS: dict[str, Any] = {
         "attack": "label_flip",
         "trials": 5,
     },
-    "mlflow": {"tracking_uri": "sqlite:///mlflow.db", "experiment": "data-poisoning"},
+    "mlflow": {
+        "tracking_uri": "sqlite:///mlflow.db",
+        "experiment": "data-poisoning",
+        # Secret Manager version holding a token for the mirror task on Vertex (a name, not
+        # the token), e.g. projects/P/secrets/mlflow-token/versions/latest.
+        "token_secret": None,
+        # One representative model per child run (about 1 s each; re-mirrors skip them).
+        "log_models": True,
+    },
     "vertex": {
         "project": None,
         "region": "us-central1",
@@ -47,8 +62,19 @@ DEFAULTS: dict[str, Any] = {
         "service_account": None,
         "image": None,
         "experiment": None,
+        # Checked by pipelines.vertex.check_vertex before a job is built.
+        "network": None,
+        "labels": None,
+        "enable_caching": None,
+        "display_name": None,
+        "job_id": None,
     },
 }
+
+# How ``dataset.impute`` fills missing feature values and ``dataset.encode`` turns
+# text feature columns into numbers; null (the default) rejects such columns.
+IMPUTE_METHODS = ("mean", "median", "most_frequent", "drop_rows")
+ENCODE_METHODS = ("onehot", "ordinal")
 
 # Sections whose extra keys name a registered attack, detector or model and hold
 # its parameters, e.g. ``poison.feature_noise: {magnitude: 5}``.
@@ -231,6 +257,32 @@ def _check_quantity(quantity: dict[str, Any], test_size: float) -> None:
             )
 
 
+def _check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
+    """``value`` is null or one of ``choices``."""
+    if value is not None and value not in choices:
+        hint = _did_you_mean(str(value), list(choices))
+        raise _fail(field, f"= {value!r} is not an option", f"{hint} (or null to reject)")
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with any ``user:password@`` replaced by ``***@``, safe to print."""
+    parts = urlsplit(uri)
+    if parts.username is None:
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[-1]))
+
+
+def check_tracking_uri(uri: str, field: str = "mlflow.tracking_uri") -> str:
+    """Refuse a tracking URI with ``user:password@``: the config travels in the pipeline spec."""
+    if urlsplit(uri).username is not None:
+        raise PoisonlabError(
+            f"{field}: {redact_uri(uri)} carries credentials; drop them from the URI and set "
+            "MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) "
+            "in the environment"
+        )
+    return uri
+
+
 def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Return a complete, checked config: every default filled in, every value valid."""
     config = _merge(DEFAULTS, raw or {}, "")
@@ -245,12 +297,34 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     if not 0.0 < test_size < 1.0:
         raise _fail("dataset.test_size", f"= {test_size} is outside (0, 1)", "use e.g. 0.2")
     config["dataset"]["test_size"] = float(test_size)
+    _check_choice("dataset.impute", config["dataset"]["impute"], IMPUTE_METHODS)
+    _check_choice("dataset.encode", config["dataset"]["encode"], ENCODE_METHODS)
+    if not isinstance(config["dataset"]["label_column"], str | None):
+        raise _fail(
+            "dataset.label_column",
+            f"= {config['dataset']['label_column']!r} is not a column name",
+            'quote it, e.g. "species"',
+        )
+    if not isinstance(config["dataset"]["source"], str):
+        raise _fail(
+            "dataset.source", f"= {config['dataset']['source']!r} is not a string", "quote it"
+        )
     if not config["dataset"]["source"]:
         raise _fail("dataset.source", "is empty", "give sklearn:iris, a CSV/Parquet path or gs://")
     if config["trials"] < 1:
         raise _fail("trials", f"= {config['trials']} is below 1", "run at least 1 trial")
     if config["seed"] < 0:
         raise _fail("seed", f"= {config['seed']} is negative", "use a whole number >= 0")
+    check_tracking_uri(config["mlflow"]["tracking_uri"])
+    secret = config["mlflow"]["token_secret"]
+    if secret is not None and not re.fullmatch(
+        r"projects/[^/]+/secrets/[^/]+/versions/[^/]+", secret
+    ):
+        raise _fail(
+            "mlflow.token_secret",
+            f"= {secret!r} is not a Secret Manager version name",
+            "give projects/<project>/secrets/<name>/versions/latest (the name, never the token)",
+        )
 
     _check_report(config["report"])
     _check_quantity(config["quantity"], config["dataset"]["test_size"])

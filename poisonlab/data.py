@@ -7,6 +7,7 @@ a local CSV or Parquet file, or ``gs://bucket/path`` (CSV or Parquet).
 
 from __future__ import annotations
 
+import csv
 import difflib
 import hashlib
 import io
@@ -18,10 +19,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sklearn.model_selection import train_test_split
 
+from poisonlab.config import ENCODE_METHODS, IMPUTE_METHODS
 from poisonlab.errors import PoisonlabError
 from poisonlab.seeding import derive_seed
+from poisonlab.synthetic import PREFIX as SYNTHETIC_PREFIX
+from poisonlab.synthetic import synthetic_frame
 
 LABEL = "_label"
 SKLEARN_DATASETS = ("iris", "wine", "breast_cancer", "digits")
@@ -79,6 +82,7 @@ def _parse_bytes(data: bytes, source: str) -> pd.DataFrame:
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(io.BytesIO(data))
+        _check_csv_header(data, source)
         return pd.read_csv(io.BytesIO(data))
     except (ValueError, pa.ArrowException, UnicodeDecodeError) as error:
         kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
@@ -88,6 +92,18 @@ def _parse_bytes(data: bytes, source: str) -> pd.DataFrame:
         ) from None
 
 
+def _check_csv_header(data: bytes, source: str) -> None:
+    """Reject repeated column names, which pandas would silently rename to ``a.1``."""
+    first_line = data.lstrip().split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")
+    header = next(csv.reader([first_line]), [])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise PoisonlabError(
+            f"dataset.source: {source} repeats column names {repeated}; "
+            "give every column a distinct name"
+        )
+
+
 def read_source_bytes(source: str) -> bytes:
     """The raw bytes of a local or gs:// file, with a clear error if it is missing."""
     if source.startswith("gs://"):
@@ -95,17 +111,32 @@ def read_source_bytes(source: str) -> bytes:
 
         return read_gcs_bytes(source)
     path = Path(source)
-    if not path.is_file():
+    if not path.exists():
         raise PoisonlabError(
             f"dataset.source: {source} does not exist; give sklearn:iris, or a CSV/Parquet path"
         )
-    return path.read_bytes()
+    if not path.is_file():
+        raise PoisonlabError(
+            f"dataset.source: {source} is not a file; give the path of a CSV or Parquet file"
+        )
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise PoisonlabError(
+            f"dataset.source: {source} cannot be read ({error.strerror}); check its permissions"
+        ) from None
 
 
 def read_frame(source: str) -> tuple[pd.DataFrame, str]:
-    """The raw table behind a source and the SHA-256 of its bytes (of its values for sklearn)."""
-    if source.startswith("sklearn:"):
-        frame = _read_sklearn(source.removeprefix("sklearn:"))
+    """The raw table behind a source and the SHA-256 of its bytes.
+
+    Generated tables (``sklearn:``, ``synthetic:``) are hashed by their values.
+    """
+    if source.startswith(("sklearn:", SYNTHETIC_PREFIX)):
+        if source.startswith(SYNTHETIC_PREFIX):
+            frame = synthetic_frame(source)
+        else:
+            frame = _read_sklearn(source.removeprefix("sklearn:"))
         hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
         return frame, sha256_hex(hashed)
     data = read_source_bytes(source)
@@ -125,8 +156,73 @@ def _label_column(frame: pd.DataFrame, label_column: str | None, source: str) ->
     return label_column
 
 
-def frame_to_dataset(frame: pd.DataFrame, label_column: str | None, source: str) -> Dataset:
-    """Check a raw table and turn it into a Dataset."""
+def _impute(features: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Fill missing feature values column by column (``drop_rows`` is handled by the caller).
+
+    Statistics come from the whole table, before the split: the study measures
+    poisoning, and the same fill for every trial keeps trials comparable.
+    """
+    filled = features.copy()
+    for column in features.columns:
+        values = features[column]
+        if not values.isna().any():
+            continue
+        if method == "most_frequent" or not pd.api.types.is_numeric_dtype(values):
+            counts = values.value_counts()
+            # Ties broken by the sorted value, so the fill does not depend on row order.
+            fill = sorted(counts[counts == counts.max()].index, key=str)[0]
+        elif method == "median":
+            fill = values.median()
+        else:
+            fill = values.mean()
+        filled[column] = values.fillna(fill)
+    return filled
+
+
+def _encode(features: pd.DataFrame, columns: list[str], method: str) -> pd.DataFrame:
+    """Turn text columns into numbers: one 0/1 column per value, or sorted value codes."""
+    encoded = features.copy()
+    for column in columns:
+        values = features[column].astype(str)
+        categories = sorted(set(values))
+        if method == "ordinal":
+            encoded[column] = values.map({v: float(i) for i, v in enumerate(categories)})
+            continue
+        position = encoded.columns.get_loc(column)
+        encoded = encoded.drop(columns=[column])
+        for offset, category in enumerate(categories):
+            encoded.insert(
+                position + offset, f"{column}={category}", (values == category).astype(float)
+            )
+    return encoded
+
+
+def _class_labels(values: pd.Series, label: str, source: str) -> np.ndarray:
+    """The label column as class-name strings; numbers that are not whole are rejected."""
+    if pd.api.types.is_float_dtype(values):
+        numbers = values.to_numpy(dtype=np.float64)
+        if not np.all(numbers == np.round(numbers)):
+            raise PoisonlabError(
+                f"dataset.label_column: {label!r} of {source} holds fractional numbers, "
+                "not class labels; set dataset.label_column to the column of classes"
+            )
+        return np.array([str(int(v)) for v in numbers], dtype=object)
+    return values.astype(str).to_numpy()
+
+
+def frame_to_dataset(
+    frame: pd.DataFrame,
+    label_column: str | None,
+    source: str,
+    impute: str | None = None,
+    encode: str | None = None,
+) -> Dataset:
+    """Check a raw table and turn it into a Dataset.
+
+    Missing feature values are an error unless ``impute`` says how to fill them;
+    text feature columns are an error unless ``encode`` says how to turn them
+    into numbers. The input table is never changed.
+    """
     if frame.shape[0] == 0 or frame.shape[1] < 2:
         raise PoisonlabError(
             f"dataset.source: {source} has no rows or fewer than 2 columns; "
@@ -135,44 +231,87 @@ def frame_to_dataset(frame: pd.DataFrame, label_column: str | None, source: str)
     duplicated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
     if duplicated:
         raise PoisonlabError(
-            f"dataset.source: {source} repeats column names {duplicated}; rename them"
+            f"dataset.source: {source} repeats column names {duplicated}; "
+            "give every column a distinct name"
         )
     label = _label_column(frame, label_column, source)
+    missing_labels = int(frame[label].isna().sum())
+    if missing_labels:
+        raise PoisonlabError(
+            f"dataset.label_column: {label!r} of {source} has {missing_labels} missing labels; "
+            "drop those rows (labels are never imputed)"
+        )
     features = frame.drop(columns=[label])
+    labels = frame[label]
+    missing = [str(c) for c in features.columns if features[c].isna().any()]
+    if missing and impute is None:
+        raise PoisonlabError(
+            f"dataset.source: columns {missing} of {source} have missing values; "
+            f"fill them, or set dataset.impute to one of {', '.join(IMPUTE_METHODS)}"
+        )
+    if missing and impute == "drop_rows":
+        kept = ~features.isna().any(axis=1)
+        features, labels = features[kept], labels[kept]
+        if features.shape[0] == 0:
+            raise PoisonlabError(
+                f"dataset.impute: drop_rows leaves no rows of {source}; use mean or median"
+            )
+    elif missing:
+        features = _impute(features, impute)
     non_numeric = [
         str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
     ]
-    if non_numeric:
+    if non_numeric and encode is None:
         raise PoisonlabError(
             f"dataset.source: feature columns {non_numeric} of {source} are not numeric; "
-            "encode them or drop them"
+            f"drop them, or set dataset.encode to one of {', '.join(ENCODE_METHODS)}"
         )
-    missing = [str(c) for c in frame.columns if frame[c].isna().any()]
-    if missing:
+    if non_numeric:
+        features = _encode(features, non_numeric, encode)
+    X = features.to_numpy(dtype=np.float64)
+    if not np.isfinite(X).all():
+        finite = np.isfinite(X).all(axis=0)
+        infinite = [str(c) for c, ok in zip(features.columns, finite, strict=True) if not ok]
         raise PoisonlabError(
-            f"dataset.source: columns {missing} of {source} have missing values; "
-            "fill or drop those rows"
+            f"dataset.source: columns {infinite} of {source} hold infinite values; "
+            "replace them with finite numbers"
         )
-    labels = frame[label].astype(str).to_numpy()
-    class_names = sorted(set(labels))
+    names = _class_labels(labels, label, source)
+    class_names = sorted(set(names))
     if len(class_names) < 2:
         raise PoisonlabError(
             f"dataset.label_column: {label!r} of {source} has one class ({class_names[0]!r}); "
-            "a classifier needs at least 2"
+            "a classifier needs at least 2: check the label column"
         )
-    codes = np.searchsorted(np.array(class_names), labels).astype(np.int64)
+    codes = pd.Categorical(names, categories=class_names).codes.astype(np.int64)
     return Dataset(
-        X=features.to_numpy(dtype=np.float64),
+        X=X,
         y=codes,
         feature_names=[str(c) for c in features.columns],
         class_names=class_names,
     )
 
 
-def load_dataset(source: str, label_column: str | None = None) -> tuple[Dataset, str]:
+def load_dataset(
+    source: str,
+    label_column: str | None = None,
+    *,
+    impute: str | None = None,
+    encode: str | None = None,
+) -> tuple[Dataset, str]:
     """Read and check a dataset; return it and the SHA-256 of the input."""
     frame, input_hash = read_frame(source)
-    return frame_to_dataset(frame, label_column, source), input_hash
+    return frame_to_dataset(frame, label_column, source, impute, encode), input_hash
+
+
+def load_configured(dataset_config: dict) -> tuple[Dataset, str]:
+    """``load_dataset`` with the options of a validated config's ``dataset`` section."""
+    return load_dataset(
+        dataset_config["source"],
+        dataset_config["label_column"],
+        impute=dataset_config.get("impute"),
+        encode=dataset_config.get("encode"),
+    )
 
 
 def split_masks(y: np.ndarray, test_size: float, seed: int, trials: int) -> np.ndarray:
@@ -194,6 +333,8 @@ def split_masks(y: np.ndarray, test_size: float, seed: int, trials: int) -> np.n
             f"dataset.test_size: {test_size} of {n} rows leaves too few rows for every class "
             "in both splits; choose a test_size nearer 0.2"
         )
+    from sklearn.model_selection import train_test_split  # imported here: slow to import
+
     masks = np.zeros((trials, n), dtype=bool)
     for trial in range(trials):
         _, test = train_test_split(

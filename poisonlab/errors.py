@@ -19,7 +19,8 @@ def run_cli(main: Callable[[], int | None]) -> None:
     try:
         code = main()
     except PoisonlabError as error:
-        print(f"error: {error}", file=sys.stderr)
+        # One line, whatever the message holds: logs and CI show it whole.
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

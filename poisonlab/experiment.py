@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from poisonlab.attacks import Poisoned, apply_attack, dataset_attack_params, stamp_trigger
-from poisonlab.data import LABEL, Dataset, array_hash, load_dataset, split_masks
+from poisonlab.data import LABEL, Dataset, array_hash, load_configured, split_masks
 from poisonlab.detectors import Detection, run_detector
 from poisonlab.metrics import classification_metrics, detection_metrics
 from poisonlab.models import fit_model
@@ -412,7 +412,7 @@ def run_level(
 
 def run_experiment(config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The pipeline's work in one process: (summary, detection, records)."""
-    dataset, _ = load_dataset(config["dataset"]["source"], config["dataset"]["label_column"])
+    dataset, _ = load_configured(config["dataset"])
     test_masks = split_masks(
         dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"]
     )

@@ -1,31 +1,76 @@
-"""Mirror a run's results into MLflow: a parent run, one child per result row group.
+"""Mirror a run's results into MLflow: one parent run, one child per result group.
 
-Reads only the results directory (summary.csv, detection.csv, report.html,
+Reads the results directory (summary.csv, detection.csv, report.html,
 manifest.json), so the same code serves the pipeline's ``mirror`` task and a
 later re-mirror from the command line:
 
     python -m poisonlab.mirror --results runs/my-run [--tracking-uri URI]
 
-Runs are found again by tags, so mirroring the same results twice updates the
-same runs instead of adding new ones; metrics are logged with a fixed
-timestamp and step, so their history does not grow either.
+Layout in the experiment:
+
+- a parent run per pipeline run: the config as params, the input data's hash,
+  headline accuracies as metrics, the dataset as a run input, the report and
+  tables as artifacts;
+- a child run per poison level x attack x model x defense: params
+  ``poison_level, attack, model, defense, trials, seed``, metrics
+  ``<metric>_mean/_ci_low/_ci_high`` and the level's detection metrics per
+  detector, and one representative model (trial 0's) with signature and input
+  example.
+
+Mirroring is idempotent: runs are found again by tags, metrics are logged at
+a fixed timestamp and step (no new history), params and models are only
+added where missing. It fails fast: MLflow's HTTP retries are turned down so
+an unreachable server gives up in seconds, with one message.
+
+Credentials come only from the environment (``MLFLOW_TRACKING_TOKEN``, or
+``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``), which MLflow reads
+itself; a tracking URI carrying ``user:password@`` is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
+import logging
+import os
+import shlex
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from poisonlab.config import check_tracking_uri, redact_uri
 from poisonlab.errors import PoisonlabError, run_cli
 from poisonlab.report import DETECTION_FILE, MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
 
 RUN_KEY_TAG = "poisonlab.run_key"
 CHILD_KEY_TAG = "poisonlab.child_key"
 PARENT_TAG = "mlflow.parentRunId"
+JOB_TAG = "kfp.pipeline_job_name"
+MIRROR_STATUS_FILE = "mirror.json"
+MODEL_NAME = "model"
+# Files of a results directory that become artifacts of the parent run.
+ARTIFACT_PATTERNS = (REPORT_FILE, SUMMARY_FILE, DETECTION_FILE, MANIFEST_FILE, "*.png", "*.svg")
+
+# MLflow's defaults retry a dead server for minutes; these give up in well under 60 s.
+FAIL_FAST_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+_PARAM_BATCH = 100  # and of params
+
+
+# --- tracking URIs and credentials ----------------------------------------------------
 
 
 def absolute_tracking_uri(uri: str, base: Path | None = None) -> str:
@@ -39,6 +84,162 @@ def absolute_tracking_uri(uri: str, base: Path | None = None) -> str:
     return uri
 
 
+def remirror_command(results_dir: str | Path, tracking_uri: str | None = None) -> str:
+    """The command that mirrors ``results_dir`` later (credentials stay in the environment)."""
+    command = ["python", "-m", "poisonlab.mirror", "--results", str(results_dir)]
+    if tracking_uri:
+        command += ["--tracking-uri", redact_uri(tracking_uri)]
+    return shlex.join(command)
+
+
+@contextlib.contextmanager
+def mlflow_session(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow at ``tracking_uri`` with fast-failing HTTP; restore both after.
+
+    ``log_model`` and ``log_input`` use MLflow's global tracking URI, so it is set
+    here rather than only on a client.
+    """
+    import mlflow
+
+    saved = {key: os.environ.get(key) for key in FAIL_FAST_ENV}
+    saved_uri = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    os.environ.update(FAIL_FAST_ENV)
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_uri)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def job_tags(job_name: str, job_id: str, task_name: str) -> dict[str, str]:
+    """Tags linking the runs to the KFP or Vertex pipeline job and the mirror task.
+
+    On Vertex the job name is the ``pipelineJobs/<name>`` id the console shows.
+    """
+    values = {JOB_TAG: job_name, "kfp.pipeline_job_id": job_id, "kfp.mirror_task": task_name}
+    return {k: v for k, v in values.items() if v and "{{" not in v}
+
+
+SECRET_MANAGER = "https://secretmanager.googleapis.com"
+
+
+def read_secret(name: str, endpoint: str = SECRET_MANAGER, credentials=None) -> str:
+    """The value of a Secret Manager secret version, read with the task's own credentials.
+
+    Vertex AI Pipelines cannot put a secret into a task's environment without
+    writing it into the pipeline spec, so the mirror task fetches the token itself
+    (its service account needs ``roles/secretmanager.secretAccessor``).
+    """
+    import base64
+
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+
+    if credentials is None:
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+    answer = AuthorizedSession(credentials).get(f"{endpoint}/v1/{name}:access", timeout=20)
+    if answer.status_code != 200:
+        raise PoisonlabError(
+            f"mlflow.token_secret: reading {name} failed (HTTP {answer.status_code}); check the "
+            "name and that the pipeline's service account may access it"
+        )
+    return base64.b64decode(answer.json()["payload"]["data"]).decode().strip()
+
+
+def _token_from_secret(config: dict) -> None:
+    """Put the configured secret's token into this process's environment, if none is set."""
+    name = config["mlflow"].get("token_secret")
+    if name and not os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        os.environ["MLFLOW_TRACKING_TOKEN"] = read_secret(name)
+
+
+def _one_line(error: BaseException, tracking_uri: str) -> str:
+    """An MLflow/requests error as one short line that names the server."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if "Connection refused" in text or "Max retries exceeded" in text:
+        text = "connection refused or no answer"
+    elif "timed out" in text.lower():
+        text = "the server did not answer in time"
+    return f"MLflow at {redact_uri(tracking_uri)} failed: {text[:300]}"
+
+
+# --- representative models ------------------------------------------------------------
+
+ChildKey = tuple[float, str, str, str]  # poison_level, attack, model, defense
+
+
+def representative_models(dataset, config: dict[str, Any]) -> dict[ChildKey, Any]:
+    """Trial 0's fitted model for every level x attack x model x defense.
+
+    Every random choice derives from the seed, the trial and names, so refitting
+    trial 0 alone gives the very models the pipeline's ``train`` task fitted for
+    trial 0, at a fraction of the cost, from nothing but the dataset and config.
+    """
+    from poisonlab import experiment
+    from poisonlab.data import split_masks
+
+    one_trial = {**config, "trials": 1}
+    masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], 1)
+    models: dict[ChildKey, Any] = {}
+    for level in config["poison"]["levels"]:
+        sets = experiment.poison_level(dataset, masks, one_trial, level)
+        detections = experiment.detect_level(sets, one_trial, dataset.n_classes)
+        fitted = experiment.train_level(sets, detections, one_trial)
+        for (_, attack, model, defense), estimator in fitted.items():
+            models[(float(level), attack, model, defense)] = estimator
+    return models
+
+
+def _load_data(manifest: dict, data_path: str | Path | None):
+    """The run's dataset: from the pipeline's data artifact, else from the config's source.
+
+    Returns ``(dataset, note)``; ``dataset`` is None (and ``note`` says why) when the
+    source is unreadable or no longer has the content the run used.
+    """
+    from poisonlab.data import load_dataset, read_dataset
+
+    if data_path is not None:
+        return read_dataset(data_path), ""
+    settings = manifest["config"]["dataset"]
+    try:
+        dataset, input_hash = load_dataset(settings["source"], settings["label_column"])
+    # Unreadable now (moved, no access): mirror everything else.
+    except Exception as error:  # noqa: BLE001
+        return None, f"no dataset input or models: {' '.join(str(error).split())[:200]}"
+    if input_hash != manifest["provenance"]["input_sha256"]:
+        return None, f"no dataset input or models: {settings['source']} changed since the run"
+    return dataset, ""
+
+
+def _frame(dataset) -> pd.DataFrame:
+    return pd.DataFrame(dataset.X, columns=dataset.feature_names)
+
+
+@functools.cache
+def _pip_requirements() -> list[str]:
+    """Pinned explicitly: inferring them runs a subprocess per model (5-17 s each)."""
+    import cloudpickle
+    import numpy
+    import sklearn
+
+    return [
+        f"scikit-learn=={sklearn.__version__}",
+        f"numpy=={numpy.__version__}",
+        f"pandas=={pd.__version__}",
+        f"cloudpickle=={cloudpickle.__version__}",
+    ]
+
+
+# --- logging --------------------------------------------------------------------------
+
+
 def _flatten(prefix: str, value: Any) -> dict[str, str]:
     """Nested config -> {"poison.levels": "[0.0, 0.1]", ...}."""
     if isinstance(value, dict):
@@ -49,26 +250,81 @@ def _flatten(prefix: str, value: Any) -> dict[str, str]:
     return {prefix: json.dumps(value) if not isinstance(value, str) else value}
 
 
-def _metric_name(*parts: str) -> str:
-    return "_".join(p for p in parts if p)
+def _log(client, run, params: dict[str, str], metrics: dict[str, float], timestamp: int) -> None:
+    """Log params and metrics in as few batches as MLflow allows; skip params already there.
+
+    Metrics go in at ``timestamp`` and step 0, so logging the same value again adds
+    no history (a param cannot change on an existing run, so existing ones are kept).
+    """
+    from mlflow.entities import Metric, Param
+
+    new_params = [Param(k, v[:6000]) for k, v in params.items() if k not in run.data.params]
+    # Values the run already holds are left alone: a re-mirror then costs no writes.
+    new_metrics = [
+        Metric(k, float(v), timestamp, 0)
+        for k, v in metrics.items()
+        if pd.notna(v) and run.data.metrics.get(k) != float(v)
+    ]
+    while new_params or new_metrics:
+        params_now, new_params = new_params[:_PARAM_BATCH], new_params[_PARAM_BATCH:]
+        room = _BATCH - len(params_now)
+        metrics_now, new_metrics = new_metrics[:room], new_metrics[room:]
+        client.log_batch(run.info.run_id, metrics=metrics_now, params=params_now)
 
 
-def _log(client, run_id: str, params: dict[str, str], metrics: dict[str, float], tags: dict):
-    """Log params, metrics and tags in one batch; skip params the run already has."""
-    from mlflow.entities import Metric, Param, RunTag
+def _child_key(level: float, attack: str, model: str, defense: str) -> str:
+    return f"{level:g}/{attack}/{model}/{defense}"
 
-    existing = client.get_run(run_id).data.params
-    batch_params = [Param(k, v[:6000]) for k, v in params.items() if k not in existing]
-    # Fixed timestamp and step: logging the same value again adds no history.
-    batch_metrics = [Metric(k, float(v), 0, 0) for k, v in metrics.items() if pd.notna(v)]
-    batch_tags = [RunTag(k, str(v)) for k, v in tags.items()]
-    for start in range(0, max(len(batch_metrics), 1), 1000):
-        client.log_batch(
-            run_id,
-            metrics=batch_metrics[start : start + 1000],
-            params=batch_params if start == 0 else [],
-            tags=batch_tags if start == 0 else [],
+
+def _summary_metrics(rows: pd.DataFrame, prefix: str = "") -> dict[str, float]:
+    """``<prefix><metric>_mean/_ci_low/_ci_high`` from summary or detection rows."""
+    metrics = {}
+    for metric, mean, low, high in rows[["metric", "mean", "ci_low", "ci_high"]].itertuples(
+        index=False
+    ):
+        metrics[f"{prefix}{metric}_mean"] = mean
+        metrics[f"{prefix}{metric}_ci_low"] = low
+        metrics[f"{prefix}{metric}_ci_high"] = high
+    return metrics
+
+
+def _tagged(search, experiment_id: str, run_key: str, page_size: int) -> list:
+    """Everything ``search`` (runs or logged models) finds with this run key, all pages."""
+    found, token = [], None
+    while True:
+        page = search(
+            [experiment_id],
+            filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'",
+            max_results=page_size,
+            page_token=token,
         )
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def _logged_models(client, experiment_id: str, run_key: str) -> dict[str, Any]:
+    """This pipeline run's logged models by source run id; a READY one wins over others."""
+    found: dict[str, Any] = {}
+    for model in _tagged(client.search_logged_models, experiment_id, run_key, 100):
+        if model.source_run_id not in found or _ready(model):
+            found[model.source_run_id] = model
+    return found
+
+
+def _ready(model) -> bool:
+    return str(model.status).endswith("READY")
+
+
+@dataclass(frozen=True)
+class MirrorResult:
+    parent_run_id: str
+    experiment_id: str
+    children: int
+    new_runs: int
+    new_models: int
+    note: str
 
 
 def mirror_results(
@@ -76,9 +332,15 @@ def mirror_results(
     tracking_uri: str | None = None,
     experiment: str | None = None,
     tags: dict[str, str] | None = None,
-) -> str:
-    """Mirror one run's results into MLflow; return the parent run's id."""
-    import mlflow
+    data_path: str | Path | None = None,
+    log_models: bool | None = None,
+) -> MirrorResult:
+    """Mirror one run's results into MLflow, creating only what is missing.
+
+    ``tags`` link the runs to the pipeline job and task; ``data_path`` is the
+    pipeline's loaded dataset (without it the config's source is read again and
+    checked against the recorded hash) for the dataset input and the models.
+    """
     from mlflow.tracking import MlflowClient
 
     results_dir = Path(results_dir)
@@ -89,95 +351,288 @@ def mirror_results(
             )
     manifest = json.loads((results_dir / MANIFEST_FILE).read_text())
     config = manifest["config"]
-    tracking_uri = tracking_uri or config["mlflow"]["tracking_uri"]
-    experiment = experiment or config["mlflow"]["experiment"]
-    run_key = manifest["run_key"]
-
-    mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-
-    runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'", max_results=50000
+    tracking_uri = check_tracking_uri(
+        tracking_uri or config["mlflow"]["tracking_uri"],
+        "--tracking-uri" if tracking_uri else "mlflow.tracking_uri",
     )
-    parent = next((run for run in runs if CHILD_KEY_TAG not in run.data.tags), None)
-    children = {
-        run.data.tags[CHILD_KEY_TAG]: run.info.run_id
-        for run in runs
-        if CHILD_KEY_TAG in run.data.tags
-    }
-    run_tags = {RUN_KEY_TAG: run_key, **(tags or {})}
-    if parent is None:
-        parent = client.create_run(
-            experiment_id, run_name=manifest.get("run_name", run_key), tags=run_tags
-        )
-    parent_id = parent.info.run_id
-
+    experiment = experiment or config["mlflow"]["experiment"]
+    if log_models is None:
+        log_models = config["mlflow"].get("log_models", True)
+    run_key = manifest["run_key"]
+    provenance = manifest["provenance"]
     summary = pd.read_csv(results_dir / SUMMARY_FILE)
     detection = pd.read_csv(results_dir / DETECTION_FILE)
-    provenance = manifest["provenance"]
-    params = _flatten("", {k: v for k, v in config.items() if k not in ("vertex",)})
-    params["data_sha256"] = provenance["input_sha256"]
-    headline = summary[(summary["metric"] == "accuracy") & (summary["defense"] == "none")]
-    metrics = {
-        _metric_name("accuracy", attack, model, f"level{level:g}"): mean
-        for level, attack, model, mean in headline[
-            ["poison_level", "attack", "model", "mean"]
-        ].itertuples(index=False)
-    }
-    _log(
-        client, parent_id, params, metrics, {**run_tags, "data_sha256": provenance["input_sha256"]}
-    )
-    if (results_dir / REPORT_FILE).is_file():
-        client.log_artifact(parent_id, str(results_dir / REPORT_FILE))
+    _token_from_secret(config)
 
-    group = ["poison_level", "attack", "model", "defense"]
-    for (level, attack, model, defense), rows in summary.groupby(group, sort=False):
-        child_key = f"{level:g}/{attack}/{model}/{defense}"
-        child_metrics = {}
-        for metric, mean, low, high in rows[["metric", "mean", "ci_low", "ci_high"]].itertuples(
-            index=False
-        ):
-            child_metrics.update(
-                {f"{metric}_mean": mean, f"{metric}_ci_low": low, f"{metric}_ci_high": high}
+    with mlflow_session(tracking_uri):
+        client = MlflowClient(tracking_uri)
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        runs = _tagged(client.search_runs, experiment_id, run_key, 1000)
+        parent = next((r for r in runs if CHILD_KEY_TAG not in r.data.tags), None)
+        children = {r.data.tags[CHILD_KEY_TAG]: r for r in runs if CHILD_KEY_TAG in r.data.tags}
+        run_tags = {RUN_KEY_TAG: run_key, JOB_TAG: run_key, **(tags or {})}
+        new_runs = 0
+        if parent is None:
+            parent = client.create_run(
+                experiment_id,
+                run_name=manifest.get("run_name", run_key),
+                tags={**run_tags, "data_sha256": provenance["input_sha256"]},
             )
-        detected = detection[(detection["poison_level"] == level) & (detection["attack"] == attack)]
-        for detector, metric, mean in detected[["detector", "metric", "mean"]].itertuples(
-            index=False
-        ):
-            child_metrics[f"detection_{detector}_{metric}_mean"] = mean
-        child_tags = {**run_tags, CHILD_KEY_TAG: child_key, PARENT_TAG: parent_id}
-        child_id = children.get(child_key)
-        if child_id is None:
-            child_id = client.create_run(
-                experiment_id, run_name=child_key.replace("/", " "), tags=child_tags
-            ).info.run_id
-        child_params = {
-            "poison_level": f"{level:g}",
-            "attack": attack,
-            "model": model,
-            "defense": defense,
-            "trials": str(config["trials"]),
-            "seed": str(config["seed"]),
+            new_runs += 1
+        parent_id = parent.info.run_id
+        # The parent's start time, fixed once, stamps every metric: re-logging adds no history.
+        stamp = parent.info.start_time
+        failed = provenance.get("failed_levels") or []
+        # Which levels are missing, so the MLflow UI does not pass the run off as complete.
+        failed_tag = ", ".join(f"{f['level']:g} ({f['step']})" for f in failed) or "none"
+        client.log_batch(parent_id, tags=_tag_list({**run_tags, "failed_levels": failed_tag}))
+
+        params = _flatten("", {k: v for k, v in config.items() if k != "vertex"})
+        params["data_sha256"] = provenance["input_sha256"]
+        params["config_sha256"] = manifest.get("config_sha256", "")
+        headline = summary[(summary["metric"] == "accuracy") & (summary["defense"] == "none")]
+        metrics = {
+            f"accuracy_{attack}_{model}_level{level:g}": mean
+            for level, attack, model, mean in headline[
+                ["poison_level", "attack", "model", "mean"]
+            ].itertuples(index=False)
         }
-        _log(client, child_id, child_params, child_metrics, child_tags)
-        client.set_terminated(child_id)
-    client.set_terminated(parent_id)
-    return parent_id
+        _log(client, parent, params, metrics, stamp)
+        for pattern in ARTIFACT_PATTERNS:
+            for path in sorted(results_dir.glob(pattern)):
+                client.log_artifact(parent_id, str(path))
+
+        dataset, note = _load_data(manifest, data_path)
+        if dataset is not None:
+            _log_dataset(parent_id, dataset, config, provenance)
+
+        group = ["poison_level", "attack", "model", "defense"]
+        pending = {}
+        for (level, attack, model, defense), rows in summary.groupby(group, sort=False):
+            key = _child_key(level, attack, model, defense)
+            child_metrics = _summary_metrics(rows)
+            level_detection = detection[
+                (detection["poison_level"] == level) & (detection["attack"] == attack)
+            ]
+            for detector, frame in level_detection.groupby("detector", sort=False):
+                child_metrics.update(_summary_metrics(frame, f"detection_{detector}_"))
+            child_tags = {
+                **run_tags,
+                CHILD_KEY_TAG: key,
+                PARENT_TAG: parent_id,
+                "kfp.level_tasks": "poison, validate, train, evaluate (poison-levels loop)",
+            }
+            child = children.get(key)
+            if child is None:
+                child = client.create_run(
+                    experiment_id, run_name=key.replace("/", " "), tags=child_tags
+                )
+                new_runs += 1
+            elif any(child.data.tags.get(k) != v for k, v in child_tags.items()):
+                client.log_batch(child.info.run_id, tags=_tag_list(child_tags))
+            child_params = {
+                "poison_level": f"{level:g}",
+                "attack": attack,
+                "model": model,
+                "defense": defense,
+                "trials": str(config["trials"]),
+                "seed": str(config["seed"]),
+            }
+            pending[(float(level), attack, model, defense)] = (child, child_params, child_metrics)
+
+        # Models before metrics: log_model copies every metric already on the run onto the
+        # model, one history request per metric, which would triple the mirror's time.
+        new_models = 0
+        if not log_models:
+            note = "models not logged (mlflow.log_models false, or --no-models)"
+        elif dataset is not None:
+            child_ids = {key: child.info.run_id for key, (child, _, _) in pending.items()}
+            new_models = _log_models(client, experiment_id, run_key, dataset, config, child_ids)
+        for child, child_params, child_metrics in pending.values():
+            _log(client, child, child_params, child_metrics, stamp)
+            if child.info.status != "FINISHED":
+                client.set_terminated(child.info.run_id)
+        if parent.info.status != "FINISHED":
+            client.set_terminated(parent_id)
+    return MirrorResult(parent_id, experiment_id, len(pending), new_runs, new_models, note)
+
+
+def _tag_list(tags: dict[str, str]) -> list:
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, str(v)) for k, v in tags.items()]
+
+
+def _log_dataset(run_id: str, dataset, config: dict, provenance: dict) -> None:
+    """The input dataset as an input of the run: its source URI and content hash.
+
+    MLflow links the same dataset to a run once, so mirroring again adds nothing.
+    """
+    import mlflow
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    frame = _frame(dataset)
+    frame["label"] = [dataset.class_names[i] for i in dataset.y]
+    source = config["dataset"]["source"]
+    logged = mlflow.data.from_pandas(
+        frame,
+        # sklearn:<name> is no URI MLflow resolves: record it as a dataset made by code.
+        source=CodeDatasetSource({"uri": source}) if source.startswith("sklearn:") else source,
+        targets="label",
+        name=source.rsplit("/", 1)[-1],
+        digest=provenance["input_sha256"][:32],  # MLflow stores at most 36 characters
+    )
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_input(logged, context="training", tags={"sha256": provenance["input_sha256"]})
+
+
+def _log_models(
+    client, experiment_id: str, run_key: str, dataset, config: dict, child_ids: dict
+) -> int:
+    """Log each child's representative model unless it has one already; return how many.
+
+    The model entity is created here, in the run's experiment and tagged with the
+    run key, so a re-mirror finds it; one left unfinished by a failed mirror is
+    filled in rather than duplicated.
+    """
+    existing = _logged_models(client, experiment_id, run_key)
+    todo = {
+        key: run_id
+        for key, run_id in child_ids.items()
+        if run_id not in existing or not _ready(existing[run_id])
+    }
+    if not todo:
+        return 0
+    models = representative_models(dataset, config)
+    example = _frame(dataset).head(5)
+    # Said once here, instead of once per model by mlflow.sklearn: cloudpickle runs code when
+    # loaded, so load these models only from a tracking server you trust.
+    print("mirror: logging models with cloudpickle; load them only from a trusted server")
+    quiet = logging.getLogger("mlflow.sklearn")
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        for key, run_id in todo.items():
+            _log_model(client, experiment_id, run_key, key, run_id, models[key], existing, example)
+    finally:
+        quiet.setLevel(level)
+    return len(todo)
+
+
+def _log_model(
+    client,
+    experiment_id: str,
+    run_key: str,
+    key: ChildKey,
+    run_id: str,
+    estimator,
+    existing,
+    example,
+) -> None:
+    """One child's model with signature and input example, in an entity made (or reused) here."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    model = existing.get(run_id) or client.create_logged_model(
+        experiment_id,
+        name=MODEL_NAME,
+        source_run_id=run_id,
+        tags={RUN_KEY_TAG: run_key, CHILD_KEY_TAG: _child_key(*key)},
+    )
+    with warnings.catch_warnings():
+        # Fitted on arrays, shown a named frame: harmless, and noisy in the task log.
+        warnings.filterwarnings("ignore", message="X has feature names")
+        mlflow.sklearn.log_model(
+            estimator,
+            name=MODEL_NAME,
+            model_id=model.model_id,
+            run_id=run_id,
+            signature=infer_signature(example, estimator.predict(example.to_numpy())),
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+            # Our own freshly fitted model; skops costs ~1.5 s more per forest.
+            serialization_format="cloudpickle",
+        )
+
+
+# --- for the pipeline task and the command line ---------------------------------------
+
+
+def mirror_status(
+    results_dir: str | Path,
+    tracking_uri: str | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Mirror, and never raise: a status dict (``ok``, ``message``, ...) for a pipeline task.
+
+    A mirror that fails must not fail the run: the results are already written
+    and can be mirrored later with ``python -m poisonlab.mirror``.
+    """
+    started = time.monotonic()
+    uri = tracking_uri
+    try:
+        manifest = json.loads((Path(results_dir) / MANIFEST_FILE).read_text())
+        uri = tracking_uri or manifest["config"]["mlflow"]["tracking_uri"]
+        result = mirror_results(results_dir, tracking_uri, **kwargs)
+    except PoisonlabError as error:
+        return _status(False, str(error), uri, started)
+    # Any failure becomes a status, not a failed run.
+    except Exception as error:  # noqa: BLE001
+        return _status(False, _one_line(error, uri or "?"), uri, started)
+    message = (
+        f"mirrored into MLflow run {result.parent_run_id} with {result.children} child runs "
+        f"({result.new_runs} new, {result.new_models} new models)"
+        + (f"; {result.note}" if result.note else "")
+    )
+    return _status(True, message, uri, started, result.parent_run_id, result.experiment_id)
+
+
+def _status(ok, message, uri, started, parent_run_id="", experiment_id="") -> dict[str, Any]:
+    return {
+        "ok": ok,
+        "message": message,
+        "tracking_uri": redact_uri(uri) if uri else "",
+        "parent_run_id": parent_run_id,
+        "experiment_id": experiment_id,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def write_status(status: dict[str, Any], directory: str | Path) -> None:
+    """Record the latest mirror status next to the results (``mirror.json``)."""
+    text = json.dumps(status, indent=2, sort_keys=True) + "\n"
+    (Path(directory) / MIRROR_STATUS_FILE).write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m poisonlab.mirror",
-        description="Mirror a poisonlab run's results into MLflow (again, without duplicates).",
+        description="Mirror a poisonlab run's results into MLflow (again, without duplicates). "
+        "Credentials come from MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD.",
     )
     parser.add_argument("--results", required=True, help="a run's output directory")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: the run's config)")
     parser.add_argument("--experiment", help="MLflow experiment (default: the run's config)")
+    parser.add_argument("--no-models", action="store_true", help="skip the representative models")
     args = parser.parse_args(argv)
-    run_id = mirror_results(args.results, args.tracking_uri, args.experiment)
-    print(f"mirrored {args.results} into MLflow run {run_id}")
+    if args.tracking_uri:
+        check_tracking_uri(args.tracking_uri, "--tracking-uri")
+    if not Path(args.results, MANIFEST_FILE).is_file():
+        raise PoisonlabError(
+            f"--results {args.results}: {MANIFEST_FILE} is missing; give a run's output directory"
+        )
+    status = mirror_status(
+        args.results,
+        args.tracking_uri,
+        experiment=args.experiment,
+        log_models=False if args.no_models else None,
+    )
+    write_status(status, args.results)
+    if not status["ok"]:
+        print(f"error: {status['message']}")
+        return 1
+    print(f"{status['message']} at {status['tracking_uri']} in {status['seconds']} s")
     return 0
 
 

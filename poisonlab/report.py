@@ -218,8 +218,38 @@ class Report:
 def render_html(
     summary: pd.DataFrame, detection: pd.DataFrame, config: dict[str, Any], provenance: dict
 ) -> str:
+<<<<<<< HEAD
     """report.html from the summary tables alone (no confusion matrices, no quantity)."""
     return Report(summary, detection, config, provenance).html()
+=======
+    detection_view = detection[detection["metric"].isin(["precision", "recall", "f1", "flag_rate"])]
+    detection_view = detection_view.pivot_table(
+        index=["poison_level", "attack", "detector"], columns="metric", values="mean", sort=False
+    ).reset_index()
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>poisonlab report</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        "<h1>Data-poisoning report</h1>",
+        failed_levels_html(provenance),
+        f"<p>Dataset <code>{html.escape(provenance['source'])}</code>: "
+        f"{provenance['n_rows']} rows, {provenance['n_features']} features, classes "
+        f"{html.escape(', '.join(provenance['class_names']))}. "
+        f"{config['trials']} trials, seed {config['seed']}; intervals are 95% CIs over trials.</p>",
+        "<h2>Accuracy on the clean test set</h2>",
+        accuracy_plot(summary),
+        _table(accuracy_table(summary)),
+        "<h2>Detection against the true poisoned rows</h2>",
+        _table(detection_view),
+        "<h2>Provenance</h2>",
+        f"<p>Input SHA-256 <code>{provenance['input_sha256']}</code>, "
+        f"config SHA-256 <code>{config_hash(config)}</code>.</p>",
+        hashes_html(provenance),
+        f"<pre>{html.escape(json.dumps(config, indent=2, sort_keys=True))}</pre>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+>>>>>>> main
 
 
 def write_results(
@@ -254,3 +284,43 @@ def write_results(
         "provenance": provenance,
     }
     (results_dir / MANIFEST_FILE).write_text(canonical_json(manifest) + "\n", encoding="utf-8")
+
+
+def failed_levels_html(provenance: dict) -> str:
+    """A warning naming every poison level whose tasks failed (empty if none did)."""
+    failed = provenance.get("failed_levels") or []
+    if not failed:
+        return ""
+    items = "".join(
+        f"<li>level {f['level']:g}: {html.escape(f['step'])} failed: "
+        f"<code>{html.escape(f['error'])}</code></li>"
+        for f in failed
+    )
+    return (
+        "<div class='failed' style='border:2px solid #c00;padding:0.5em 1em'>"
+        f"<strong>{len(failed)} poison level(s) failed</strong>; their rows are missing "
+        f"from every table below, the other levels are complete.<ul>{items}</ul></div>"
+    )
+
+
+def hashes_html(provenance: dict) -> str:
+    """SHA-256 of each trial's train and test split and of every poisoned variant."""
+    rows = [
+        ("input file", "", provenance["input_sha256"]),
+        ("dataset (parsed values)", "", provenance.get("data_sha256", "")),
+    ]
+    for trial, split in provenance.get("split_sha256", {}).items():
+        rows += [("train split", f"trial {trial}", split["train"])]
+        rows += [("test split", f"trial {trial}", split["test"])]
+    for level, variants in provenance.get("poisoned_sha256", {}).items():
+        for key, digest in variants.items():
+            rows.append((f"poisoned, level {level}", key.replace("/", " / "), digest))
+    body = "".join(
+        f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td><code>{c}</code></td></tr>"
+        for a, b, c in rows
+    )
+    return (
+        f"<details><summary>SHA-256 of the input, every split and every poisoned variant "
+        f"({len(rows)})</summary><table><tr><th>data</th><th>which</th><th>SHA-256</th></tr>"
+        f"{body}</table></details>"
+    )

@@ -7,14 +7,17 @@ a few lines long and every step can be tested without KFP.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+import pyarrow.parquet as pq
 
 from poisonlab import experiment
 from poisonlab.config import config_from_json
 from poisonlab.data import (
     array_hash,
-    load_dataset,
+    load_configured,
     read_dataset,
     read_metadata,
     read_splits,
@@ -22,15 +25,23 @@ from poisonlab.data import (
     write_dataset,
     write_splits,
 )
+from poisonlab.failures import (
+    contained,
+    injected_failure,
+    read_failure,
+    split_failures,
+    write_failure,
+)
+from poisonlab.preflight import check_classes_survive
 
 
 def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
     """Read and check the dataset, split it once per trial; return its provenance."""
     config = config_from_json(config_json)
-    dataset, input_hash = load_dataset(
-        config["dataset"]["source"], config["dataset"]["label_column"]
-    )
+    dataset, input_hash = load_configured(config["dataset"])
     masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"])
+    # Also checked by submit.py; here too for a pipeline started from its compiled YAML.
+    check_classes_survive(dataset, masks, config)
     provenance = {
         "source": config["dataset"]["source"],
         "input_sha256": input_hash,
@@ -56,29 +67,44 @@ def poison(
 ) -> dict[str, str]:
     """Poison every trial's training split at ``level``; return each variant's SHA-256."""
     config = config_from_json(config_json)
-    dataset = read_dataset(data_path)
-    sets = experiment.poison_level(dataset, read_splits(splits_path), config, level)
-    experiment.write_poisoned(sets, dataset, poisoned_path)
-    return experiment.poisoned_hashes(poisoned_path)
+
+    def work() -> dict[str, str]:
+        injected_failure(level)
+        dataset = read_dataset(data_path)
+        sets = experiment.poison_level(dataset, read_splits(splits_path), config, level)
+        experiment.write_poisoned(sets, dataset, poisoned_path)
+        return experiment.poisoned_hashes(poisoned_path)
+
+    return contained("poison", level, [], [poisoned_path], work, default={})
 
 
 def validate(config_json: str, poisoned_path: str, detections_path: str) -> None:
     """Run every detector on every poisoned set."""
     config = config_from_json(config_json)
-    n_classes = len(read_metadata(poisoned_path)["class_names"])
-    sets = experiment.read_poisoned(poisoned_path)
-    experiment.write_detections(experiment.detect_level(sets, config, n_classes), detections_path)
+
+    def work() -> None:
+        n_classes = len(read_metadata(poisoned_path)["class_names"])
+        sets = experiment.read_poisoned(poisoned_path)
+        detections = experiment.detect_level(sets, config, n_classes)
+        experiment.write_detections(detections, detections_path)
+
+    contained("validate", None, [poisoned_path], [detections_path], work)
 
 
 def train(config_json: str, poisoned_path: str, detections_path: str, models_path: str) -> None:
     """Fit every model on every poisoned set and on each detector's kept rows."""
     config = config_from_json(config_json)
-    models = experiment.train_level(
-        experiment.read_poisoned(poisoned_path),
-        experiment.read_detections(detections_path),
-        config,
-    )
-    experiment.write_models(models, models_path)
+
+    def work() -> None:
+        models = experiment.train_level(
+            experiment.read_poisoned(poisoned_path),
+            experiment.read_detections(detections_path),
+            config,
+        )
+        experiment.write_models(models, models_path)
+
+    inputs = [poisoned_path, detections_path]
+    contained("train", None, inputs, [models_path], work)
 
 
 def evaluate(
@@ -100,6 +126,7 @@ def evaluate(
     Returns the level's headline numbers: mean accuracy per attack and model
     without defence.
     """
+<<<<<<< HEAD
     config = config_from_json(config_json)
     dataset = read_dataset(data_path)
     masks = read_splits(splits_path)
@@ -129,6 +156,47 @@ def evaluate(
     ]
     means = accuracy.groupby(["attack", "model"], sort=False)["value"].mean()
     return {f"accuracy_{attack}_{model}": float(v) for (attack, model), v in means.items()}
+=======
+    config_from_json(config_json)
+
+    def work() -> dict[str, float]:
+        records = experiment.evaluate_level(
+            experiment.read_models(models_path),
+            read_dataset(data_path),
+            read_splits(splits_path),
+            experiment.read_poisoned(poisoned_path),
+            experiment.read_detections(detections_path),
+            level,
+        )
+        experiment.write_records(records, records_path)
+        hashes = experiment.poisoned_hashes(poisoned_path)
+        _attach(records_path, {"poison_level": level, "poisoned_sha256": hashes})
+        accuracy = records[
+            (records["metric"] == "accuracy") & (records["defense"] == experiment.NO_DEFENSE)
+        ]
+        means = accuracy.groupby(["attack", "model"], sort=False)["value"].mean()
+        return {f"accuracy_{attack}_{model}": float(v) for (attack, model), v in means.items()}
+
+    inputs = [poisoned_path, detections_path, models_path]
+    headline = contained("evaluate", level, inputs, [records_path], work, default={})
+    failure = read_failure(records_path)
+    if failure is not None and failure["level"] is None:
+        # validate and train do not know their level: name it here, where it is known.
+        write_failure(records_path, {**failure, "level": level})
+    return headline
+
+
+def _attach(parquet_path: str, extra: dict[str, Any]) -> None:
+    """Store ``extra`` in a Parquet file's metadata (rewrites the small file)."""
+    table = pq.read_table(parquet_path)
+    meta = {**(table.schema.metadata or {}), b"poisonlab": json.dumps(extra).encode()}
+    pq.write_table(table.replace_schema_metadata(meta), parquet_path)
+
+
+def _attached(parquet_path: str) -> dict[str, Any]:
+    meta = pq.read_schema(parquet_path).metadata or {}
+    return json.loads(meta.get(b"poisonlab", b"{}"))
+>>>>>>> main
 
 
 def confusion_matrices(confusion_path: str) -> dict[str, tuple[list[str], list[list[int]]]]:
@@ -164,8 +232,21 @@ def report(
 
     config = config_from_json(config_json)
     provenance = read_metadata(data_path)["provenance"]
+<<<<<<< HEAD
     records = experiment.read_records(records_paths)
     confusion = experiment.read_records(confusion_paths) if confusion_paths else None
     quantity = experiment.read_records(quantity_paths) if quantity_paths else None
+=======
+    kept, failed = split_failures(records_paths)
+    if not kept:
+        levels = ", ".join(f"{f['level']:g} ({f['step']}: {f['error']})" for f in failed)
+        raise RuntimeError(f"every poison level failed: {levels}")
+    records = experiment.read_records(kept)
+    # Which levels failed, and the SHA-256 of every poisoned variant of the others.
+    provenance["failed_levels"] = failed
+    provenance["poisoned_sha256"] = {
+        f"{meta['poison_level']:g}": meta["poisoned_sha256"] for meta in map(_attached, kept)
+    }
+>>>>>>> main
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     write_results(records, config, provenance, results_dir, run_key, confusion, quantity)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import make_classification
 
 from poisonlab.errors import PoisonlabError
 
@@ -41,6 +40,8 @@ def parse_synthetic(source: str) -> dict[str, int]:
 
 def synthetic_frame(source: str) -> pd.DataFrame:
     """The table a ``synthetic:`` source names, with feature columns and ``target``."""
+    from sklearn.datasets import make_classification  # slow to import; only needed here
+
     spec = parse_synthetic(source)
     informative = spec["informative"] or max(2, spec["features"] // 2)
     if 2**informative < 2 * spec["classes"] or informative > spec["features"]:

@@ -49,10 +49,8 @@ def set_args(*overrides: str) -> list[str]:
     return [arg for override in overrides for arg in ("--set", override)]
 
 
-@pytest.fixture(scope="session")
-def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Output directory of one small local pipeline run (Iris, 2 levels, 2 trials)."""
-    base = tmp_path_factory.mktemp("small_run")
+def _small_local_run(base: Path, env: dict | None = None) -> Path:
+    """Run configs/iris.yaml with SMALL_RUN into ``base/out`` (MLflow in ``base``); return it."""
     output = base / "out"
     tracking = f"sqlite:///{base / 'mlflow.db'}"
     result = run_command(
@@ -63,6 +61,35 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         *set_args(*SMALL_RUN, f"mlflow.tracking_uri={tracking}"),
         "--output-dir",
         str(output),
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (base / "console.txt").write_text(result.stdout + result.stderr, encoding="utf-8")
     return output
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Output directory of one small local pipeline run (Iris, 2 levels, 2 trials)."""
+    return _small_local_run(tmp_path_factory.mktemp("small_run"))
+
+
+# Credential-looking values in the environment of a run: none may reach any output.
+FAKE_CREDENTIALS = {
+    "MLFLOW_TRACKING_TOKEN": "tok-8f3a1c9e5b7d4e2f",
+    "MLFLOW_TRACKING_USERNAME": "user-c41d7e",
+    "MLFLOW_TRACKING_PASSWORD": "pw-5e8b2a9f0c3d6e1a",
+    "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/creds-7b2e9d41.json",
+    "AWS_SECRET_ACCESS_KEY": "aws-3f9c1e7a5b8d2c4e",
+}
+
+
+@pytest.fixture(scope="session")
+def rerun_with_credentials(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second run of ``small_run``'s config, with FAKE_CREDENTIALS in its environment.
+
+    The tracking URI stays a local SQLite file, so the MLflow credentials are never
+    used; they are there to prove they leak nowhere (and change no result). The
+    console output is in ``console.txt`` beside the output directory.
+    """
+    return _small_local_run(tmp_path_factory.mktemp("rerun"), env=FAKE_CREDENTIALS)

@@ -63,3 +63,17 @@ def test_parquet_round_trip_keeps_values_and_names(tmp_path):
     masks = split_masks(dataset.y, 0.25, seed=1, trials=2)
     write_splits(masks, tmp_path / "s.parquet")
     assert (read_splits(tmp_path / "s.parquet") == masks).all()
+
+
+def test_synthetic_source_is_seeded_and_sized():
+    dataset, digest = load_dataset("synthetic:rows=500,features=6,classes=3")
+    assert dataset.X.shape == (500, 6) and dataset.n_classes == 3
+    again, same = load_dataset("synthetic:rows=500,features=6,classes=3")
+    assert (again.X == dataset.X).all() and digest == same
+    _, other = load_dataset("synthetic:rows=500,features=6,classes=3,seed=1")
+    assert other != digest
+
+
+def test_synthetic_source_rejects_unknown_settings():
+    with pytest.raises(PoisonlabError, match="unknown setting 'rowz'"):
+        load_dataset("synthetic:rowz=10")

@@ -1,0 +1,62 @@
+"""Checks of a whole experiment that run before any pipeline task or cloud job.
+
+``validate_config`` checks the config on its own; ``check_experiment`` also
+reads the dataset and checks that config against it: every class can be split
+into train and test, and no configured poison level empties a class from a
+training split. A bad input then costs a second, not a failed job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from poisonlab.attacks import dataset_attack_params, n_poisoned
+from poisonlab.data import Dataset, load_configured, split_masks
+from poisonlab.errors import PoisonlabError
+
+
+def check_classes_survive(dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any]) -> None:
+    """Fail if some attack at some level leaves a class with no training rows.
+
+    Attacks change at most round(level x n_train) rows (injection adds rows, which
+    removes no class), so a class with more rows than that cannot vanish: only
+    levels past that bound are poisoned here, with the same seeds as the
+    pipeline, and their labels counted. Exact, and cheap.
+    """
+    from poisonlab.experiment import poison_level
+
+    levels = config["poison"]["levels"]
+    train_counts = [np.bincount(dataset.y[~m], minlength=dataset.n_classes) for m in test_masks]
+    n_train = int((~test_masks[0]).sum())
+    smallest = min(int(c.min()) for c in train_counts)
+    for index, level in enumerate(levels):
+        if n_poisoned(level, n_train) < smallest:
+            continue
+        for poisoned in poison_level(dataset, test_masks, config, level):
+            counts = np.bincount(poisoned.data.y, minlength=dataset.n_classes)
+            if counts.min() == 0:
+                gone = dataset.class_names[int(np.argmin(counts))]
+                safe = (smallest - 0.5) / n_train
+                raise PoisonlabError(
+                    f"poison.levels[{index}]: {level:g} leaves class {gone!r} with no training "
+                    f"rows under {poisoned.attack} (trial {poisoned.trial}); "
+                    f"use levels below {safe:.3f}"
+                )
+
+
+def check_experiment(config: dict[str, Any]) -> Dataset:
+    """Read and check the configured dataset against the whole config; return it.
+
+    Raises PoisonlabError (one line, naming the field and the fix) on any
+    problem a pipeline task would otherwise meet later.
+    """
+    dataset, _ = load_configured(config["dataset"])
+    # Attack parameters naming classes or features must fit this dataset.
+    dataset_attack_params(config, dataset.class_names, dataset.feature_names)
+    test_masks = split_masks(
+        dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"]
+    )
+    check_classes_survive(dataset, test_masks, config)
+    return dataset
