@@ -163,6 +163,7 @@ class Report:
             "<title>poisonlab report</title>",
             f"<style>{_STYLE}</style></head><body>",
             "<h1>Data-poisoning report</h1>",
+            failed_levels_html(self.provenance),
             f"<p>{esc(self._intro())}</p>",
             "<h2>Findings</h2><ul class='findings'>",
             *(f"<li>{esc(s)}</li>" for s in self.findings),
@@ -195,6 +196,7 @@ class Report:
             "<h2>Provenance</h2><p>",
             "<br>".join(f"{name} <code>{value}</code>" for name, value in self._hashes()),
             "</p>",
+            hashes_html(self.provenance),
             "<details><summary>Config</summary>",
             f"<pre>{esc(json.dumps(self.config, indent=2, sort_keys=True))}</pre></details>",
             "</body></html>",
@@ -218,38 +220,8 @@ class Report:
 def render_html(
     summary: pd.DataFrame, detection: pd.DataFrame, config: dict[str, Any], provenance: dict
 ) -> str:
-<<<<<<< HEAD
     """report.html from the summary tables alone (no confusion matrices, no quantity)."""
     return Report(summary, detection, config, provenance).html()
-=======
-    detection_view = detection[detection["metric"].isin(["precision", "recall", "f1", "flag_rate"])]
-    detection_view = detection_view.pivot_table(
-        index=["poison_level", "attack", "detector"], columns="metric", values="mean", sort=False
-    ).reset_index()
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        "<title>poisonlab report</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        "<h1>Data-poisoning report</h1>",
-        failed_levels_html(provenance),
-        f"<p>Dataset <code>{html.escape(provenance['source'])}</code>: "
-        f"{provenance['n_rows']} rows, {provenance['n_features']} features, classes "
-        f"{html.escape(', '.join(provenance['class_names']))}. "
-        f"{config['trials']} trials, seed {config['seed']}; intervals are 95% CIs over trials.</p>",
-        "<h2>Accuracy on the clean test set</h2>",
-        accuracy_plot(summary),
-        _table(accuracy_table(summary)),
-        "<h2>Detection against the true poisoned rows</h2>",
-        _table(detection_view),
-        "<h2>Provenance</h2>",
-        f"<p>Input SHA-256 <code>{provenance['input_sha256']}</code>, "
-        f"config SHA-256 <code>{config_hash(config)}</code>.</p>",
-        hashes_html(provenance),
-        f"<pre>{html.escape(json.dumps(config, indent=2, sort_keys=True))}</pre>",
-        "</body></html>",
-    ]
-    return "\n".join(parts)
->>>>>>> main
 
 
 def write_results(

@@ -126,51 +126,34 @@ def evaluate(
     Returns the level's headline numbers: mean accuracy per attack and model
     without defence.
     """
-<<<<<<< HEAD
     config = config_from_json(config_json)
-    dataset = read_dataset(data_path)
-    masks = read_splits(splits_path)
-    models = experiment.read_models(models_path)
-    predictions = experiment.predict_level(models, dataset, masks)
-    records = experiment.evaluate_level(
-        models,
-        dataset,
-        masks,
-        experiment.read_poisoned(poisoned_path),
-        experiment.read_detections(detections_path),
-        level,
-        predictions,
-    )
-    experiment.write_records(records, records_path)
-    if confusion_path:
-        confusion = experiment.confusion_level(predictions, dataset, masks, level)
-        confusion.to_parquet(confusion_path, index=False)
-    if quantity_path:
-        from poisonlab import quantity
-
-        enabled = config["quantity"]["enabled"]
-        rows = quantity.quantity_level(config, level) if enabled else quantity.empty_records()
-        rows.to_parquet(quantity_path, index=False)
-    accuracy = records[
-        (records["metric"] == "accuracy") & (records["defense"] == experiment.NO_DEFENSE)
-    ]
-    means = accuracy.groupby(["attack", "model"], sort=False)["value"].mean()
-    return {f"accuracy_{attack}_{model}": float(v) for (attack, model), v in means.items()}
-=======
-    config_from_json(config_json)
 
     def work() -> dict[str, float]:
+        dataset = read_dataset(data_path)
+        masks = read_splits(splits_path)
+        models = experiment.read_models(models_path)
+        predictions = experiment.predict_level(models, dataset, masks)
         records = experiment.evaluate_level(
-            experiment.read_models(models_path),
-            read_dataset(data_path),
-            read_splits(splits_path),
+            models,
+            dataset,
+            masks,
             experiment.read_poisoned(poisoned_path),
             experiment.read_detections(detections_path),
             level,
+            predictions,
         )
         experiment.write_records(records, records_path)
         hashes = experiment.poisoned_hashes(poisoned_path)
         _attach(records_path, {"poison_level": level, "poisoned_sha256": hashes})
+        if confusion_path:
+            confusion = experiment.confusion_level(predictions, dataset, masks, level)
+            confusion.to_parquet(confusion_path, index=False)
+        if quantity_path:
+            from poisonlab import quantity
+
+            enabled = config["quantity"]["enabled"]
+            rows = quantity.quantity_level(config, level) if enabled else quantity.empty_records()
+            rows.to_parquet(quantity_path, index=False)
         accuracy = records[
             (records["metric"] == "accuracy") & (records["defense"] == experiment.NO_DEFENSE)
         ]
@@ -178,7 +161,8 @@ def evaluate(
         return {f"accuracy_{attack}_{model}": float(v) for (attack, model), v in means.items()}
 
     inputs = [poisoned_path, detections_path, models_path]
-    headline = contained("evaluate", level, inputs, [records_path], work, default={})
+    outputs = [records_path, *filter(None, [confusion_path, quantity_path])]
+    headline = contained("evaluate", level, inputs, outputs, work, default={})
     failure = read_failure(records_path)
     if failure is not None and failure["level"] is None:
         # validate and train do not know their level: name it here, where it is known.
@@ -196,7 +180,6 @@ def _attach(parquet_path: str, extra: dict[str, Any]) -> None:
 def _attached(parquet_path: str) -> dict[str, Any]:
     meta = pq.read_schema(parquet_path).metadata or {}
     return json.loads(meta.get(b"poisonlab", b"{}"))
->>>>>>> main
 
 
 def confusion_matrices(confusion_path: str) -> dict[str, tuple[list[str], list[list[int]]]]:
@@ -232,11 +215,6 @@ def report(
 
     config = config_from_json(config_json)
     provenance = read_metadata(data_path)["provenance"]
-<<<<<<< HEAD
-    records = experiment.read_records(records_paths)
-    confusion = experiment.read_records(confusion_paths) if confusion_paths else None
-    quantity = experiment.read_records(quantity_paths) if quantity_paths else None
-=======
     kept, failed = split_failures(records_paths)
     if not kept:
         levels = ", ".join(f"{f['level']:g} ({f['step']}: {f['error']})" for f in failed)
@@ -247,6 +225,10 @@ def report(
     provenance["poisoned_sha256"] = {
         f"{meta['poison_level']:g}": meta["poisoned_sha256"] for meta in map(_attached, kept)
     }
->>>>>>> main
+    # A failed level's confusion and quantity outputs hold its failure, not data.
+    confusion_kept = split_failures(confusion_paths)[0] if confusion_paths else []
+    quantity_kept = split_failures(quantity_paths)[0] if quantity_paths else []
+    confusion = experiment.read_records(confusion_kept) if confusion_kept else None
+    quantity = experiment.read_records(quantity_kept) if quantity_kept else None
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     write_results(records, config, provenance, results_dir, run_key, confusion, quantity)
