@@ -189,6 +189,8 @@ def confusion_matrices(confusion_path: str) -> dict[str, tuple[list[str], list[l
     """
     import pandas as pd
 
+    if read_failure(confusion_path) is not None:
+        return {}  # the level failed: nothing to show
     frame = pd.read_parquet(confusion_path)
     frame = frame[frame["defense"] == experiment.NO_DEFENSE]
     matrices = {}
