@@ -97,6 +97,8 @@ def build_pipeline(image: str):
             config=config,
             run_key=run_key,
             records=dsl.Collected(evaluated.outputs["records"]),
+            confusion_counts=dsl.Collected(evaluated.outputs["confusion_counts"]),
+            quantity_records=dsl.Collected(evaluated.outputs["quantity_records"]),
             data=loaded.outputs["data"],
         ).set_display_name("report")
         # Never fails (its status is an output), so nothing to retry; never cached: the

@@ -39,6 +39,17 @@ DEFAULTS: dict[str, Any] = {
     "train": {"models": ["logistic_regression", "decision_tree", "random_forest"]},
     "trials": 10,
     "seed": 42,
+    # breakdown point: the level where mean accuracy falls this far under level 0
+    "report": {"breakdown_drop": 0.10},
+    # quality versus quantity (off by default: it trains many more models)
+    "quantity": {
+        "enabled": False,
+        "source": "synthetic:rows=2000,features=5,classes=3,informative=5",
+        "sizes": [25, 50, 100, 200, 400, 800],
+        "reference": 100,
+        "attack": "label_flip",
+        "trials": 5,
+    },
     "mlflow": {
         "tracking_uri": "sqlite:///mlflow.db",
         "experiment": "data-poisoning",
@@ -218,6 +229,55 @@ def _check_gate(validate: dict[str, Any]) -> None:
         gate[key] = float(value)
 
 
+def _check_report(report: dict[str, Any]) -> None:
+    drop = report["breakdown_drop"]
+    if not 0.0 < drop < 1.0:
+        raise _fail("report.breakdown_drop", f"= {drop} is outside (0, 1)", "use e.g. 0.10")
+    report["breakdown_drop"] = float(drop)
+
+
+def _check_quantity(quantity: dict[str, Any], test_size: float) -> None:
+    sizes = quantity["sizes"]
+    if not sizes or not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+        raise _fail("quantity.sizes", f"= {sizes!r} is not a list of row counts", "e.g. [50, 100]")
+    if sizes != sorted(set(sizes)) or sizes[0] < 10:
+        raise _fail(
+            "quantity.sizes", f"= {sizes} is not increasing from at least 10", "e.g. [50, 100, 200]"
+        )
+    if quantity["reference"] not in sizes:
+        raise _fail(
+            "quantity.reference", f"= {quantity['reference']} is not in quantity.sizes", "pick one"
+        )
+    attacks = _registry("attack")
+    if quantity["attack"] not in attacks:
+        raise _fail(
+            "quantity.attack",
+            f'"{quantity["attack"]}" is unknown',
+            _did_you_mean(quantity["attack"], sorted(attacks)),
+        )
+    if quantity["trials"] < 1:
+        raise _fail("quantity.trials", f"= {quantity['trials']} is below 1", "use at least 1")
+    if not quantity["source"]:
+        raise _fail("quantity.source", "is empty", "give a synthetic: table or a dataset source")
+    if quantity["source"].startswith("synthetic:"):
+        from poisonlab.synthetic import parse_synthetic
+
+        try:
+            rows = parse_synthetic(quantity["source"])["rows"]
+        except PoisonlabError as error:
+            raise PoisonlabError(
+                str(error).replace("dataset.source", "config: quantity.source", 1)
+            ) from None
+
+        n_train = rows - math.ceil(test_size * rows)
+        if sizes[-1] > n_train:
+            raise _fail(
+                "quantity.sizes",
+                f"goes up to {sizes[-1]} but {rows} synthetic rows leave {n_train} for training",
+                "use smaller sizes or more rows in quantity.source",
+            )
+
+
 def _check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
     """``value`` is null or one of ``choices``."""
     if value is not None and value not in choices:
@@ -288,6 +348,9 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
             f"= {secret!r} is not a Secret Manager version name",
             "give projects/<project>/secrets/<name>/versions/latest (the name, never the token)",
         )
+
+    _check_report(config["report"])
+    _check_quantity(config["quantity"], config["dataset"]["test_size"])
 
     from poisonlab.attacks import check_attack_params
     from poisonlab.detectors import check_detector_params

@@ -254,6 +254,20 @@ def read_models(path: str | Path) -> dict[ModelKey, Any]:
 # --- evaluate -------------------------------------------------------------------------
 
 
+Predictions = dict[ModelKey, np.ndarray]
+CONFUSION_COLUMNS = ["poison_level", "attack", "model", "defense", "true", "predicted", "count"]
+
+
+def predict_level(
+    models: dict[ModelKey, Any], dataset: Dataset, test_masks: np.ndarray
+) -> Predictions:
+    """Every model's predicted class codes on its trial's clean test split."""
+    return {
+        key: np.asarray(estimator.predict(dataset.X[test_masks[key[0]]]))
+        for key, estimator in models.items()
+    }
+
+
 def evaluate_level(
     models: dict[ModelKey, Any],
     dataset: Dataset,
@@ -261,8 +275,12 @@ def evaluate_level(
     sets: list[PoisonedSet],
     detections: dict[DetectionKey, Detection],
     level: float,
+    predictions: Predictions | None = None,
 ) -> pd.DataFrame:
     """Records for one level: models on the clean test split, detectors against the mask.
+
+    ``predictions`` (from ``predict_level``) saves predicting twice when the
+    caller also wants confusion matrices.
 
     For a backdoor (a set whose info holds a trigger) each model also gets
     ``attack_success_rate``: the share of clean test rows of other classes that,
@@ -270,11 +288,13 @@ def evaluate_level(
     poisoned set's class shift from the loaded dataset's class proportions
     (detector ``class_balance``), which the validation gate checks.
     """
+    if predictions is None:
+        predictions = predict_level(models, dataset, test_masks)
     rows = []
     infos = {(s.trial, s.attack): s.data.info for s in sets}
-    for (trial, attack, model, defense), estimator in models.items():
+    for (trial, attack, model, defense), predicted in predictions.items():
+        estimator = models[(trial, attack, model, defense)]
         test = test_masks[trial]
-        predicted = estimator.predict(dataset.X[test])
         scores = classification_metrics(dataset.y[test], predicted, dataset.n_classes)
         info = infos.get((trial, attack), {})
         if "trigger_features" in info:
@@ -299,11 +319,35 @@ def evaluate_level(
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
 
 
+def confusion_level(
+    predictions: Predictions, dataset: Dataset, test_masks: np.ndarray, level: float
+) -> pd.DataFrame:
+    """Confusion counts of one level, summed over trials, per attack, model and defence.
+
+    Long format (``CONFUSION_COLUMNS``), with class names in ``true`` and
+    ``predicted``; every class pair is listed, zero counts included.
+    """
+    k = dataset.n_classes
+    totals: dict[tuple[str, str, str], np.ndarray] = {}
+    for (trial, attack, model, defense), predicted in predictions.items():
+        y_true = dataset.y[test_masks[trial]]
+        counts = np.bincount(y_true * k + predicted.astype(np.int64), minlength=k * k)
+        key = (attack, model, defense)
+        totals[key] = totals.get(key, 0) + counts.reshape(k, k)
+    rows = [
+        (level, attack, model, defense, dataset.class_names[i], dataset.class_names[j], int(c))
+        for (attack, model, defense), matrix in totals.items()
+        for (i, j), c in np.ndenumerate(matrix)
+    ]
+    return pd.DataFrame(rows, columns=CONFUSION_COLUMNS)
+
+
 def write_records(records: pd.DataFrame, path: str | Path) -> None:
     records.to_parquet(path, index=False)
 
 
 def read_records(paths: list[str | Path]) -> pd.DataFrame:
+    """Per-level Parquet tables (records, confusion counts, quantity records) as one frame."""
     return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 
 

@@ -1,67 +1,34 @@
-"""The results of a run: summary.csv, detection.csv, manifest.json and report.html.
+"""The results of a run: summary.csv, detection.csv, manifest.json, report.html and report.md.
 
-The report is one self-contained HTML file: plots are inline PNGs, styles are
-inline, nothing is loaded from elsewhere.
+The report is one self-contained HTML file a person reads in a minute: findings
+in words first, then the breakdown points, then the plots (inline PNGs) and
+tables, then the provenance. Nothing is loaded from elsewhere. report.md holds
+the same findings and tables for the Vertex console and MLflow.
+With the quality-versus-quantity experiment on, quantity.csv is written too.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")  # no display in a pipeline task
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from poisonlab.config import canonical_json, config_hash  # noqa: E402
-from poisonlab.experiment import NO_DEFENSE, summarize, write_csv  # noqa: E402
-from poisonlab.gate import gate_table  # noqa: E402
+from poisonlab.config import canonical_json, config_hash
+from poisonlab.experiment import NO_DEFENSE, summarize, write_csv
+from poisonlab.findings import breakdown_points, findings, format_level, worst_levels
+from poisonlab.gate import gate_table
+from poisonlab.quantity import QUANTITY_FILE, quantity_answers, summarize_quantity
 
 SUMMARY_FILE = "summary.csv"
 DETECTION_FILE = "detection.csv"
 GATE_FILE = "gate.csv"
 REPORT_FILE = "report.html"
+MARKDOWN_FILE = "report.md"
 MANIFEST_FILE = "manifest.json"
-
-
-def _png(figure: plt.Figure) -> str:
-    """A figure as an inline <img>; fixed metadata keeps the bytes reproducible."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(figure)
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return f'<img alt="plot" src="data:image/png;base64,{encoded}">'
-
-
-def accuracy_plot(summary: pd.DataFrame) -> str:
-    """Accuracy against poison level, one panel per attack, one line per model, 95% CI bands."""
-    rows = summary[(summary["metric"] == "accuracy") & (summary["defense"] == NO_DEFENSE)]
-    attacks = list(dict.fromkeys(rows["attack"]))
-    figure, axes = plt.subplots(
-        1, len(attacks), figsize=(4.2 * len(attacks), 3.4), squeeze=False, sharey=True
-    )
-    for ax, attack in zip(axes[0], attacks, strict=True):
-        for model, frame in rows[rows["attack"] == attack].groupby("model", sort=False):
-            ax.plot(frame["poison_level"], frame["mean"], marker="o", label=model)
-            ax.fill_between(
-                frame["poison_level"], frame["ci_low"], frame["ci_high"], alpha=0.2, linewidth=0
-            )
-        ax.set_title(attack)
-        ax.set_xlabel("poison level")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy on the clean test set")
-    axes[0][-1].legend(fontsize=8)
-    return _png(figure)
-
-
-def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, na_rep="")
 
 
 def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -74,44 +41,221 @@ def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def breakdown_table(points: pd.DataFrame) -> pd.DataFrame:
+    """The breakdown points as the report shows them."""
+    return pd.DataFrame(
+        {
+            "attack": points["attack"],
+            "model": points["model"],
+            "clean accuracy": points["clean_accuracy"].map("{:.3f}".format),
+            "threshold": points["threshold"].map("{:.3f}".format),
+            "breakdown point": points["breakdown_level"].map(format_level),
+        }
+    )
+
+
+def detection_table(detection: pd.DataFrame) -> pd.DataFrame:
+    """Mean detection scores: one row per level, attack and detector."""
+    shown = [m for m in ("precision", "recall", "f1", "flag_rate") if m in set(detection["metric"])]
+    view = detection[detection["metric"].isin(shown)]
+    if view.empty:
+        return pd.DataFrame()
+    table = view.pivot_table(
+        index=["poison_level", "attack", "detector"], columns="metric", values="mean", sort=False
+    )
+    table = table[shown]
+    table.columns.name = None
+    return table.reset_index()
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, na_rep="")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-style Markdown table; floats to three decimals."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.3f}"
+        return str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
+    return "\n".join([header, rule, *body])
+
+
 _STYLE = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}
 td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
 th{background:#f4f4f4} img{max-width:100%} code{background:#f4f4f4;padding:1px 4px}
+.findings li{margin:0.3em 0} .note{color:#555;font-size:13px}
 """
+
+
+class Report:
+    """Every number and sentence of a report, rendered as HTML or Markdown."""
+
+    def __init__(
+        self,
+        summary: pd.DataFrame,
+        detection: pd.DataFrame,
+        config: dict[str, Any],
+        provenance: dict,
+        confusion: pd.DataFrame | None = None,
+        quantity: pd.DataFrame | None = None,
+        gate: pd.DataFrame | None = None,
+    ):
+        self.summary, self.detection = summary, detection
+        self.gate = gate if gate is not None else pd.DataFrame()
+        self.config, self.provenance = config, provenance
+        self.confusion = confusion if confusion is not None else pd.DataFrame()
+        self.quantity = quantity if quantity is not None and not quantity.empty else None
+        self.drop = config["report"]["breakdown_drop"]
+        self.points = breakdown_points(summary, self.drop)
+        self.findings = findings(summary, detection, self.points, self.drop)
+        q = config["quantity"]
+        self.quantity_answers = (
+            quantity_answers(self.quantity, q["reference"], q["attack"])
+            if self.quantity is not None
+            else []
+        )
+
+    def _intro(self) -> str:
+        p = self.provenance
+        return (
+            f"Dataset {p['source']}: {p['n_rows']} rows, {p['n_features']} features, "
+            f"classes {', '.join(p['class_names'])}. {self.config['trials']} trials, "
+            f"seed {self.config['seed']}; intervals are 95% CIs over trials; accuracy is on "
+            "a clean held-out test set."
+        )
+
+    def _breakdown_note(self) -> str:
+        return (
+            f"Breakdown point: the smallest poison level at which mean accuracy falls more than "
+            f"{self.drop * 100:g} points below its value at the lowest level run "
+            "(linear between levels); none if it never does."
+        )
+
+    def _level_notes(self) -> list[str]:
+        """What the level means for attacks where it is not a share of all training rows."""
+        from poisonlab.attacks import ATTACKS
+
+        return [
+            f"{name}: {ATTACKS[name].level_note}"
+            for name in self.config["poison"]["attacks"]
+            if ATTACKS[name].level_note
+        ]
+
+    def _gate_view(self) -> pd.DataFrame:
+        """The validation gate's verdict per level and attack."""
+        if self.gate.empty:
+            return self.gate
+        columns = ["poison_level", "attack", "detector", "flag_rate", "class_shift", "verdict"]
+        return self.gate[[c for c in columns if c in self.gate.columns]]
+
+    def _hashes(self) -> list[tuple[str, str]]:
+        p = self.provenance
+        rows = [("config SHA-256", config_hash(self.config)), ("input SHA-256", p["input_sha256"])]
+        if "data_sha256" in p:
+            rows.append(("data SHA-256", p["data_sha256"]))
+        return rows
+
+    def html(self) -> str:
+        from poisonlab import plots
+
+        worst = worst_levels(self.summary)
+        sections = [
+            ("Accuracy against poison level", plots.accuracy_plot(self.summary)),
+            ("Accuracy by model and poison level", plots.heatmap_plot(self.summary)),
+            ("Accuracy per defence", plots.defence_plot(self.summary)),
+            ("Recovery per defence", plots.defence_plot(self.summary, "recovery")),
+            ("Detection against the true poisoned rows", plots.detection_plot(self.detection)),
+            (
+                "Confusion matrices at the clean and the worst level",
+                plots.confusion_plot(self.confusion, worst) if not self.confusion.empty else None,
+            ),
+        ]
+        esc = html.escape
+        parts = [
+            "<!doctype html><html><head><meta charset='utf-8'>",
+            "<title>poisonlab report</title>",
+            f"<style>{_STYLE}</style></head><body>",
+            "<h1>Data-poisoning report</h1>",
+            failed_levels_html(self.provenance),
+            f"<p>{esc(self._intro())}</p>",
+            *(f"<p class='note'>{esc(note)}</p>" for note in self._level_notes()),
+            "<h2>Findings</h2><ul class='findings'>",
+            *(f"<li>{esc(s)}</li>" for s in self.findings),
+            "</ul>",
+            "<h2>Breakdown point</h2>",
+            f"<p class='note'>{esc(self._breakdown_note())}</p>",
+            _html_table(breakdown_table(self.points)).replace("<table", "<table id='breakdown'", 1),
+        ]
+        for title, image in sections:
+            if image:
+                parts += [f"<h2>{esc(title)}</h2>", image]
+            if title == "Accuracy against poison level":
+                parts.append(_html_table(accuracy_table(self.summary)))
+            if title.startswith("Detection"):
+                parts.append(_html_table(detection_table(self.detection)))
+                if not self.gate.empty:
+                    parts += [
+                        "<h2>Validation gate</h2>",
+                        "<p class='note'>Pass or fail per level and attack: the gate's "
+                        "detector flag rate and the shift in class proportions against "
+                        "their configured limits (validate.gate).</p>",
+                        _html_table(self._gate_view()).replace("<table", "<table id='gate'", 1),
+                    ]
+        if self.quantity is not None:
+            from poisonlab.plots import quantity_plot
+
+            q = self.config["quantity"]
+            parts += [
+                "<h2>Data quality versus quantity</h2>",
+                f"<p class='note'>Training sets of growing size from {esc(q['source'])}, "
+                f"poisoned with {esc(q['attack'])} at each level; {q['trials']} trials.</p>",
+                "<ul class='findings'>",
+                *(f"<li>{esc(s)}</li>" for s in self.quantity_answers),
+                "</ul>",
+                quantity_plot(self.quantity) or "",
+            ]
+        parts += [
+            "<h2>Provenance</h2><p>",
+            "<br>".join(f"{name} <code>{value}</code>" for name, value in self._hashes()),
+            "</p>",
+            hashes_html(self.provenance),
+            "<details><summary>Config</summary>",
+            f"<pre>{esc(json.dumps(self.config, indent=2, sort_keys=True))}</pre></details>",
+            "</body></html>",
+        ]
+        return "\n".join(parts)
+
+    def markdown(self) -> str:
+        lines = ["# Data-poisoning report", "", self._intro(), ""]
+        lines += [f"- {note}" for note in self._level_notes()]
+        lines += ["", "## Findings", ""]
+        lines += [f"- {s}" for s in self.findings]
+        lines += ["", "## Breakdown point", "", self._breakdown_note(), ""]
+        lines += [markdown_table(breakdown_table(self.points)), ""]
+        lines += ["## Mean accuracy (no defence)", "", markdown_table(accuracy_table(self.summary))]
+        if not self.gate.empty:
+            lines += ["", "## Validation gate", "", markdown_table(self._gate_view())]
+        if self.quantity_answers:
+            lines += ["", "## Data quality versus quantity", ""]
+            lines += [f"- {s}" for s in self.quantity_answers]
+        lines += ["", "## Provenance", ""]
+        lines += [f"- {name}: `{value}`" for name, value in self._hashes()]
+        return "\n".join(lines) + "\n"
 
 
 def render_html(
     summary: pd.DataFrame, detection: pd.DataFrame, config: dict[str, Any], provenance: dict
 ) -> str:
-    detection_view = detection[detection["metric"].isin(["precision", "recall", "f1", "flag_rate"])]
-    detection_view = detection_view.pivot_table(
-        index=["poison_level", "attack", "detector"], columns="metric", values="mean", sort=False
-    ).reset_index()
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        "<title>poisonlab report</title>",
-        f"<style>{_STYLE}</style></head><body>",
-        "<h1>Data-poisoning report</h1>",
-        failed_levels_html(provenance),
-        f"<p>Dataset <code>{html.escape(provenance['source'])}</code>: "
-        f"{provenance['n_rows']} rows, {provenance['n_features']} features, classes "
-        f"{html.escape(', '.join(provenance['class_names']))}. "
-        f"{config['trials']} trials, seed {config['seed']}; intervals are 95% CIs over trials.</p>",
-        "<h2>Accuracy on the clean test set</h2>",
-        accuracy_plot(summary),
-        _table(accuracy_table(summary)),
-        "<h2>Detection against the true poisoned rows</h2>",
-        _table(detection_view),
-        "<h2>Provenance</h2>",
-        f"<p>Input SHA-256 <code>{provenance['input_sha256']}</code>, "
-        f"config SHA-256 <code>{config_hash(config)}</code>.</p>",
-        hashes_html(provenance),
-        f"<pre>{html.escape(json.dumps(config, indent=2, sort_keys=True))}</pre>",
-        "</body></html>",
-    ]
-    return "\n".join(parts)
+    """report.html from the summary tables alone (no confusion matrices, no quantity)."""
+    return Report(summary, detection, config, provenance).html()
 
 
 def write_results(
@@ -120,16 +264,27 @@ def write_results(
     provenance: dict,
     results_dir: str | Path,
     run_key: str,
+    confusion: pd.DataFrame | None = None,
+    quantity_records: pd.DataFrame | None = None,
 ) -> None:
-    """Write summary.csv, detection.csv, gate.csv, report.html and manifest.json."""
+    """Write summary.csv, detection.csv, gate.csv, report.html, report.md and manifest.json.
+
+    ``confusion`` (from ``experiment.confusion_level``) adds confusion matrices;
+    non-empty ``quantity_records`` add quantity.csv and its section.
+    """
     results_dir = Path(results_dir)
     summary, detection = summarize(records, config)
     write_csv(summary, results_dir / SUMMARY_FILE)
     write_csv(detection, results_dir / DETECTION_FILE)
-    write_csv(gate_table(records, config), results_dir / GATE_FILE)
-    (results_dir / REPORT_FILE).write_text(
-        render_html(summary, detection, config, provenance), encoding="utf-8"
-    )
+    gate = gate_table(records, config)
+    write_csv(gate, results_dir / GATE_FILE)
+    quantity = None
+    if quantity_records is not None and not quantity_records.empty:
+        quantity = summarize_quantity(quantity_records, config)
+        write_csv(quantity, results_dir / QUANTITY_FILE)
+    report = Report(summary, detection, config, provenance, confusion, quantity, gate)
+    (results_dir / REPORT_FILE).write_text(report.html(), encoding="utf-8")
+    (results_dir / MARKDOWN_FILE).write_text(report.markdown(), encoding="utf-8")
     manifest = {
         "run_key": run_key,
         "config": config,

@@ -146,26 +146,44 @@ def evaluate(
     detections_path: str,
     models_path: str,
     records_path: str,
+    confusion_path: str | None = None,
+    quantity_path: str | None = None,
 ) -> dict[str, float]:
     """Score models on the clean test split and detectors against the mask.
 
+    Also writes, if paths are given, the level's confusion counts and its
+    quality-versus-quantity records (empty unless ``quantity.enabled``).
     Returns the level's headline numbers: mean accuracy per attack and model
     without defence.
     """
-    config_from_json(config_json)
+    config = config_from_json(config_json)
 
     def work() -> dict[str, float]:
+        dataset = read_dataset(data_path)
+        masks = read_splits(splits_path)
+        models = experiment.read_models(models_path)
+        predictions = experiment.predict_level(models, dataset, masks)
         records = experiment.evaluate_level(
-            experiment.read_models(models_path),
-            read_dataset(data_path),
-            read_splits(splits_path),
+            models,
+            dataset,
+            masks,
             experiment.read_poisoned(poisoned_path),
             experiment.read_detections(detections_path),
             level,
+            predictions,
         )
         experiment.write_records(records, records_path)
         hashes = experiment.poisoned_hashes(poisoned_path)
         _attach(records_path, {"poison_level": level, "poisoned_sha256": hashes})
+        if confusion_path:
+            confusion = experiment.confusion_level(predictions, dataset, masks, level)
+            confusion.to_parquet(confusion_path, index=False)
+        if quantity_path:
+            from poisonlab import quantity
+
+            enabled = config["quantity"]["enabled"]
+            rows = quantity.quantity_level(config, level) if enabled else quantity.empty_records()
+            rows.to_parquet(quantity_path, index=False)
         accuracy = records[
             (records["metric"] == "accuracy") & (records["defense"] == experiment.NO_DEFENSE)
         ]
@@ -173,7 +191,8 @@ def evaluate(
         return {f"accuracy_{attack}_{model}": float(v) for (attack, model), v in means.items()}
 
     inputs = [poisoned_path, detections_path, models_path]
-    headline = contained("evaluate", level, inputs, [records_path], work, default={})
+    outputs = [records_path, *filter(None, [confusion_path, quantity_path])]
+    headline = contained("evaluate", level, inputs, outputs, work, default={})
     failure = read_failure(records_path)
     if failure is not None and failure["level"] is None:
         # validate and train do not know their level: name it here, where it is known.
@@ -193,14 +212,37 @@ def _attached(parquet_path: str) -> dict[str, Any]:
     return json.loads(meta.get(b"poisonlab", b"{}"))
 
 
+def confusion_matrices(confusion_path: str) -> dict[str, tuple[list[str], list[list[int]]]]:
+    """Per model: class names and the confusion matrix without defence, over trials and attacks.
+
+    What the Vertex console shows for a level (the report has them per attack).
+    """
+    import pandas as pd
+
+    if read_failure(confusion_path) is not None:
+        return {}  # the level failed: nothing to show
+    frame = pd.read_parquet(confusion_path)
+    frame = frame[frame["defense"] == experiment.NO_DEFENSE]
+    matrices = {}
+    for model, rows in frame.groupby("model", sort=False):
+        classes = list(dict.fromkeys(rows["true"]))
+        table = rows.pivot_table(
+            index="true", columns="predicted", values="count", aggfunc="sum"
+        ).reindex(index=classes, columns=classes, fill_value=0)
+        matrices[str(model)] = (classes, table.fillna(0).astype(int).to_numpy().tolist())
+    return matrices
+
+
 def report(
     config_json: str,
     records_paths: list[str],
     data_path: str,
     results_dir: str,
     run_key: str,
+    confusion_paths: list[str] | None = None,
+    quantity_paths: list[str] | None = None,
 ) -> None:
-    """Summaries, report and manifest of the whole run, from every level's records."""
+    """Summaries, report and manifest of the whole run, from every level's outputs."""
     from poisonlab.report import write_results
 
     config = config_from_json(config_json)
@@ -215,5 +257,10 @@ def report(
     provenance["poisoned_sha256"] = {
         f"{meta['poison_level']:g}": meta["poisoned_sha256"] for meta in map(_attached, kept)
     }
+    # A failed level's confusion and quantity outputs hold its failure, not data.
+    confusion_kept = split_failures(confusion_paths)[0] if confusion_paths else []
+    quantity_kept = split_failures(quantity_paths)[0] if quantity_paths else []
+    confusion = experiment.read_records(confusion_kept) if confusion_kept else None
+    quantity = experiment.read_records(quantity_kept) if quantity_kept else None
     Path(results_dir).mkdir(parents=True, exist_ok=True)
-    write_results(records, config, provenance, results_dir, run_key)
+    write_results(records, config, provenance, results_dir, run_key, confusion, quantity)

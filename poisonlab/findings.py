@@ -1,0 +1,158 @@
+"""Numbers a reader wants first: breakdown points, worst levels, and findings in words.
+
+Everything here reads the summary tables (summary.csv, detection.csv) and
+nothing else, so it works for any attacks, models, detectors and metrics that
+appear there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from poisonlab.experiment import NO_DEFENSE
+
+BREAKDOWN_COLUMNS = ["attack", "model", "clean_accuracy", "threshold", "breakdown_level"]
+
+
+def undefended_accuracy(summary: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy rows of models trained on all (poisoned) rows, sorted by level."""
+    rows = summary[(summary["metric"] == "accuracy") & (summary["defense"] == NO_DEFENSE)]
+    return rows.sort_values("poison_level", kind="stable")
+
+
+def breakdown_level(levels: np.ndarray, accuracy: np.ndarray, drop: float) -> float:
+    """Smallest level at which mean accuracy falls below ``accuracy[0] - drop``.
+
+    ``levels`` ascend and start at the clean baseline. Between two measured
+    levels the crossing is interpolated linearly; NaN when accuracy never falls
+    that far.
+    """
+    threshold = accuracy[0] - drop
+    for i in range(1, len(levels)):
+        if accuracy[i] < threshold:
+            before, after = accuracy[i - 1], accuracy[i]
+            share = (before - threshold) / (before - after)
+            return float(levels[i - 1] + share * (levels[i] - levels[i - 1]))
+    return math.nan
+
+
+def breakdown_points(summary: pd.DataFrame, drop: float) -> pd.DataFrame:
+    """One row per attack and model: baseline accuracy, threshold and breakdown level."""
+    rows = []
+    accuracy = undefended_accuracy(summary)
+    for (attack, model), frame in accuracy.groupby(["attack", "model"], sort=False):
+        levels = frame["poison_level"].to_numpy(dtype=float)
+        means = frame["mean"].to_numpy(dtype=float)
+        point = breakdown_level(levels, means, drop)
+        rows.append((attack, model, means[0], means[0] - drop, point))
+    return pd.DataFrame(rows, columns=BREAKDOWN_COLUMNS)
+
+
+def format_level(level: float) -> str:
+    """A poison level as a percentage; NaN (never broke down) as "none"."""
+    return "none" if math.isnan(level) else f"{level:.1%}"
+
+
+def worst_levels(summary: pd.DataFrame) -> dict[str, float]:
+    """Per attack, the level with the lowest accuracy averaged over models."""
+    accuracy = undefended_accuracy(summary)
+    means = accuracy.groupby(["attack", "poison_level"], sort=False)["mean"].mean()
+    return {attack: float(means[attack].idxmin()) for attack in dict.fromkeys(accuracy["attack"])}
+
+
+def _loss_sentence(summary: pd.DataFrame, attack: str) -> str | None:
+    """The model hurt most at the attack's highest level, and the defence that helps it most."""
+    accuracy = summary[(summary["metric"] == "accuracy") & (summary["attack"] == attack)]
+    levels = sorted(set(accuracy["poison_level"]))
+    if len(levels) < 2:
+        return None
+    low, high = levels[0], levels[-1]
+    undefended = accuracy[accuracy["defense"] == NO_DEFENSE].set_index(["poison_level", "model"])
+    models = list(dict.fromkeys(undefended.index.get_level_values("model")))
+    losses = {
+        m: undefended.loc[(low, m), "mean"] - undefended.loc[(high, m), "mean"]
+        for m in models
+        if (low, m) in undefended.index and (high, m) in undefended.index
+    }
+    if not losses:
+        return None
+    model = max(losses, key=lambda m: losses[m])
+    loss = losses[model]
+    clean, poisoned = undefended.loc[(low, model), "mean"], undefended.loc[(high, model), "mean"]
+    if loss < 0.01:
+        return (
+            f"At {high:.0%} {attack} no model loses a point of accuracy "
+            f"(largest loss: {model}, {loss * 100:.1f} points)."
+        )
+    sentence = (
+        f"{model} loses {loss * 100:.0f} points at {high:.0%} {attack} "
+        f"(accuracy {clean:.3f} to {poisoned:.3f})"
+    )
+    defended = accuracy[
+        (accuracy["poison_level"] == high)
+        & (accuracy["model"] == model)
+        & (accuracy["defense"] != NO_DEFENSE)
+    ]
+    if not defended.empty:
+        best = defended.loc[defended["mean"].idxmax()]
+        won_back = (best["mean"] - poisoned) / loss
+        share = "all" if won_back >= 1 else f"{max(won_back, 0.0):.0%}"
+        sentence += (
+            f"; training only on the rows the {best['defense']} detector kept "
+            f"wins back {share} of them (accuracy {best['mean']:.3f})"
+        )
+    return sentence + "."
+
+
+def _breakdown_sentence(points: pd.DataFrame, attack: str, drop: float) -> str | None:
+    rows = points[points["attack"] == attack]
+    broken = rows.dropna(subset=["breakdown_level"])
+    if rows.empty:
+        return None
+    if broken.empty:
+        return f"Under {attack} no model falls {drop * 100:.0f} points below its clean accuracy."
+    first = broken.loc[broken["breakdown_level"].idxmin()]
+    return (
+        f"Under {attack}, {first['model']} breaks down first: {drop * 100:.0f} points under its "
+        f"clean accuracy at {format_level(first['breakdown_level'])} poison "
+        f"({len(broken)} of {len(rows)} models break down within the levels run)."
+    )
+
+
+def _detection_sentence(detection: pd.DataFrame, attack: str) -> str | None:
+    """The detector with the best F1 at the attack's highest level."""
+    rows = detection[detection["attack"] == attack]
+    f1 = rows[rows["metric"] == "f1"]
+    if f1.empty:
+        return None
+    high = f1["poison_level"].max()
+    at_high = f1[f1["poison_level"] == high]
+    best = at_high.loc[at_high["mean"].idxmax()]
+    other = rows[(rows["poison_level"] == high) & (rows["detector"] == best["detector"])]
+    values = dict(zip(other["metric"], other["mean"], strict=True))
+    detail = ", ".join(
+        f"{name} {values[name]:.2f}" for name in ("precision", "recall") if name in values
+    )
+    return (
+        f"At {high:.0%} {attack}, {best['detector']} finds the poisoned rows best "
+        f"(F1 {best['mean']:.2f}{', ' + detail if detail else ''})."
+    )
+
+
+def findings(
+    summary: pd.DataFrame, detection: pd.DataFrame, points: pd.DataFrame, drop: float
+) -> list[str]:
+    """Short sentences written from the numbers, a few per attack."""
+    sentences = []
+    for attack in dict.fromkeys(summary["attack"]):
+        for sentence in (
+            _loss_sentence(summary, attack),
+            _breakdown_sentence(points, attack, drop),
+            _detection_sentence(detection, attack),
+        ):
+            if sentence:
+                sentences.append(sentence)
+    return sentences

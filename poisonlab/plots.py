@@ -1,0 +1,237 @@
+"""The report's figures, each returned as an inline <img> (base64 PNG) or None if no data.
+
+PNGs are written without a timestamp or software tag, so the same numbers
+give the same bytes. Every plot reads the long summary tables and draws one
+line or cell per name it finds there: new attacks, models, detectors and
+defences appear without changes here.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display in a pipeline task
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from poisonlab.experiment import NO_DEFENSE  # noqa: E402
+from poisonlab.findings import undefended_accuracy  # noqa: E402
+
+DPI = 90
+_LINE_STYLES = ["-", "--", ":", "-."]
+
+
+def inline_png(figure: plt.Figure, alt: str) -> str:
+    """A figure as an <img> with a data: URI; closes the figure."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(figure)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img class="plot" alt="{alt}" src="data:image/png;base64,{encoded}">'
+
+
+def _names(frame: pd.DataFrame, column: str) -> list[str]:
+    """Names in order of first appearance (the summaries keep config order)."""
+    return list(dict.fromkeys(frame[column]))
+
+
+def _panels(n_rows: int, n_cols: int, width: float = 3.6, height: float = 2.9, **kw):
+    return plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(width * n_cols, height * n_rows),
+        squeeze=False,
+        layout="constrained",
+        **kw,
+    )
+
+
+def _band(
+    ax, frame: pd.DataFrame, x: str, label: str, style: str = "-", color=None, clip: bool = True
+) -> None:
+    """Mean line with its 95% CI band (no band where the CI is undefined).
+
+    With ``clip`` the band stays within [0, 1], where scores live: with few
+    trials a Student-t interval can reach far beyond.
+    """
+    (line,) = ax.plot(
+        frame[x], frame["mean"], marker="o", markersize=3, linestyle=style, label=label, color=color
+    )
+    low, high = frame["ci_low"], frame["ci_high"]
+    if clip:
+        low, high = low.clip(0.0, 1.0), high.clip(0.0, 1.0)
+    ax.fill_between(frame[x], low, high, alpha=0.18, linewidth=0, color=line.get_color())
+
+
+def _curves(rows: pd.DataFrame, panel: str, line: str, x: str, label) -> tuple:
+    """A panel per name in column ``panel``, a line with its CI band per value of ``line``."""
+    names = _names(rows, panel)
+    figure, axes = _panels(1, len(names), sharey=True)
+    for ax, name in zip(axes[0], names, strict=True):
+        for key, frame in rows[rows[panel] == name].groupby(line, sort=False):
+            _band(ax, frame, x, label(key))
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (clean test set)")
+    axes[0][-1].legend(fontsize=7)
+    return figure, axes
+
+
+def accuracy_plot(summary: pd.DataFrame) -> str | None:
+    """Accuracy against poison level, a panel per attack, a line per model, 95% CI bands."""
+    rows = undefended_accuracy(summary)
+    if rows.empty:
+        return None
+    figure, axes = _curves(rows, "attack", "model", "poison_level", str)
+    for ax in axes[0]:
+        ax.set_xlabel("poison level")
+    return inline_png(figure, "accuracy against poison level")
+
+
+def defence_plot(summary: pd.DataFrame, metric: str = "accuracy") -> str | None:
+    """``metric`` against level for each defence: a panel per attack (rows) and model (columns)."""
+    rows = summary[summary["metric"] == metric].sort_values("poison_level", kind="stable")
+    if rows.empty or (metric == "accuracy" and set(rows["defense"]) <= {NO_DEFENSE}):
+        return None
+    attacks, models = _names(rows, "attack"), _names(rows, "model")
+    figure, axes = _panels(len(attacks), len(models), width=3.0, height=2.5, sharey=True)
+    for i, attack in enumerate(attacks):
+        for j, model in enumerate(models):
+            ax = axes[i][j]
+            cell = rows[(rows["attack"] == attack) & (rows["model"] == model)]
+            for defense, frame in cell.groupby("defense", sort=False):
+                style = ":" if defense == NO_DEFENSE else "-"
+                label = "no defence" if defense == NO_DEFENSE else defense
+                _band(ax, frame, "poison_level", label, style, clip=metric != "recovery")
+            ax.set_title(f"{attack} / {model}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if i == len(attacks) - 1:
+                ax.set_xlabel("poison level")
+        axes[i][0].set_ylabel(metric)
+    axes[0][-1].legend(fontsize=7)
+    return inline_png(figure, f"{metric} per defence")
+
+
+def detection_plot(detection: pd.DataFrame) -> str | None:
+    """Precision, recall and F1 against level, a panel per detector, a line style per attack."""
+    metrics = ["precision", "recall", "f1"]
+    rows = detection[detection["metric"].isin(metrics)].sort_values("poison_level", kind="stable")
+    if rows.empty:
+        return None
+    detectors, attacks = _names(rows, "detector"), _names(rows, "attack")
+    colors = dict(zip(metrics, ["tab:blue", "tab:orange", "tab:green"], strict=True))
+    figure, axes = _panels(1, len(detectors), sharey=True)
+    for ax, detector in zip(axes[0], detectors, strict=True):
+        for k, attack in enumerate(attacks):
+            for metric in metrics:
+                frame = rows[
+                    (rows["detector"] == detector)
+                    & (rows["attack"] == attack)
+                    & (rows["metric"] == metric)
+                ]
+                if not frame.empty:
+                    style = _LINE_STYLES[k % len(_LINE_STYLES)]
+                    _band(ax, frame, "poison_level", f"{metric}, {attack}", style, colors[metric])
+        ax.set_title(detector)
+        ax.set_xlabel("poison level")
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("score against the true mask")
+    axes[0][-1].legend(fontsize=6)
+    return inline_png(figure, "detection precision, recall and F1")
+
+
+def heatmap_plot(summary: pd.DataFrame) -> str | None:
+    """Mean accuracy by model (rows) and level (columns), a panel per attack."""
+    rows = undefended_accuracy(summary)
+    if rows.empty:
+        return None
+    attacks = _names(rows, "attack")
+    levels = sorted(set(rows["poison_level"]))
+    models = _names(rows, "model")
+    width, height = 0.8 * len(levels) + 1.0, 0.45 * len(models) + 1.2
+    figure, axes = _panels(1, len(attacks), width=width, height=height, sharey=True)
+    low = max(0.0, float(rows["mean"].min()) - 0.05)
+    for ax, attack in zip(axes[0], attacks, strict=True):
+        grid = (
+            rows[rows["attack"] == attack]
+            .pivot_table(index="model", columns="poison_level", values="mean", sort=False)
+            .reindex(index=models, columns=levels)
+        )
+        ax.imshow(grid.to_numpy(), cmap="RdYlGn", vmin=low, vmax=1.0, aspect="auto")
+        for (r, c), value in np.ndenumerate(grid.to_numpy()):
+            if not np.isnan(value):
+                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(levels)), [f"{level:g}" for level in levels])
+        ax.set_yticks(range(len(models)), models)
+        ax.set_xlabel("poison level")
+        ax.set_title(attack)
+    return inline_png(figure, "accuracy heatmap by model and poison level")
+
+
+def confusion_plot(confusion: pd.DataFrame, worst: dict[str, float]) -> str | None:
+    """Confusion matrices (summed over trials, no defence) at level 0 and each attack's worst level.
+
+    A row per model; the first column is the lowest level (the clean case), then
+    one column per attack at its worst level.
+    """
+    rows = confusion[confusion["defense"] == NO_DEFENSE]
+    if rows.empty or not worst:
+        return None
+    models = _names(rows, "model")
+    classes = _names(rows, "true")
+    first_attack = next(iter(worst))
+    lowest = float(rows["poison_level"].min())
+    columns = [(first_attack, lowest, f"level {lowest:g} (clean)")] + [
+        (attack, level, f"{attack} at {level:g} (worst)") for attack, level in worst.items()
+    ]
+    size = 0.35 * len(classes) + 1.6
+    figure, axes = _panels(len(models), len(columns), width=size, height=size)
+    for i, model in enumerate(models):
+        for j, (attack, level, title) in enumerate(columns):
+            ax = axes[i][j]
+            cell = rows[
+                (rows["model"] == model)
+                & (rows["attack"] == attack)
+                & (rows["poison_level"] == level)
+            ]
+            matrix = (
+                cell.pivot_table(index="true", columns="predicted", values="count", aggfunc="sum")
+                .reindex(index=classes, columns=classes)
+                .fillna(0)
+                .to_numpy()
+            )
+            ax.imshow(matrix, cmap="Blues")
+            if len(classes) <= 12:
+                dark = matrix.max() / 2 if matrix.max() > 0 else 1.0
+                for (r, c), value in np.ndenumerate(matrix):
+                    color = "white" if value > dark else "black"
+                    ax.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=7, color=color)
+            ticks = range(len(classes)) if len(classes) <= 12 else []
+            ax.set_xticks(ticks, classes if i == len(models) - 1 and ticks else [], fontsize=7)
+            ax.set_yticks(ticks, classes if j == 0 and ticks else [], fontsize=7)
+            ax.set_title(f"{model}\n{title}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("true")
+            if i == len(models) - 1:
+                ax.set_xlabel("predicted")
+    return inline_png(figure, "confusion matrices")
+
+
+def quantity_plot(quantity: pd.DataFrame) -> str | None:
+    """Accuracy against training-set size, a panel per model, a line per poison level."""
+    rows = quantity[quantity["metric"] == "accuracy"].sort_values("n_train", kind="stable")
+    if rows.empty:
+        return None
+    figure, axes = _curves(rows, "model", "poison_level", "n_train", lambda v: f"poison {v:g}")
+    sizes = sorted(set(rows["n_train"]))
+    for ax in axes[0]:
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(n) for n in sizes], fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("training rows")
+    return inline_png(figure, "accuracy against training-set size")
