@@ -47,7 +47,15 @@ import pandas as pd
 
 from poisonlab.config import check_tracking_uri, redact_uri
 from poisonlab.errors import PoisonlabError, run_cli
-from poisonlab.report import DETECTION_FILE, MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
+from poisonlab.quantity import QUANTITY_FILE
+from poisonlab.report import (
+    DETECTION_FILE,
+    GATE_FILE,
+    MANIFEST_FILE,
+    MARKDOWN_FILE,
+    REPORT_FILE,
+    SUMMARY_FILE,
+)
 
 RUN_KEY_TAG = "poisonlab.run_key"
 CHILD_KEY_TAG = "poisonlab.child_key"
@@ -56,7 +64,17 @@ JOB_TAG = "kfp.pipeline_job_name"
 MIRROR_STATUS_FILE = "mirror.json"
 MODEL_NAME = "model"
 # Files of a results directory that become artifacts of the parent run.
-ARTIFACT_PATTERNS = (REPORT_FILE, SUMMARY_FILE, DETECTION_FILE, MANIFEST_FILE, "*.png", "*.svg")
+ARTIFACT_PATTERNS = (
+    REPORT_FILE,
+    MARKDOWN_FILE,
+    SUMMARY_FILE,
+    DETECTION_FILE,
+    GATE_FILE,
+    QUANTITY_FILE,
+    MANIFEST_FILE,
+    "*.png",
+    "*.svg",
+)
 
 # MLflow's defaults retry a dead server for minutes; these give up in well under 60 s.
 FAIL_FAST_ENV = {
@@ -407,6 +425,8 @@ def mirror_results(
         if dataset is not None:
             _log_dataset(parent_id, dataset, config, provenance)
 
+        gate_path = results_dir / GATE_FILE
+        gate = pd.read_csv(gate_path) if gate_path.is_file() else pd.DataFrame()
         group = ["poison_level", "attack", "model", "defense"]
         pending = {}
         for (level, attack, model, defense), rows in summary.groupby(group, sort=False):
@@ -417,6 +437,10 @@ def mirror_results(
             ]
             for detector, frame in level_detection.groupby("detector", sort=False):
                 child_metrics.update(_summary_metrics(frame, f"detection_{detector}_"))
+            if not gate.empty:
+                verdict = gate[(gate["poison_level"] == level) & (gate["attack"] == attack)]
+                if len(verdict):
+                    child_metrics["gate_pass"] = float(verdict["verdict"].iloc[0] == "pass")
             child_tags = {
                 **run_tags,
                 CHILD_KEY_TAG: key,
