@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "poison": {"levels": [0.0, 0.05, 0.10, 0.50], "attacks": ["label_flip", "feature_noise"]},
     "validate": {
-        "detectors": ["ensemble", "zscore"],
+        "detectors": ["knn", "zscore"],
         # The validation gate (poisonlab.gate): detector null means the first listed.
         "gate": {"detector": None, "max_flag_rate": 0.1, "max_class_shift": 0.1},
     },
