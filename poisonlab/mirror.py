@@ -221,13 +221,14 @@ def _load_data(manifest: dict, data_path: str | Path | None):
     Returns ``(dataset, note)``; ``dataset`` is None (and ``note`` says why) when the
     source is unreadable or no longer has the content the run used.
     """
-    from poisonlab.data import load_dataset, read_dataset
+    from poisonlab.data import load_configured, read_dataset
 
     if data_path is not None:
         return read_dataset(data_path), ""
     settings = manifest["config"]["dataset"]
     try:
-        dataset, input_hash = load_dataset(settings["source"], settings["label_column"])
+        # The run's impute/encode options too, so the data is the data the run trained on.
+        dataset, input_hash = load_configured(settings)
     # Unreadable now (moved, no access): mirror everything else.
     except Exception as error:  # noqa: BLE001
         return None, f"no dataset input or models: {' '.join(str(error).split())[:200]}"

@@ -19,13 +19,12 @@ import numpy as np
 import pandas as pd
 
 from poisonlab.attacks import apply_attack
-from poisonlab.data import Dataset, frame_to_dataset, load_dataset, split_masks
+from poisonlab.data import Dataset, load_dataset, split_masks
 from poisonlab.errors import PoisonlabError
 from poisonlab.metrics import classification_metrics
 from poisonlab.models import fit_model
 from poisonlab.seeding import derive_rng, derive_seed
 from poisonlab.stats import mean_ci
-from poisonlab.synthetic import PREFIX, synthetic_frame
 
 QUANTITY_FILE = "quantity.csv"
 RECORD_COLUMNS = ["poison_level", "trial", "n_train", "model", "metric", "value"]
@@ -34,10 +33,7 @@ QUANTITY_COLUMNS = ["poison_level", "n_train", "model", "metric", "mean", "ci_lo
 
 def quantity_dataset(config: dict[str, Any]) -> Dataset:
     """The dataset the experiment draws from: a ``synthetic:`` table or any dataset source."""
-    source = config["quantity"]["source"]
-    if source.startswith(PREFIX):
-        return frame_to_dataset(synthetic_frame(source), "target", source)
-    return load_dataset(source)[0]
+    return load_dataset(config["quantity"]["source"])[0]
 
 
 def quantity_level(config: dict[str, Any], level: float) -> pd.DataFrame:
