@@ -33,18 +33,18 @@ def in_process(config: dict, workdir: Path) -> float:
     text = canonical_json(config)
     data, splits = str(workdir / "data.parquet"), str(workdir / "splits.parquet")
     steps.load(text, data, splits)
-    records = []
+    levels = []
     for i, level in enumerate(config["poison"]["levels"]):
-        poisoned, detections, models, level_records = (
-            str(workdir / f"{name}-{i}") for name in ("poisoned", "detections", "models", "records")
+        poisoned, detections, models, level_results = (
+            str(workdir / f"{name}-{i}") for name in ("poisoned", "detections", "models", "level")
         )
         steps.poison(text, level, data, splits, poisoned)
         steps.validate(text, poisoned, detections)
         steps.train(text, poisoned, detections, models)
-        steps.evaluate(text, level, data, splits, poisoned, detections, models, level_records)
-        records.append(level_records)
+        steps.evaluate(text, level, data, splits, poisoned, detections, models, level_results)
+        levels.append(level_results)
     results = workdir / "results"
-    steps.report(text, records, data, str(results), run_key=f"in-process-{workdir.name}")
+    steps.report(text, levels, data, str(results), run_key=f"in-process-{workdir.name}")
     mirror_results(results, config["mlflow"]["tracking_uri"])
     return time.perf_counter() - started
 

@@ -9,9 +9,7 @@ def evaluate(
     poisoned: Input[Dataset],
     detections: Input[Dataset],
     models: Input[Model],
-    records: Output[Dataset],
-    confusion_counts: Output[Dataset],
-    quantity_records: Output[Dataset],
+    level_results: Output[Dataset],
     metrics: Output[Metrics],
     confusion_logistic_regression: Output[ClassificationMetrics],
     confusion_decision_tree: Output[ClassificationMetrics],
@@ -21,6 +19,9 @@ def evaluate(
     confusion_gradient_boosting: Output[ClassificationMetrics],
 ):
     """Score the models on the clean test set and the detectors against the true mask.
+
+    ``level_results`` holds the level's records, confusion counts and quantity
+    records: one artifact per level for the report's fan-in.
 
     The Vertex console shows ``metrics`` (mean accuracy per attack and model) and
     one confusion matrix per registered model (summed over trials and attacks,
@@ -36,9 +37,7 @@ def evaluate(
         poisoned.path,
         detections.path,
         models.path,
-        records.path,
-        confusion_counts.path,
-        quantity_records.path,
+        level_results.path,
     )
     metrics.log_metric("poison_level", level)
     for name, value in headline.items():
@@ -51,7 +50,7 @@ def evaluate(
         "knn": confusion_knn,
         "gradient_boosting": confusion_gradient_boosting,
     }
-    for model, (classes, matrix) in steps.confusion_matrices(confusion_counts.path).items():
+    for model, (classes, matrix) in steps.confusion_matrices(level_results.path).items():
         if model in slots:
             slots[model].log_confusion_matrix(classes, matrix)
             slots[model].metadata["poison_level"] = level

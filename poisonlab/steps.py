@@ -137,6 +137,13 @@ def train(config_json: str, poisoned_path: str, detections_path: str, models_pat
     contained("train", None, inputs, [models_path], work)
 
 
+# The one artifact a level fans in to the report (Vertex refuses a fan-in of more than
+# 100 artifacts, so one per level, not one per table): a directory of these files.
+RECORDS_FILE = "records.parquet"
+CONFUSION_FILE = "confusion.parquet"
+QUANTITY_RECORDS_FILE = "quantity.parquet"
+
+
 def evaluate(
     config_json: str,
     level: float,
@@ -145,18 +152,20 @@ def evaluate(
     poisoned_path: str,
     detections_path: str,
     models_path: str,
-    records_path: str,
-    confusion_path: str | None = None,
-    quantity_path: str | None = None,
+    level_dir: str,
 ) -> dict[str, float]:
     """Score models on the clean test split and detectors against the mask.
 
-    Also writes, if paths are given, the level's confusion counts and its
-    quality-versus-quantity records (empty unless ``quantity.enabled``).
-    Returns the level's headline numbers: mean accuracy per attack and model
-    without defence.
+    Writes the level's records, confusion counts and quality-versus-quantity
+    records (empty unless ``quantity.enabled``) into ``level_dir``. Returns the
+    level's headline numbers: mean accuracy per attack and model without defence.
     """
     config = config_from_json(config_json)
+    level_dir = Path(level_dir)
+    level_dir.mkdir(parents=True, exist_ok=True)
+    records_path, confusion_path, quantity_path = (
+        level_dir / name for name in (RECORDS_FILE, CONFUSION_FILE, QUANTITY_RECORDS_FILE)
+    )
 
     def work() -> dict[str, float]:
         dataset = read_dataset(data_path)
@@ -175,15 +184,13 @@ def evaluate(
         experiment.write_records(records, records_path)
         hashes = experiment.poisoned_hashes(poisoned_path)
         _attach(records_path, {"poison_level": level, "poisoned_sha256": hashes})
-        if confusion_path:
-            confusion = experiment.confusion_level(predictions, dataset, masks, level)
-            confusion.to_parquet(confusion_path, index=False)
-        if quantity_path:
-            from poisonlab import quantity
+        confusion = experiment.confusion_level(predictions, dataset, masks, level)
+        confusion.to_parquet(confusion_path, index=False)
+        from poisonlab import quantity
 
-            enabled = config["quantity"]["enabled"]
-            rows = quantity.quantity_level(config, level) if enabled else quantity.empty_records()
-            rows.to_parquet(quantity_path, index=False)
+        enabled = config["quantity"]["enabled"]
+        rows = quantity.quantity_level(config, level) if enabled else quantity.empty_records()
+        rows.to_parquet(quantity_path, index=False)
         accuracy = records[
             (records["metric"] == "accuracy") & (records["defense"] == experiment.NO_DEFENSE)
         ]
@@ -191,34 +198,34 @@ def evaluate(
         return {f"accuracy_{attack}_{model}": float(v) for (attack, model), v in means.items()}
 
     inputs = [poisoned_path, detections_path, models_path]
-    outputs = [records_path, *filter(None, [confusion_path, quantity_path])]
+    outputs = [records_path, confusion_path, quantity_path]
     headline = contained("evaluate", level, inputs, outputs, work, default={})
     failure = read_failure(records_path)
     if failure is not None and failure["level"] is None:
         # validate and train do not know their level: name it here, where it is known.
-        write_failure(records_path, {**failure, "level": level})
+        for path in outputs:
+            write_failure(path, {**failure, "level": level})
     return headline
 
 
-def _attach(parquet_path: str, extra: dict[str, Any]) -> None:
+def _attach(parquet_path: str | Path, extra: dict[str, Any]) -> None:
     """Store ``extra`` in a Parquet file's metadata (rewrites the small file)."""
     table = pq.read_table(parquet_path)
     meta = {**(table.schema.metadata or {}), b"poisonlab": json.dumps(extra).encode()}
     pq.write_table(table.replace_schema_metadata(meta), parquet_path)
 
 
-def _attached(parquet_path: str) -> dict[str, Any]:
+def _attached(parquet_path: str | Path) -> dict[str, Any]:
     meta = pq.read_schema(parquet_path).metadata or {}
     return json.loads(meta.get(b"poisonlab", b"{}"))
 
 
-def confusion_matrices(confusion_path: str) -> dict[str, tuple[list[str], list[list[int]]]]:
+def confusion_matrices(level_dir: str) -> dict[str, tuple[list[str], list[list[int]]]]:
     """Per model: class names and the confusion matrix without defence, over trials and attacks.
 
     What the Vertex console shows for a level (the report has them per attack).
     """
-    import pandas as pd
-
+    confusion_path = Path(level_dir) / CONFUSION_FILE
     if read_failure(confusion_path) is not None:
         return {}  # the level failed: nothing to show
     frame = pd.read_parquet(confusion_path)
@@ -234,33 +241,25 @@ def confusion_matrices(confusion_path: str) -> dict[str, tuple[list[str], list[l
 
 
 def report(
-    config_json: str,
-    records_paths: list[str],
-    data_path: str,
-    results_dir: str,
-    run_key: str,
-    confusion_paths: list[str] | None = None,
-    quantity_paths: list[str] | None = None,
+    config_json: str, level_dirs: list[str], data_path: str, results_dir: str, run_key: str
 ) -> None:
-    """Summaries, report and manifest of the whole run, from every level's outputs."""
+    """Summaries, report and manifest of the whole run, from every level's ``evaluate`` output."""
     from poisonlab.report import write_results
 
     config = config_from_json(config_json)
     provenance = read_metadata(data_path)["provenance"]
-    kept, failed = split_failures(records_paths)
+    kept, failed = split_failures([Path(d) / RECORDS_FILE for d in level_dirs])
     if not kept:
         levels = ", ".join(f"{f['level']:g} ({f['step']}: {f['error']})" for f in failed)
         raise RuntimeError(f"every poison level failed: {levels}")
+    kept_dirs = [path.parent for path in kept]
     records = experiment.read_records(kept)
     # Which levels failed, and the SHA-256 of every poisoned variant of the others.
     provenance["failed_levels"] = failed
     provenance["poisoned_sha256"] = {
         f"{meta['poison_level']:g}": meta["poisoned_sha256"] for meta in map(_attached, kept)
     }
-    # A failed level's confusion and quantity outputs hold its failure, not data.
-    confusion_kept = split_failures(confusion_paths)[0] if confusion_paths else []
-    quantity_kept = split_failures(quantity_paths)[0] if quantity_paths else []
-    confusion = experiment.read_records(confusion_kept) if confusion_kept else None
-    quantity = experiment.read_records(quantity_kept) if quantity_kept else None
+    confusion = experiment.read_records([d / CONFUSION_FILE for d in kept_dirs])
+    quantity = experiment.read_records([d / QUANTITY_RECORDS_FILE for d in kept_dirs])
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     write_results(records, config, provenance, results_dir, run_key, confusion, quantity)

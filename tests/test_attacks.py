@@ -3,6 +3,8 @@ bytes, paired levels, parameter checks; and hypothesis properties over small ran
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -432,7 +434,7 @@ def test_pipeline_steps_carry_injected_rows_and_the_trigger(tmp_path):
     steps.evaluate(
         text, 0.2, paths["data"], paths["splits"], paths["p"], paths["d"], paths["m"], paths["r"]
     )
-    records = pd.read_parquet(paths["r"])
+    records = pd.read_parquet(Path(paths["r"]) / steps.RECORDS_FILE)
     asr = records[records["metric"] == "attack_success_rate"]
     assert set(asr["attack"]) == {"backdoor"} and len(asr) == 1 + len(
         config["validate"]["detectors"]

@@ -48,3 +48,15 @@ def test_image_comes_from_the_flag_the_config_or_the_environment(tmp_path):
     assert {e["container"]["image"] for e in executors(text)} == {"example.com/config:2"}
     text, _ = _compile(tmp_path, "--image", "example.com/flag:3")
     assert {e["container"]["image"] for e in executors(text)} == {"example.com/flag:3"}
+
+
+def test_the_report_fans_in_one_artifact_per_level(tmp_path):
+    """Vertex refuses a fan-in of more than 100 artifacts: at 48 levels it must stay under."""
+    from benchmarks.dag import VERTEX_FAN_IN_LIMIT, dag_shape
+
+    text, _ = _compile(tmp_path)
+    shape = dag_shape(yaml.safe_load(text))
+    assert shape["collected_per_level"] == 1
+    assert shape["collected_per_level"] * 48 < VERTEX_FAN_IN_LIMIT
+    # The critical path does not grow with the levels: they run side by side.
+    assert shape["critical_path"] == 7

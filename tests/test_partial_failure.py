@@ -48,7 +48,7 @@ def test_a_failed_step_is_passed_along_its_level_and_reported(tmp_path: Path, mo
         headline = steps.evaluate(text, level, data, splits, p, d, m, r)
         assert bool(hashes) == bool(headline) == (level == 0.0)
         records.append(r)
-    failure = read_failure(records[1])
+    failure = read_failure(Path(records[1]) / steps.RECORDS_FILE)
     assert failure["level"] == 0.2 and failure["step"] == "poison"
     assert FAIL_LEVELS_ENV in failure["error"]
     results = tmp_path / "results"
