@@ -12,6 +12,9 @@ on the level (a surrogate model, a trigger) is the same at every level.
 
 Parameters that name a class or a feature accept a name or a 0-based index;
 ``apply_attack`` resolves them against the dataset before the attack runs.
+
+scikit-learn is imported only by the attacks that fit or score a model, so a
+poison task running the others starts without it (about 2 s less per task).
 """
 
 from __future__ import annotations
@@ -22,12 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.feature_selection import f_classif
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from poisonlab.config import _fail
 from poisonlab.errors import PoisonlabError
-from poisonlab.models import make_model
 
 # At most this many folds for the cross-validated surrogate of label_flip_targeted.
 _CV_FOLDS = 5
@@ -96,6 +96,10 @@ def surrogate_proba(
     Classes absent from ``y`` get probability 0. With a single class present,
     every row gets probability 1 for its own label.
     """
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from poisonlab.models import make_model
+
     present, counts = np.unique(y, return_counts=True)
     proba = np.zeros((len(y), n_classes))
     if len(present) < 2:
@@ -309,6 +313,8 @@ def least_informative_features(X: np.ndarray, y: np.ndarray, count: int) -> list
 
     A trigger on features the clean model hardly uses leaves clean accuracy alone.
     """
+    from sklearn.feature_selection import f_classif
+
     if len(np.unique(y)) < 2:
         return list(range(min(count, X.shape[1])))
     with np.errstate(divide="ignore", invalid="ignore"):

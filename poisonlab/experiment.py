@@ -8,16 +8,21 @@ Per-trial results are long-format *records*, one row per measured value:
 ``poison_level, trial, attack, model, defense, detector, metric, value``.
 Model records leave ``detector`` empty; detection records leave ``model`` and
 ``defense`` empty.
+
+The modules that bring in scikit-learn or SciPy (detectors, models, metrics,
+stats) are imported by the functions that use them: every pipeline task
+imports this module, and one that needs neither (poison, report) starts
+seconds sooner.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import joblib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -25,12 +30,11 @@ import pyarrow.parquet as pq
 
 from poisonlab.attacks import Poisoned, apply_attack, dataset_attack_params, stamp_trigger
 from poisonlab.data import LABEL, Dataset, array_hash, load_configured, split_masks
-from poisonlab.detectors import Detection, run_detector
 from poisonlab.gate import CLASS_BALANCE, CLASS_SHIFT, class_shift
-from poisonlab.metrics import classification_metrics, detection_metrics, recovery
-from poisonlab.models import fit_model
 from poisonlab.seeding import derive_rng, derive_seed
-from poisonlab.stats import mean_ci
+
+if TYPE_CHECKING:
+    from poisonlab.detectors import Detection
 
 RECORD_COLUMNS = [
     "poison_level",
@@ -165,6 +169,8 @@ DetectionKey = tuple[int, str, str]  # trial, attack, detector
 
 def detect_level(sets: list[PoisonedSet], config: dict[str, Any], n_classes: int) -> dict:
     """Run every configured detector on every poisoned set (the mask is not passed)."""
+    from poisonlab.detectors import run_detector
+
     detections: dict[DetectionKey, Detection] = {}
     for s in sets:
         for detector in config["validate"]["detectors"]:
@@ -198,6 +204,8 @@ def write_detections(detections: dict[DetectionKey, Detection], path: str | Path
 
 
 def read_detections(path: str | Path) -> dict[DetectionKey, Detection]:
+    from poisonlab.detectors import Detection
+
     frame = pd.read_parquet(path)
     return {
         (int(trial), str(attack), str(detector)): Detection(
@@ -227,6 +235,8 @@ def train_level(
     A model's random state depends on the trial and model only, so poisoned and
     defended fits of a trial differ in their data alone.
     """
+    from poisonlab.models import fit_model
+
     models = {}
     for s in sets:
         for model in config["train"]["models"]:
@@ -244,11 +254,16 @@ def train_level(
 
 
 def write_models(models: dict[ModelKey, Any], path: str | Path) -> None:
-    joblib.dump(models, path)
+    """Pickle the fitted models: C pickle, several times faster than joblib's for the
+    thousands of small trees of a level's forests (joblib pickles in Python)."""
+    with open(path, "wb") as file:
+        pickle.dump(models, file, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def read_models(path: str | Path) -> dict[ModelKey, Any]:
-    return joblib.load(path)
+    """Models written by ``write_models`` (a pipeline's own output: pickle runs code on load)."""
+    with open(path, "rb") as file:
+        return pickle.load(file)
 
 
 # --- evaluate -------------------------------------------------------------------------
@@ -288,6 +303,8 @@ def evaluate_level(
     poisoned set's class shift from the loaded dataset's class proportions
     (detector ``class_balance``), which the validation gate checks.
     """
+    from poisonlab.metrics import classification_metrics, detection_metrics
+
     if predictions is None:
         predictions = predict_level(models, dataset, test_masks)
     rows = []
@@ -363,6 +380,8 @@ def recovery_records(model_records: pd.DataFrame) -> pd.DataFrame:
     without level 0 in the config there are none. Trials where poisoning cost
     nothing have no recovery (see ``metrics.recovery``) and are left out.
     """
+    from poisonlab.metrics import recovery
+
     accuracy = model_records[model_records["metric"] == "accuracy"]
     undefended = accuracy[accuracy["defense"] == NO_DEFENSE]
     pair = ["trial", "attack", "model"]
@@ -383,6 +402,8 @@ def _summarize(records: pd.DataFrame, keys: list[str], order: dict[str, list[str
     Rows are sorted by level, then by each key in ``order`` (config order; names
     not listed there come after, alphabetically).
     """
+    from poisonlab.stats import mean_ci
+
     rows = []
     for group, frame in records.groupby(keys, sort=False):
         mean, low, high, n = mean_ci(frame["value"].to_numpy())

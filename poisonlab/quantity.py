@@ -22,7 +22,6 @@ from poisonlab.attacks import apply_attack
 from poisonlab.data import Dataset, load_dataset, split_masks
 from poisonlab.errors import PoisonlabError
 from poisonlab.metrics import classification_metrics
-from poisonlab.models import fit_model
 from poisonlab.seeding import derive_rng, derive_seed
 from poisonlab.stats import mean_ci
 
@@ -38,6 +37,8 @@ def quantity_dataset(config: dict[str, Any]) -> Dataset:
 
 def quantity_level(config: dict[str, Any], level: float) -> pd.DataFrame:
     """Records (``RECORD_COLUMNS``) of one poison level: every trial, size and model."""
+    from poisonlab.models import fit_model  # scikit-learn: the report imports this module too
+
     settings = config["quantity"]
     seed, attack = config["seed"], settings["attack"]
     dataset = quantity_dataset(config)
