@@ -362,9 +362,8 @@ def write_dataset(dataset: Dataset, path: str | Path, extra: dict | None = None)
 
 
 def read_metadata(path: str | Path) -> dict:
-    """The metadata ``write_dataset`` stored with a Parquet file."""
-    schema = pq.read_schema(path)
-    return json.loads(schema.metadata[_METADATA_KEY])
+    """The metadata poisonlab stored with a Parquet file (its footer alone is read)."""
+    return json.loads(pq.read_metadata(path).metadata[_METADATA_KEY])
 
 
 def read_dataset(path: str | Path) -> Dataset:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from poisonlab.attacks import Poisoned, apply_attack, dataset_attack_params, stamp_trigger
-from poisonlab.data import LABEL, Dataset, array_hash, load_configured, split_masks
+from poisonlab.data import (
+    LABEL,
+    Dataset,
+    array_hash,
+    load_configured,
+    read_metadata,
+    split_masks,
+)
 from poisonlab.gate import CLASS_BALANCE, CLASS_SHIFT, class_shift
 from poisonlab.seeding import derive_rng, derive_seed
 
@@ -85,11 +93,24 @@ class PoisonedSet:
 
 def poison_level(
     dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any], level: float
-) -> list[PoisonedSet]:
-    """Poison every trial's training split with every configured attack."""
+) -> Iterator[PoisonedSet]:
+    """Poison every trial's training split with every configured attack, one set at a time.
+
+    The sets come one at a time, so that a task holds one poisoned copy of the
+    data, not one per trial and attack. Bad attack parameters raise at the call.
+    """
     # Class and feature names checked against the dataset once, before any poisoning.
     params = dataset_attack_params(config, dataset.class_names, dataset.feature_names)
-    sets = []
+    return _poisoned_sets(dataset, test_masks, config, level, params)
+
+
+def _poisoned_sets(
+    dataset: Dataset,
+    test_masks: np.ndarray,
+    config: dict[str, Any],
+    level: float,
+    params: dict[str, dict[str, Any]],
+) -> Iterator[PoisonedSet]:
     for trial in range(config["trials"]):
         train = ~test_masks[trial]
         for attack in config["poison"]["attacks"]:
@@ -102,64 +123,68 @@ def poison_level(
                 n_classes=dataset.n_classes,
                 params=params[attack],
             )
-            sets.append(PoisonedSet(trial, attack, poisoned))
-    return sets
+            yield PoisonedSet(trial, attack, poisoned)
 
 
-def write_poisoned(sets: list[PoisonedSet], dataset: Dataset, path: str | Path) -> None:
-    """All poisoned sets of a level in one Parquet file, with each set's hash and info."""
-    frames = []
+def write_poisoned(sets: Iterable[PoisonedSet], dataset: Dataset, path: str | Path) -> None:
+    """All poisoned sets of a level in one Parquet file, one row group per set.
+
+    Written as the sets arrive, so only one is in memory. The footer's metadata
+    lists the sets in row-group order, with each one's hash, poisoned count and
+    attack info.
+    """
+    fields = [pa.field(name, pa.float64()) for name in dataset.feature_names]
+    schema = pa.schema([*fields, pa.field(LABEL, pa.int64()), pa.field(_POISONED, pa.bool_())])
     meta: dict[str, Any] = {}
-    for s in sets:
-        frame = pd.DataFrame(s.data.X, columns=dataset.feature_names)
-        frame[LABEL] = s.data.y
-        frame[_POISONED] = s.data.mask
-        frame.insert(0, "attack", s.attack)
-        frame.insert(0, "trial", s.trial)
-        frames.append(frame)
-        meta[f"{s.trial}/{s.attack}"] = {
-            "sha256": array_hash(s.data.X, s.data.y),
-            "n_poisoned": int(s.data.mask.sum()),
-            "info": s.data.info,
+    with pq.ParquetWriter(path, schema) as writer:
+        for s in sets:
+            columns = [*s.data.X.T, s.data.y.astype(np.int64), s.data.mask.astype(bool)]
+            table = pa.Table.from_arrays([pa.array(c) for c in columns], schema=schema)
+            writer.write_table(table, row_group_size=max(1, len(s.data.y)))
+            meta[f"{s.trial}/{s.attack}"] = {
+                "sha256": array_hash(s.data.X, s.data.y),
+                "n_poisoned": int(s.data.mask.sum()),
+                "info": s.data.info,
+            }
+        names = {
+            "feature_names": dataset.feature_names,
+            "class_names": dataset.class_names,
+            # The clean reference of the class-balance check (poisonlab.gate).
+            "reference_class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
         }
-    table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
-    names = {
-        "feature_names": dataset.feature_names,
-        "class_names": dataset.class_names,
-        # The clean reference of the class-balance check (poisonlab.gate).
-        "reference_class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
-    }
-    table = table.replace_schema_metadata(
-        {b"poisonlab": json.dumps({**names, "sets": meta}).encode()}
-    )
-    pq.write_table(table, path)
+        writer.add_key_value_metadata({"poisonlab": json.dumps({**names, "sets": meta})})
 
 
-def read_poisoned(path: str | Path) -> list[PoisonedSet]:
-    table = pq.read_table(path)
-    meta = json.loads(table.schema.metadata[b"poisonlab"])
-    frame = table.to_pandas()
-    sets = []
-    for (trial, attack), group in frame.groupby(["trial", "attack"], sort=False):
-        sets.append(
-            PoisonedSet(
-                int(trial),
-                str(attack),
-                Poisoned(
-                    X=group[meta["feature_names"]].to_numpy(dtype=np.float64),
-                    y=group[LABEL].to_numpy(dtype=np.int64),
-                    mask=group[_POISONED].to_numpy(dtype=bool),
-                    info=meta["sets"][f"{trial}/{attack}"]["info"],
-                ),
-            )
+def read_poisoned(path: str | Path, *, features: bool = True) -> Iterator[PoisonedSet]:
+    """The sets ``write_poisoned`` wrote, read one row group (set) at a time.
+
+    With ``features=False`` only labels and masks are read (``X`` has no columns),
+    for steps that score rather than fit.
+    """
+    meta = read_metadata(path)
+    columns = [*(meta["feature_names"] if features else []), LABEL, _POISONED]
+    file = pq.ParquetFile(path)
+    for group, (key, info) in enumerate(meta["sets"].items()):
+        trial, attack = key.split("/", 1)
+        table = file.read_row_group(group, columns=columns)
+        n = table.num_rows
+        X = (
+            np.column_stack([table.column(name).to_numpy() for name in meta["feature_names"]])
+            if features and meta["feature_names"]
+            else np.empty((n, 0))
         )
-    return sets
+        data = Poisoned(
+            X=X,
+            y=table.column(LABEL).to_numpy().astype(np.int64, copy=False),
+            mask=table.column(_POISONED).to_numpy(zero_copy_only=False).astype(bool, copy=False),
+            info=info["info"],
+        )
+        yield PoisonedSet(int(trial), attack, data)
 
 
 def poisoned_hashes(path: str | Path) -> dict[str, str]:
     """SHA-256 of every poisoned variant in a file written by ``write_poisoned``."""
-    meta = json.loads(pq.read_schema(path).metadata[b"poisonlab"])
-    return {key: value["sha256"] for key, value in meta["sets"].items()}
+    return {key: value["sha256"] for key, value in read_metadata(path)["sets"].items()}
 
 
 # --- validate -------------------------------------------------------------------------
@@ -463,7 +488,7 @@ def run_level(
     dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any], level: float
 ) -> pd.DataFrame:
     """Poison, detect, train and evaluate one level; return its records."""
-    sets = poison_level(dataset, test_masks, config, level)
+    sets = list(poison_level(dataset, test_masks, config, level))
     detections = detect_level(sets, config, dataset.n_classes)
     models = train_level(sets, detections, config)
     return evaluate_level(models, dataset, test_masks, sets, detections, level)

@@ -207,7 +207,7 @@ def representative_models(dataset, config: dict[str, Any]) -> dict[ChildKey, Any
     masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], 1)
     models: dict[ChildKey, Any] = {}
     for level in config["poison"]["levels"]:
-        sets = experiment.poison_level(dataset, masks, one_trial, level)
+        sets = list(experiment.poison_level(dataset, masks, one_trial, level))
         detections = experiment.detect_level(sets, one_trial, dataset.n_classes)
         fitted = experiment.train_level(sets, detections, one_trial)
         for (_, attack, model, defense), estimator in fitted.items():

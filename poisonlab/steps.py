@@ -108,7 +108,8 @@ def validate(config_json: str, poisoned_path: str, detections_path: str) -> dict
                     ),
                     "class_shift": gate.class_shift(s.data.y, metadata["reference_class_counts"]),
                 }
-                for s in sets
+                # Labels alone, read again: the sets were streamed through the detectors.
+                for s in experiment.read_poisoned(poisoned_path, features=False)
             ]
         )
         table = gate.verdicts(checks, config).drop(columns="poison_level")
@@ -176,7 +177,7 @@ def evaluate(
             models,
             dataset,
             masks,
-            experiment.read_poisoned(poisoned_path),
+            list(experiment.read_poisoned(poisoned_path, features=False)),
             experiment.read_detections(detections_path),
             level,
             predictions,

@@ -235,7 +235,7 @@ def test_representative_models_are_the_pipelines_trial_0_models():
     representative = representative_models(dataset, config)
     assert len(representative) == 2 * 2 * 3 * 3
     for level in config["poison"]["levels"]:
-        sets = experiment.poison_level(dataset, masks, config, level)
+        sets = list(experiment.poison_level(dataset, masks, config, level))
         detections = experiment.detect_level(sets, config, dataset.n_classes)
         trial0 = [s for s in sets if s.trial == 0]
         fitted = experiment.train_level(trial0, detections, config)

@@ -180,7 +180,7 @@ def _small_results(tmp_path: Path, with_quantity: bool) -> tuple[Path, dict]:
     masks = split_masks(dataset.y, 0.2, config["seed"], config["trials"])
     records, confusion, counts = [], [], []
     for level in config["poison"]["levels"]:
-        sets = experiment.poison_level(dataset, masks, config, level)
+        sets = list(experiment.poison_level(dataset, masks, config, level))
         detections = experiment.detect_level(sets, config, dataset.n_classes)
         models = experiment.train_level(sets, detections, config)
         predictions = experiment.predict_level(models, dataset, masks)
