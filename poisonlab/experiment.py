@@ -211,35 +211,50 @@ def detect_level(sets: list[PoisonedSet], config: dict[str, Any], n_classes: int
 
 
 def write_detections(detections: dict[DetectionKey, Detection], path: str | Path) -> None:
-    frames = [
-        pd.DataFrame(
-            {
-                "trial": trial,
-                "attack": attack,
-                "detector": detector,
-                "score": d.scores.astype(np.float64),
-                "flag": d.flags.astype(bool),
-            }
+    """A level's detections in one Parquet file: a row group per poisoned set, a score
+    and a flag column per detector; the footer lists the sets and detectors."""
+    sets = list(dict.fromkeys((trial, attack) for trial, attack, _ in detections))
+    detectors = list(dict.fromkeys(detector for _, _, detector in detections))
+    schema = pa.schema(
+        [
+            field
+            for detector in detectors
+            for field in (
+                pa.field(f"{detector}.score", pa.float64()),
+                pa.field(f"{detector}.flag", pa.bool_()),
+            )
+        ]
+    )
+    with pq.ParquetWriter(path, schema) as writer:
+        for trial, attack in sets:
+            found = [detections[(trial, attack, detector)] for detector in detectors]
+            columns = [
+                pa.array(column)
+                for d in found
+                for column in (d.scores.astype(np.float64), d.flags.astype(bool))
+            ]
+            table = pa.Table.from_arrays(columns, schema=schema)
+            writer.write_table(table, row_group_size=max(1, table.num_rows))
+        writer.add_key_value_metadata(
+            {"poisonlab": json.dumps({"sets": sets, "detectors": detectors})}
         )
-        for (trial, attack, detector), d in detections.items()
-    ]
-    columns = ["trial", "attack", "detector", "score", "flag"]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    frame.to_parquet(path, index=False)
 
 
 def read_detections(path: str | Path) -> dict[DetectionKey, Detection]:
+    """The detections ``write_detections`` wrote, keyed by (trial, attack, detector)."""
     from poisonlab.detectors import Detection
 
-    frame = pd.read_parquet(path)
-    return {
-        (int(trial), str(attack), str(detector)): Detection(
-            group["score"].to_numpy(dtype=np.float64), group["flag"].to_numpy(dtype=bool)
-        )
-        for (trial, attack, detector), group in frame.groupby(
-            ["trial", "attack", "detector"], sort=False
-        )
-    }
+    meta = read_metadata(path)
+    file = pq.ParquetFile(path)
+    detections = {}
+    for group, (trial, attack) in enumerate(meta["sets"]):
+        table = file.read_row_group(group)
+        for detector in meta["detectors"]:
+            detections[(trial, attack, detector)] = Detection(
+                table.column(f"{detector}.score").to_numpy(),
+                table.column(f"{detector}.flag").to_numpy(zero_copy_only=False),
+            )
+    return detections
 
 
 # --- train ----------------------------------------------------------------------------
