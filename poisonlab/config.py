@@ -304,8 +304,13 @@ def check_tracking_uri(uri: str, field: str = "mlflow.tracking_uri") -> str:
     return uri
 
 
-def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
-    """Return a complete, checked config: every default filled in, every value valid."""
+def validate_config(raw: dict[str, Any] | None, *, algorithm_params: bool = True) -> dict[str, Any]:
+    """Return a complete, checked config: every default filled in, every value valid.
+
+    ``algorithm_params=False`` skips the checks of attack, detector and model parameters,
+    which import scikit-learn and fit tiny models (2 s in a new process): for the
+    pipeline's later tasks, whose config the first task checked in full.
+    """
     config = _merge(DEFAULTS, raw or {}, "")
 
     _check_levels(config["poison"]["levels"])
@@ -351,6 +356,8 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
 
     _check_report(config["report"])
     _check_quantity(config["quantity"], config["dataset"]["test_size"])
+    if not algorithm_params:
+        return config
 
     from poisonlab.attacks import check_attack_params
     from poisonlab.detectors import check_detector_params
@@ -427,15 +434,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return validate_config(apply_overrides(raw, overrides or []))
 
 
-def config_from_json(text: str) -> dict[str, Any]:
-    """The validated config from its JSON text (how it travels as a pipeline parameter)."""
+def config_from_json(text: str, *, algorithm_params: bool = True) -> dict[str, Any]:
+    """The validated config from its JSON text (how it travels as a pipeline parameter).
+
+    ``algorithm_params`` as in ``validate_config``.
+    """
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
         raise PoisonlabError(
             f"config: the pipeline parameter is not valid JSON ({error})"
         ) from None
-    return validate_config(raw)
+    return validate_config(raw, algorithm_params=algorithm_params)
 
 
 def canonical_json(value: Any) -> str:

@@ -37,8 +37,15 @@ from poisonlab.failures import (
 from poisonlab.preflight import check_classes_survive
 
 
+def _checked(config_json: str) -> dict[str, Any]:
+    """The config of a step after ``load``: every task runs after ``load``, which checked
+    it in full, so the scikit-learn-backed parameter checks are not run again."""
+    return config_from_json(config_json, algorithm_params=False)
+
+
 def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
-    """Read and check the dataset, split it once per trial; return its provenance."""
+    """Read and check the config and the dataset, split it once per trial; return its
+    provenance."""
     config = config_from_json(config_json)
     dataset, input_hash = load_configured(config["dataset"])
     masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"])
@@ -68,7 +75,7 @@ def poison(
     config_json: str, level: float, data_path: str, splits_path: str, poisoned_path: str
 ) -> dict[str, str]:
     """Poison every trial's training split at ``level``; return each variant's SHA-256."""
-    config = config_from_json(config_json)
+    config = _checked(config_json)
 
     def work() -> dict[str, str]:
         injected_failure(level)
@@ -86,7 +93,7 @@ def validate(config_json: str, poisoned_path: str, detections_path: str) -> dict
     The verdict (``poisonlab.gate``) is data for the component's outputs: the
     pipeline does not branch on it.
     """
-    config = config_from_json(config_json)
+    config = _checked(config_json)
 
     def work() -> dict[str, Any]:
         metadata = read_metadata(poisoned_path)
@@ -124,7 +131,7 @@ def validate(config_json: str, poisoned_path: str, detections_path: str) -> dict
 
 def train(config_json: str, poisoned_path: str, detections_path: str, models_path: str) -> None:
     """Fit every model on every poisoned set and on each detector's kept rows."""
-    config = config_from_json(config_json)
+    config = _checked(config_json)
 
     def work() -> None:
         models = experiment.train_level(
@@ -161,7 +168,7 @@ def evaluate(
     records (empty unless ``quantity.enabled``) into ``level_dir``. Returns the
     level's headline numbers: mean accuracy per attack and model without defence.
     """
-    config = config_from_json(config_json)
+    config = _checked(config_json)
     level_dir = Path(level_dir)
     level_dir.mkdir(parents=True, exist_ok=True)
     records_path, confusion_path, quantity_path = (
@@ -247,7 +254,7 @@ def report(
     """Summaries, report and manifest of the whole run, from every level's ``evaluate`` output."""
     from poisonlab.report import write_results
 
-    config = config_from_json(config_json)
+    config = _checked(config_json)
     provenance = read_metadata(data_path)["provenance"]
     kept, failed = split_failures([Path(d) / RECORDS_FILE for d in level_dirs])
     if not kept:
