@@ -1,4 +1,4 @@
-from kfp.dsl import Artifact, Dataset, Input
+from kfp.dsl import Artifact, Dataset, Input, Model
 
 
 def mirror(
@@ -7,6 +7,7 @@ def mirror(
     task_name: str,
     results: Input[Artifact],
     data: Input[Dataset],
+    models: Input[Model],
 ) -> dict:
     """Mirror the run's results into MLflow. Never fails the run: returns the mirror's status.
 
@@ -16,6 +17,6 @@ def mirror(
     from poisonlab.mirror import job_tags, mirror_status
 
     tags = job_tags(run_key, job_id, task_name)
-    status = mirror_status(results.path, tags=tags, data_path=data.path)
+    status = mirror_status(results.path, tags=tags, data_path=data.path, models_path=models.path)
     print(f"mirror: {status['message']}")
     return status

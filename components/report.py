@@ -1,4 +1,4 @@
-from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Model, Output
 
 
 def report(
@@ -9,12 +9,23 @@ def report(
     results: Output[Artifact],
     report_html: Output[HTML],
     report_summary: Output[Markdown],
+    models: Output[Model],
 ):
-    """Fan-in: summary.csv, detection.csv, report.html, report.md and manifest.json of the run."""
+    """Fan-in: summary.csv, detection.csv, report.html, report.md and manifest.json of the run.
+
+    ``models``: every level's trial-0 models, which the mirror logs to MLflow.
+    """
     import shutil
 
     from poisonlab import steps
 
-    steps.report(config, [level.path for level in level_results], data.path, results.path, run_key)
+    steps.report(
+        config,
+        [level.path for level in level_results],
+        data.path,
+        results.path,
+        run_key,
+        models.path,
+    )
     shutil.copyfile(f"{results.path}/report.html", report_html.path)
     shutil.copyfile(f"{results.path}/report.md", report_summary.path)

@@ -109,6 +109,7 @@ def build_pipeline(image: str):
                 task_name=dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
                 results=reported.outputs["results"],
                 data=loaded.outputs["data"],
+                models=reported.outputs["models"],
             )
             .set_display_name("mirror to MLflow")
             .set_caching_options(False)

@@ -353,12 +353,15 @@ def mirror_results(
     tags: dict[str, str] | None = None,
     data_path: str | Path | None = None,
     log_models: bool | None = None,
+    models_path: str | Path | None = None,
 ) -> MirrorResult:
     """Mirror one run's results into MLflow, creating only what is missing.
 
     ``tags`` link the runs to the pipeline job and task; ``data_path`` is the
     pipeline's loaded dataset (without it the config's source is read again and
-    checked against the recorded hash) for the dataset input and the models.
+    checked against the recorded hash) for the dataset input and the models;
+    ``models_path`` holds the trial-0 models the pipeline fitted (without it they
+    are fitted again, see ``representative_models``).
     """
     from mlflow.tracking import MlflowClient
 
@@ -473,7 +476,9 @@ def mirror_results(
             note = "models not logged (mlflow.log_models false, or --no-models)"
         elif dataset is not None:
             child_ids = {key: child.info.run_id for key, (child, _, _) in pending.items()}
-            new_models = _log_models(client, experiment_id, run_key, dataset, config, child_ids)
+            new_models = _log_models(
+                client, experiment_id, run_key, dataset, config, child_ids, models_path
+            )
         for child, child_params, child_metrics in pending.values():
             _log(client, child, child_params, child_metrics, stamp)
             if child.info.status != "FINISHED":
@@ -514,13 +519,20 @@ def _log_dataset(run_id: str, dataset, config: dict, provenance: dict) -> None:
 
 
 def _log_models(
-    client, experiment_id: str, run_key: str, dataset, config: dict, child_ids: dict
+    client,
+    experiment_id: str,
+    run_key: str,
+    dataset,
+    config: dict,
+    child_ids: dict,
+    models_path: str | Path | None = None,
 ) -> int:
     """Log each child's representative model unless it has one already; return how many.
 
-    The model entity is created here, in the run's experiment and tagged with the
-    run key, so a re-mirror finds it; one left unfinished by a failed mirror is
-    filled in rather than duplicated.
+    The models are the pipeline's own (``models_path``), else fitted again. The
+    model entity is created here, in the run's experiment and tagged with the run
+    key, so a re-mirror finds it; one left unfinished by a failed mirror is filled
+    in rather than duplicated.
     """
     existing = _logged_models(client, experiment_id, run_key)
     todo = {
@@ -530,7 +542,12 @@ def _log_models(
     }
     if not todo:
         return 0
-    models = representative_models(dataset, config)
+    if models_path is not None:
+        from poisonlab.experiment import read_models
+
+        models = read_models(models_path)
+    else:
+        models = representative_models(dataset, config)
     example = _frame(dataset).head(5)
     # Said once here, instead of once per model by mlflow.sklearn: cloudpickle runs code when
     # loaded, so load these models only from a tracking server you trust.

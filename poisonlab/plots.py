@@ -28,7 +28,7 @@ _LINE_STYLES = ["-", "--", ":", "-."]
 def inline_png(figure: plt.Figure, alt: str) -> str:
     """A figure as an <img> with a data: URI; closes the figure."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     plt.close(figure)
     encoded = base64.b64encode(buffer.getvalue()).decode()
     return f'<img class="plot" alt="{alt}" src="data:image/png;base64,{encoded}">'

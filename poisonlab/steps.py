@@ -150,6 +150,7 @@ def train(config_json: str, poisoned_path: str, detections_path: str, models_pat
 RECORDS_FILE = "records.parquet"
 CONFUSION_FILE = "confusion.parquet"
 QUANTITY_RECORDS_FILE = "quantity.parquet"
+MODELS_FILE = "models.pkl"  # trial 0's models: what the mirror logs to MLflow
 
 
 def evaluate(
@@ -164,21 +165,27 @@ def evaluate(
 ) -> dict[str, float]:
     """Score models on the clean test split and detectors against the mask.
 
-    Writes the level's records, confusion counts and quality-versus-quantity
-    records (empty unless ``quantity.enabled``) into ``level_dir``. Returns the
-    level's headline numbers: mean accuracy per attack and model without defence.
+    Writes the level's records, confusion counts, quality-versus-quantity
+    records (empty unless ``quantity.enabled``) and trial 0's fitted models (the
+    ones the mirror logs) into ``level_dir``. Returns the level's headline
+    numbers: mean accuracy per attack and model without defence.
     """
     config = _checked(config_json)
     level_dir = Path(level_dir)
     level_dir.mkdir(parents=True, exist_ok=True)
-    records_path, confusion_path, quantity_path = (
-        level_dir / name for name in (RECORDS_FILE, CONFUSION_FILE, QUANTITY_RECORDS_FILE)
+    records_path, confusion_path, quantity_path, models_out = (
+        level_dir / name
+        for name in (RECORDS_FILE, CONFUSION_FILE, QUANTITY_RECORDS_FILE, MODELS_FILE)
     )
 
     def work() -> dict[str, float]:
         dataset = read_dataset(data_path)
         masks = read_splits(splits_path)
         models = experiment.read_models(models_path)
+        experiment.write_models(
+            {(level, *key[1:]): model for key, model in models.items() if key[0] == 0},
+            models_out,
+        )
         predictions = experiment.predict_level(models, dataset, masks)
         records = experiment.evaluate_level(
             models,
@@ -206,7 +213,7 @@ def evaluate(
         return {f"accuracy_{attack}_{model}": float(v) for (attack, model), v in means.items()}
 
     inputs = [poisoned_path, detections_path, models_path]
-    outputs = [records_path, confusion_path, quantity_path]
+    outputs = [records_path, confusion_path, quantity_path, models_out]
     headline = contained("evaluate", level, inputs, outputs, work, default={})
     failure = read_failure(records_path)
     if failure is not None and failure["level"] is None:
@@ -249,9 +256,17 @@ def confusion_matrices(level_dir: str) -> dict[str, tuple[list[str], list[list[i
 
 
 def report(
-    config_json: str, level_dirs: list[str], data_path: str, results_dir: str, run_key: str
+    config_json: str,
+    level_dirs: list[str],
+    data_path: str,
+    results_dir: str,
+    run_key: str,
+    models_path: str | None = None,
 ) -> None:
-    """Summaries, report and manifest of the whole run, from every level's ``evaluate`` output."""
+    """Summaries, report and manifest of the whole run, from every level's ``evaluate`` output.
+
+    With ``models_path``, the levels' trial-0 models go there in one file, for the mirror.
+    """
     from poisonlab.report import write_results
 
     config = _checked(config_json)
@@ -269,5 +284,10 @@ def report(
     }
     confusion = experiment.read_records([d / CONFUSION_FILE for d in kept_dirs])
     quantity = experiment.read_records([d / QUANTITY_RECORDS_FILE for d in kept_dirs])
+    if models_path:
+        models = {}
+        for level_dir in kept_dirs:
+            models.update(experiment.read_models(level_dir / MODELS_FILE))
+        experiment.write_models(models, models_path)
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     write_results(records, config, provenance, results_dir, run_key, confusion, quantity)

@@ -291,3 +291,32 @@ def test_token_secret_is_read_from_secret_manager_with_the_tasks_credentials():
     assert seen == [f"/v1/{name}:access", f"/v1/{name.replace('latest', '7')}:access"]
     with pytest.raises(PoisonlabError, match="mlflow.token_secret"):
         load_config(None, ["mlflow.token_secret=hunter2"])
+
+
+def test_the_report_hands_the_mirror_the_models_train_fitted_for_trial_0(tmp_path):
+    """The pipeline's own trial-0 models reach the mirror: one per child, none refitted."""
+    from poisonlab import steps
+    from poisonlab.config import canonical_json
+
+    config = load_config(None, ["trials=2", "poison.levels=[0.0,0.3]", "train.models=[svm]"])
+    text = canonical_json(config)
+    data, splits = str(tmp_path / "data"), str(tmp_path / "splits")
+    steps.load(text, data, splits)
+    level_dirs, trained = [], {}
+    for level in config["poison"]["levels"]:
+        p, d, m, out = (str(tmp_path / f"{name}-{level}") for name in ("p", "d", "m", "out"))
+        steps.poison(text, level, data, splits, p)
+        steps.validate(text, p, d)
+        steps.train(text, p, d, m)
+        steps.evaluate(text, level, data, splits, p, d, m, out)
+        level_dirs.append(out)
+        for (trial, attack, model, defense), estimator in experiment.read_models(m).items():
+            if trial == 0:
+                trained[(level, attack, model, defense)] = estimator
+    models_path = tmp_path / "models.pkl"
+    steps.report(text, level_dirs, data, str(tmp_path / "results"), "run", str(models_path))
+    handed = experiment.read_models(models_path)
+    assert set(handed) == set(trained) and len(handed) == 2 * 2 * 1 * 3
+    dataset, _ = load_dataset("sklearn:iris")
+    for key, estimator in handed.items():
+        np.testing.assert_array_equal(estimator.predict(dataset.X), trained[key].predict(dataset.X))
