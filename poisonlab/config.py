@@ -304,13 +304,8 @@ def check_tracking_uri(uri: str, field: str = "mlflow.tracking_uri") -> str:
     return uri
 
 
-def validate_config(raw: dict[str, Any] | None, *, algorithm_params: bool = True) -> dict[str, Any]:
-    """Return a complete, checked config: every default filled in, every value valid.
-
-    ``algorithm_params=False`` skips the checks of attack, detector and model parameters,
-    which import scikit-learn and fit tiny models (2 s in a new process): for the
-    pipeline's later tasks, whose config the first task checked in full.
-    """
+def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """Return a complete, checked config: every default filled in, every value valid."""
     config = _merge(DEFAULTS, raw or {}, "")
 
     _check_levels(config["poison"]["levels"])
@@ -356,8 +351,6 @@ def validate_config(raw: dict[str, Any] | None, *, algorithm_params: bool = True
 
     _check_report(config["report"])
     _check_quantity(config["quantity"], config["dataset"]["test_size"])
-    if not algorithm_params:
-        return config
 
     from poisonlab.attacks import check_attack_params
     from poisonlab.detectors import check_detector_params
@@ -434,18 +427,38 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return validate_config(apply_overrides(raw, overrides or []))
 
 
-def config_from_json(text: str, *, algorithm_params: bool = True) -> dict[str, Any]:
-    """The validated config from its JSON text (how it travels as a pipeline parameter).
-
-    ``algorithm_params`` as in ``validate_config``.
-    """
+def config_from_json(text: str) -> dict[str, Any]:
+    """The validated config from its JSON text (how it travels as a pipeline parameter)."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
         raise PoisonlabError(
             f"config: the pipeline parameter is not valid JSON ({error})"
         ) from None
-    return validate_config(raw, algorithm_params=algorithm_params)
+    return validate_config(raw)
+
+
+def check_complete(config: dict[str, Any], given: dict[str, Any], prefix: str = "") -> None:
+    """Raise unless ``given`` already holds every key and value of the checked ``config``.
+
+    The pipeline's tasks after ``load`` read the ``config`` parameter without checking
+    it again, so ``load`` makes sure it is complete: what poisonlab itself sends.
+    """
+    for key, value in config.items():
+        field = f"{prefix}{key}"
+        if not isinstance(given, dict) or key not in given:
+            raise PoisonlabError(
+                f"config: the pipeline parameter has no {field}; pass the complete config, "
+                "as python submit.py --dry-run prints it"
+            )
+        if isinstance(value, dict):
+            check_complete(value, given[key], f"{field}.")
+        elif value != given[key]:
+            raise PoisonlabError(
+                f"config: the pipeline parameter's {field} = {given[key]!r} is not in checked "
+                f"form ({value!r}); pass the complete config, as python submit.py --dry-run "
+                "prints it"
+            )
 
 
 def canonical_json(value: Any) -> str:

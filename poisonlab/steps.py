@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from poisonlab import experiment, gate
-from poisonlab.config import config_from_json
+from poisonlab.config import check_complete, config_from_json
 from poisonlab.data import (
     array_hash,
     load_configured,
@@ -38,15 +38,20 @@ from poisonlab.preflight import check_classes_survive
 
 
 def _checked(config_json: str) -> dict[str, Any]:
-    """The config of a step after ``load``: every task runs after ``load``, which checked
-    it in full, so the scikit-learn-backed parameter checks are not run again."""
-    return config_from_json(config_json, algorithm_params=False)
+    """The config of a step after ``load``, which checked that it is complete and valid:
+    parsed, not checked again (checking imports scikit-learn, 2 s a task)."""
+    return json.loads(config_json)
 
 
 def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
-    """Read and check the config and the dataset, split it once per trial; return its
-    provenance."""
+    """Check the config, read and check the dataset, split it once per trial; return the
+    dataset's provenance.
+
+    The config must be complete (every default written out, as poisonlab sends it):
+    the later steps take it as it is.
+    """
     config = config_from_json(config_json)
+    check_complete(config, json.loads(config_json))
     dataset, input_hash = load_configured(config["dataset"])
     masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"])
     # Also checked by submit.py; here too for a pipeline started from its compiled YAML.

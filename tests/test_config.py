@@ -72,3 +72,21 @@ def test_config_hash_ignores_where_results_go():
     b = load_config(None, ["mlflow.tracking_uri=http://b:5000"])
     c = load_config(None, ["seed=7"])
     assert config_hash(a) == config_hash(b) != config_hash(c)
+
+
+def test_the_pipeline_parameter_must_be_the_complete_checked_config(tmp_path):
+    """Tasks after load read the parameter unchecked, so load refuses one that is not complete."""
+    import json
+
+    from poisonlab import steps
+    from poisonlab.config import canonical_json
+
+    text = canonical_json(validate_config({}))
+    paths = (str(tmp_path / "data"), str(tmp_path / "splits"))
+    assert steps.load(text, *paths)["n_rows"] == 150
+    partial = json.loads(text)
+    del partial["validate"]["knn"]["k"]
+    with pytest.raises(PoisonlabError, match=r"has no validate\.knn\.k; pass the complete config"):
+        steps.load(json.dumps(partial), *paths)
+    with pytest.raises(PoisonlabError, match=r"has no dataset"):
+        steps.load(json.dumps({"trials": 3}), *paths)
