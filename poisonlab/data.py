@@ -127,12 +127,17 @@ def read_source_bytes(source: str) -> bytes:
         ) from None
 
 
+def is_generated(source: str) -> bool:
+    """Whether a source is a table made by code (``sklearn:``, ``synthetic:``), not a file."""
+    return source.startswith(("sklearn:", SYNTHETIC_PREFIX))
+
+
 def read_frame(source: str) -> tuple[pd.DataFrame, str]:
     """The raw table behind a source and the SHA-256 of its bytes.
 
-    Generated tables (``sklearn:``, ``synthetic:``) are hashed by their values.
+    Generated tables (``is_generated``) are hashed by their values.
     """
-    if source.startswith(("sklearn:", SYNTHETIC_PREFIX)):
+    if is_generated(source):
         if source.startswith(SYNTHETIC_PREFIX):
             frame = synthetic_frame(source)
         else:

@@ -500,22 +500,29 @@ def _log_dataset(run_id: str, dataset, config: dict, provenance: dict) -> None:
     MLflow links the same dataset to a run once, so mirroring again adds nothing.
     """
     import mlflow
+
+    logged = dataset_input(dataset, config["dataset"]["source"], provenance["input_sha256"])
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_input(logged, context="training", tags={"sha256": provenance["input_sha256"]})
+
+
+def dataset_input(dataset, source: str, sha256: str):
+    """The dataset as an MLflow dataset: its values, labels, source and content hash."""
     import mlflow.data
     from mlflow.data.code_dataset_source import CodeDatasetSource
 
+    from poisonlab.data import is_generated
+
     frame = _frame(dataset)
     frame["label"] = [dataset.class_names[i] for i in dataset.y]
-    source = config["dataset"]["source"]
-    logged = mlflow.data.from_pandas(
+    return mlflow.data.from_pandas(
         frame,
-        # sklearn:<name> is no URI MLflow resolves: record it as a dataset made by code.
-        source=CodeDatasetSource({"uri": source}) if source.startswith("sklearn:") else source,
+        # sklearn:<name> and synthetic:... are no URIs MLflow resolves: datasets made by code.
+        source=CodeDatasetSource({"uri": source}) if is_generated(source) else source,
         targets="label",
         name=source.rsplit("/", 1)[-1],
-        digest=provenance["input_sha256"][:32],  # MLflow stores at most 36 characters
+        digest=sha256[:32],  # MLflow stores at most 36 characters
     )
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_input(logged, context="training", tags={"sha256": provenance["input_sha256"]})
 
 
 def _log_models(
