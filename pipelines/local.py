@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,22 +37,27 @@ class _ProgressLog(io.TextIOBase):
         self.log, self.console = log, console
         self.started = time.monotonic()
         self.pending = ""
+        # Loop iterations run in threads that all print here; unguarded, their writes
+        # interleave inside the file's buffer (seen: invalid UTF-8 in pipeline.log).
+        self.lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        self.log.write(_ANSI.sub("", text))
-        self.pending += text
-        *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            done = _TASK_DONE.search(_ANSI.sub("", line))
-            if done:
-                elapsed = time.monotonic() - self.started
-                status = done["status"].lower()
-                self.console.write(f"  {elapsed:5.0f} s  {done['task']:<10} {status}\n")
-                self.console.flush()
+        with self.lock:
+            self.log.write(_ANSI.sub("", text))
+            self.pending += text
+            *lines, self.pending = self.pending.split("\n")
+            for line in lines:
+                done = _TASK_DONE.search(_ANSI.sub("", line))
+                if done:
+                    elapsed = time.monotonic() - self.started
+                    status = done["status"].lower()
+                    self.console.write(f"  {elapsed:5.0f} s  {done['task']:<10} {status}\n")
+                    self.console.flush()
         return len(text)
 
     def flush(self) -> None:
-        self.log.flush()
+        with self.lock:
+            self.log.flush()
 
 
 @contextmanager
