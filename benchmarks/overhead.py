@@ -5,21 +5,27 @@ work done in one process by calling the library directly.
 
 Both sides call the same steps (``poisonlab.steps``) with the same files between
 them: load; poison, validate, train and evaluate every level; report; mirror into a
-fresh MLflow sqlite store. The difference is the orchestration.
-Prints a table of wall times and their ratio.
+fresh MLflow sqlite store. The difference is the orchestration. A third run times
+the whole ``python submit.py --local`` command, as a user runs it (start-up and
+checks before the runner starts included). Prints a table of wall times and ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from pipelines.local import run_local  # noqa: E402
 from poisonlab import steps  # noqa: E402
@@ -43,9 +49,9 @@ def in_process(config: dict, workdir: Path) -> float:
         steps.train(text, poisoned, detections, models)
         steps.evaluate(text, level, data, splits, poisoned, detections, models, level_results)
         levels.append(level_results)
-    results = workdir / "results"
-    steps.report(text, levels, data, str(results), run_key=f"in-process-{workdir.name}")
-    mirror_results(results, config["mlflow"]["tracking_uri"])
+    results, models = workdir / "results", str(workdir / "models.pkl")
+    steps.report(text, levels, data, str(results), f"in-process-{workdir.name}", models)
+    mirror_results(results, config["mlflow"]["tracking_uri"], data_path=data, models_path=models)
     return time.perf_counter() - started
 
 
@@ -55,6 +61,29 @@ def on_local_runner(config: dict, workdir: Path) -> float:
     return time.perf_counter() - started
 
 
+def whole_command(config: dict, workdir: Path) -> float:
+    """``python submit.py --local`` as a user runs it: start-up and checks included."""
+    config_file = workdir / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    command = [sys.executable, str(ROOT / "submit.py"), "--local", "--config", str(config_file)]
+    started = time.perf_counter()
+    subprocess.run(
+        [*command, "--output-dir", str(workdir / "out")],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(workdir)},
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
+RUNS = {
+    "in process": in_process,
+    "KFP local runner": on_local_runner,
+    "python submit.py --local (whole command)": whole_command,
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/iris.yaml")
@@ -62,11 +91,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     config = load_config(args.config, args.set)
-    times: dict[str, list[float]] = {"in process": [], "KFP local runner": []}
+    times: dict[str, list[float]] = {name: [] for name in RUNS}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
-            for name, run in (("in process", in_process), ("KFP local runner", on_local_runner)):
-                workdir = Path(tmp) / f"{name.replace(' ', '-')}-{i}"
+            for k, (name, run) in enumerate(RUNS.items()):
+                workdir = Path(tmp) / f"{i}-{k}"
                 workdir.mkdir()
                 run_config = copy.deepcopy(config)
                 run_config["mlflow"]["tracking_uri"] = f"sqlite:///{workdir / 'mlflow.db'}"

@@ -52,8 +52,9 @@ def sha256_hex(data: bytes) -> str:
 def array_hash(X: np.ndarray, y: np.ndarray) -> str:
     """SHA-256 of the feature and label values: equal data, equal hash."""
     digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
-    digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    # The arrays' own buffers, not a bytes copy of them (a million rows: 160 MB less).
+    digest.update(np.ascontiguousarray(X, dtype=np.float64))
+    digest.update(np.ascontiguousarray(y, dtype=np.int64))
     return digest.hexdigest()
 
 

@@ -555,6 +555,8 @@ def _log_models(
         models = read_models(models_path)
     else:
         models = representative_models(dataset, config)
+    # Matched by child key: levels come back from summary.csv with 6 significant digits.
+    models = {_child_key(*key): estimator for key, estimator in models.items()}
     example = _frame(dataset).head(5)
     # Said once here, instead of once per model by mlflow.sklearn: cloudpickle runs code when
     # loaded, so load these models only from a tracking server you trust.
@@ -563,7 +565,8 @@ def _log_models(
     level, quiet.level = quiet.level, logging.ERROR
     try:
         for key, run_id in todo.items():
-            _log_model(client, experiment_id, run_key, key, run_id, models[key], existing, example)
+            estimator = models[_child_key(*key)]
+            _log_model(client, experiment_id, run_key, key, run_id, estimator, existing, example)
     finally:
         quiet.setLevel(level)
     return len(todo)

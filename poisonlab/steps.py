@@ -187,10 +187,12 @@ def evaluate(
         dataset = read_dataset(data_path)
         masks = read_splits(splits_path)
         models = experiment.read_models(models_path)
-        experiment.write_models(
-            {(level, *key[1:]): model for key, model in models.items() if key[0] == 0},
-            models_out,
-        )
+        trial_0 = {
+            (level, attack, model, defense): estimator
+            for (trial, attack, model, defense), estimator in models.items()
+            if trial == 0
+        }
+        experiment.write_models(trial_0, models_out)
         predictions = experiment.predict_level(models, dataset, masks)
         records = experiment.evaluate_level(
             models,
