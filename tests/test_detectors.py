@@ -233,11 +233,13 @@ def test_gate_config_errors_name_the_field():
 
 def test_validate_step_returns_the_gate_verdict_as_data(tmp_path):
     config = canonical_json(
-        {
-            "trials": 2,
-            "poison": {"attacks": ["label_flip"]},
-            "validate": {"detectors": ["knn"], "gate": {"max_flag_rate": 0.1}},
-        }
+        validate_config(
+            {
+                "trials": 2,
+                "poison": {"attacks": ["label_flip"]},
+                "validate": {"detectors": ["knn"], "gate": {"max_flag_rate": 0.1}},
+            }
+        )
     )
     data, splits, poisoned = (str(tmp_path / name) for name in ("d.pq", "s.pq", "p.pq"))
     steps.load(config, data, splits)
@@ -250,7 +252,9 @@ def test_validate_step_returns_the_gate_verdict_as_data(tmp_path):
     assert verdicts[0.5]["detector"] == "knn"
     # No detector: the gate checks class balance alone.
     bare = canonical_json(
-        {"trials": 2, "poison": {"attacks": ["label_flip"]}, "validate": {"detectors": []}}
+        validate_config(
+            {"trials": 2, "poison": {"attacks": ["label_flip"]}, "validate": {"detectors": []}}
+        )
     )
     alone = steps.validate(bare, poisoned, str(tmp_path / "det.pq"))["label_flip"]
     assert alone["flag_rate"] is None and alone["verdict"] == "pass"
