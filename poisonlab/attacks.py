@@ -35,11 +35,15 @@ _CV_FOLDS = 5
 
 @dataclass(frozen=True)
 class Poisoned:
-    """A poisoned training set. ``mask[i]`` is True where row i was changed or added."""
+    """A poisoned training set. ``mask[i]`` is True where row i was changed or added.
+
+    ``mask`` is None where it was withheld: read back for a step that must not
+    see it (``poisonlab.experiment.read_poisoned``).
+    """
 
     X: np.ndarray
     y: np.ndarray
-    mask: np.ndarray
+    mask: np.ndarray | None
     info: dict[str, Any] = field(default_factory=dict)
 
 

@@ -280,7 +280,9 @@ def confident_learning(
 def _ensemble_members(seed: int) -> list[tuple[BaseEstimator, bool]]:
     """Three model families that err differently: linear, local, tree-based.
 
-    Each with whether it is a neighbour search (fitted on reference rows only).
+    Each with whether it is fitted on the reference rows only (``reference_rows``):
+    the neighbour search and the trees, whose cost grows faster than the
+    logistic regression's.
     (Gaussian naive Bayes was tried as a fourth: its independence assumption
     cost F1 on Breast Cancer's correlated features.)
     """
@@ -295,7 +297,7 @@ def _ensemble_members(seed: int) -> list[tuple[BaseEstimator, bool]]:
         ),
         (
             ExtraTreesClassifier(n_estimators=25, min_samples_leaf=3, random_state=seed, n_jobs=1),
-            False,
+            True,
         ),
     ]
 
@@ -330,9 +332,12 @@ def ensemble(
        Iris cleanlab's count alone misses a third of the flips at 10%.
 
     Score: the larger of 1 - label quality and z / (z + threshold) (0.5 at the
-    outlier threshold). Cost: rounds x 3 x n_splits fits; the kNN member is fitted
-    on at most ``max_reference`` rows (``reference_rows``), so that its queries,
-    like the other members' fits, grow no faster than n log n.
+    outlier threshold). Cost: rounds x 3 x n_splits fits. The kNN and extra-trees
+    members are fitted on at most ``max_reference`` rows (``reference_rows``), so
+    their fits are bounded and their predictions linear in n; on larger tables
+    they learn from a seeded sample, traded for accuracy. Measured on 3 classes,
+    20 features, 10% label flips: at 100k rows F1 0.70 in 30 s with the trees
+    on every row, 0.67 in 19 s sampled; at 1M rows 679 s against 131 s.
     """
     from cleanlab.filter import find_label_issues
 
@@ -355,9 +360,9 @@ def ensemble(
                     n_classes,
                     n_splits=n_splits,
                     seed=seed,
-                    fit_on=keep & in_reference if neighbours else keep,
+                    fit_on=keep & in_reference if sampled else keep,
                 )
-                for member, neighbours in members
+                for member, sampled in members
             ],
             axis=0,
         )

@@ -155,14 +155,18 @@ def write_poisoned(sets: Iterable[PoisonedSet], dataset: Dataset, path: str | Pa
         writer.add_key_value_metadata({"poisonlab": json.dumps({**names, "sets": meta})})
 
 
-def read_poisoned(path: str | Path, *, features: bool = True) -> Iterator[PoisonedSet]:
+def read_poisoned(
+    path: str | Path, *, features: bool = True, mask: bool = True
+) -> Iterator[PoisonedSet]:
     """The sets ``write_poisoned`` wrote, read one row group (set) at a time.
 
-    With ``features=False`` only labels and masks are read (``X`` has no columns),
-    for steps that score rather than fit.
+    With ``features=False`` the feature columns are not read (``X`` has no
+    columns), for steps that score rather than fit; with ``mask=False`` the
+    poisoned-row mask is not read (``mask`` is None), for steps that must not
+    see which rows were poisoned.
     """
     meta = read_metadata(path)
-    columns = [*(meta["feature_names"] if features else []), LABEL, _POISONED]
+    columns = [*(meta["feature_names"] if features else []), LABEL, *([_POISONED] if mask else [])]
     file = pq.ParquetFile(path)
     for group, (key, info) in enumerate(meta["sets"].items()):
         trial, attack = key.split("/", 1)
@@ -176,7 +180,11 @@ def read_poisoned(path: str | Path, *, features: bool = True) -> Iterator[Poison
         data = Poisoned(
             X=X,
             y=table.column(LABEL).to_numpy().astype(np.int64, copy=False),
-            mask=table.column(_POISONED).to_numpy(zero_copy_only=False).astype(bool, copy=False),
+            mask=(
+                table.column(_POISONED).to_numpy(zero_copy_only=False).astype(bool, copy=False)
+                if mask
+                else None
+            ),
             info=info["info"],
         )
         yield PoisonedSet(int(trial), attack, data)

@@ -103,7 +103,8 @@ def validate(config_json: str, poisoned_path: str, detections_path: str) -> dict
     def work() -> dict[str, Any]:
         metadata = read_metadata(poisoned_path)
         n_classes = len(metadata["class_names"])
-        sets = experiment.read_poisoned(poisoned_path)
+        # Without the mask: the detectors cannot peek at which rows were poisoned.
+        sets = experiment.read_poisoned(poisoned_path, mask=False)
         detections = experiment.detect_level(sets, config, n_classes)
         experiment.write_detections(detections, detections_path)
         detector = gate.gate_detector(config)
@@ -121,7 +122,7 @@ def validate(config_json: str, poisoned_path: str, detections_path: str) -> dict
                     "class_shift": gate.class_shift(s.data.y, metadata["reference_class_counts"]),
                 }
                 # Labels alone, read again: the sets were streamed through the detectors.
-                for s in experiment.read_poisoned(poisoned_path, features=False)
+                for s in experiment.read_poisoned(poisoned_path, features=False, mask=False)
             ]
         )
         table = gate.verdicts(checks, config).drop(columns="poison_level")
@@ -140,7 +141,7 @@ def train(config_json: str, poisoned_path: str, detections_path: str, models_pat
 
     def work() -> None:
         models = experiment.train_level(
-            experiment.read_poisoned(poisoned_path),
+            experiment.read_poisoned(poisoned_path, mask=False),
             experiment.read_detections(detections_path),
             config,
         )

@@ -429,6 +429,10 @@ def test_pipeline_steps_carry_injected_rows_and_the_trigger(tmp_path):
     sets = {s.attack: s.data for s in read_poisoned(paths["p"])}
     assert len(sets["injection"].y) == 120 + 24 and sets["injection"].mask.sum() == 24
     assert set(sets["backdoor"].info) == {"trigger_features", "trigger_values", "target_class"}
+    # What validate and train read: labels (and features), never the poisoned-row mask.
+    withheld = {s.attack: s.data for s in read_poisoned(paths["p"], features=False, mask=False)}
+    assert withheld["injection"].mask is None and withheld["injection"].X.shape == (144, 0)
+    assert np.array_equal(withheld["backdoor"].y, sets["backdoor"].y)
     steps.validate(text, paths["p"], paths["d"])
     steps.train(text, paths["p"], paths["d"], paths["m"])
     steps.evaluate(
