@@ -60,10 +60,10 @@ def _nothing(n: int) -> Detection:
 def reference_rows(n: int, max_reference: int, seed: int) -> np.ndarray:
     """All ``n`` row indices, or a seeded sample of ``max_reference`` of them, sorted.
 
-    Neighbour searches look among these rows only: with at most ``max_reference``
-    reference rows a query costs the same at any n, so a search for every row
-    grows linearly instead of quadratically. On large data that trades a little
-    accuracy for speed.
+    Neighbour searches (and the ensemble's trees) look among these rows only:
+    with at most ``max_reference`` reference rows a query costs the same at any
+    n, so a search for every row grows linearly instead of quadratically. On
+    large data that trades a little accuracy for speed.
     """
     if n <= max_reference:
         return np.arange(n)

@@ -332,9 +332,13 @@ def test_the_report_hands_the_mirror_the_models_train_fitted_for_trial_0(tmp_pat
 )
 def test_every_kind_of_source_becomes_an_mlflow_dataset(source):
     """MLflow resolves only URIs: tables made by code must be recorded as made by code."""
+    import mlflow.data
+
     from poisonlab.mirror import dataset_input
 
     label = "species" if source.endswith(".csv") else None
     dataset, sha256 = load_dataset(source, label)
     logged = dataset_input(dataset, source, sha256)
     assert logged.digest == sha256[:32] and len(logged.df) == len(dataset.y)
+    # The schema, inferred from the first rows only, is the one MLflow infers from all.
+    assert logged.schema == mlflow.data.from_pandas(logged.df).schema
