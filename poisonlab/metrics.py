@@ -1,10 +1,12 @@
 """Scores: classifiers on the clean test set, detectors against the true poisoned mask.
 
-A level scores hundreds of small prediction vectors; scikit-learn's argument
-checks cost more than the arithmetic there, so the inputs (our own arrays) are
-scored with its parameter validation off, and precision, recall and F1 come
-from one call. scikit-learn is imported by the scoring functions alone, so the
-report, which needs only ``recovery``, starts without it.
+A level scores hundreds of small prediction vectors, where scikit-learn's
+argument checks cost more than the arithmetic: accuracy, F1, precision and
+recall are counted here with numpy (a few microseconds, against 4 to 10 ms a
+call; the tests check them against scikit-learn), and the ranking scores (ROC-AUC,
+average precision) are scikit-learn's, with its parameter validation off.
+scikit-learn is imported by ``detection_metrics`` alone, so the report, which
+needs only ``recovery``, starts without it.
 """
 
 from __future__ import annotations
@@ -15,18 +17,26 @@ import numpy as np
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
 ) -> dict[str, float]:
-    """Accuracy and macro F1 over all classes of the dataset."""
-    import sklearn
-    from sklearn.metrics import f1_score
+    """Accuracy and macro F1 over all classes of the dataset.
 
-    with sklearn.config_context(skip_parameter_validation=True):
-        f1_macro = f1_score(
-            y_true, y_pred, labels=np.arange(n_classes), average="macro", zero_division=0
-        )
+    A class neither present nor predicted scores F1 0, as scikit-learn's
+    ``f1_score(labels=range(n_classes), average="macro", zero_division=0)``.
+    """
+    counts = np.bincount(
+        n_classes * np.asarray(y_true, dtype=np.int64) + np.asarray(y_pred, dtype=np.int64),
+        minlength=n_classes * n_classes,
+    ).reshape(n_classes, n_classes)
+    correct = np.diag(counts)
     return {
-        "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
-        "f1_macro": float(f1_macro),
+        "accuracy": float(correct.sum() / len(y_true)) if len(y_true) else 0.0,
+        "f1_macro": float(np.mean(_f1(correct, counts.sum(axis=1), counts.sum(axis=0)))),
     }
+
+
+def _f1(true_positives, actual, predicted) -> np.ndarray:
+    """F1 = 2 TP / (actual + predicted positives), 0 where both are 0."""
+    true_positives, total = np.asarray(true_positives), np.asarray(actual + predicted)
+    return np.divide(2.0 * true_positives, total, out=np.zeros(total.shape), where=total > 0)
 
 
 def detection_metrics(mask: np.ndarray, scores: np.ndarray, flags: np.ndarray) -> dict[str, float]:
@@ -37,21 +47,19 @@ def detection_metrics(mask: np.ndarray, scores: np.ndarray, flags: np.ndarray) -
     clean ones, so they are left out when undefined.
     """
     import sklearn
-    from sklearn.metrics import (
-        average_precision_score,
-        precision_recall_fscore_support,
-        roc_auc_score,
-    )
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
     metrics = {"flag_rate": float(flags.mean()) if len(flags) else 0.0}
     if not mask.any():
         return metrics
-    with sklearn.config_context(skip_parameter_validation=True):
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            mask, flags, average="binary", zero_division=0
-        )
-        metrics.update(precision=float(precision), recall=float(recall), f1=float(f1))
-        if not mask.all():
+    hits, n_flagged, n_poisoned = int(np.sum(mask & flags)), int(flags.sum()), int(mask.sum())
+    metrics.update(
+        precision=hits / n_flagged if n_flagged else 0.0,
+        recall=hits / n_poisoned,
+        f1=float(_f1(hits, n_poisoned, n_flagged)),
+    )
+    if not mask.all():
+        with sklearn.config_context(skip_parameter_validation=True):
             metrics["roc_auc"] = float(roc_auc_score(mask, scores))
             metrics["average_precision"] = float(average_precision_score(mask, scores))
     return metrics

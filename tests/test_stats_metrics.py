@@ -42,3 +42,27 @@ def test_classification_metrics_count_every_class():
     m = classification_metrics(np.array([0, 1, 2, 2]), np.array([0, 1, 2, 1]), 3)
     assert m["accuracy"] == 0.75
     assert 0 < m["f1_macro"] < 1
+
+
+def test_counted_scores_equal_scikit_learns():
+    """Counted with numpy for speed: the same numbers as scikit-learn's, to the bit,
+    including classes never seen or never predicted, and flags that find nothing."""
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(0)
+    for n_classes, n in [(2, 7), (3, 30), (5, 12), (4, 1)]:
+        for _ in range(50):
+            y_true = rng.integers(0, n_classes - 1, n)  # the last class never present
+            y_pred = rng.integers(0, n_classes, n)
+            m = classification_metrics(y_true, y_pred, n_classes)
+            expected = f1_score(
+                y_true, y_pred, labels=np.arange(n_classes), average="macro", zero_division=0
+            )
+            assert m["f1_macro"] == expected and m["accuracy"] == np.mean(y_true == y_pred)
+    for _ in range(200):
+        mask = rng.random(20) < 0.3
+        mask[0] = True  # at least one poisoned row: otherwise only the flag rate
+        flags = rng.random(20) < rng.random()
+        m = detection_metrics(mask, rng.random(20), flags)
+        expected = precision_recall_fscore_support(mask, flags, average="binary", zero_division=0)
+        assert (m["precision"], m["recall"], m["f1"]) == tuple(expected[:3])
