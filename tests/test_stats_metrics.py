@@ -16,7 +16,7 @@ def test_mean_ci_is_the_student_t_interval():
     mean, low, high, n = mean_ci(values)
     expected = stats.t.interval(0.95, 3, loc=values.mean(), scale=stats.sem(values))
     assert n == 4 and math.isclose(mean, values.mean())
-    assert math.isclose(low, expected[0]) and math.isclose(high, expected[1])
+    assert (low, high) == expected
 
 
 def test_mean_ci_of_one_value_has_no_interval():
