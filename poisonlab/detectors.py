@@ -335,9 +335,9 @@ def ensemble(
     outlier threshold). Cost: rounds x 3 x n_splits fits. The kNN and extra-trees
     members are fitted on at most ``max_reference`` rows (``reference_rows``), so
     their fits are bounded and their predictions linear in n; on larger tables
-    they learn from a seeded sample, traded for accuracy. Measured on 3 classes,
-    20 features, 10% label flips: at 100k rows F1 0.70 in 30 s with the trees
-    on every row, 0.67 in 19 s sampled; at 1M rows 679 s against 131 s.
+    they learn from a seeded sample, traded for accuracy: on 3 classes, 20
+    features, 10% label flips and 100k rows, F1 0.70 in 37 s with the trees on
+    every row, 0.67 in 18 s sampled (README, Performance and scale).
     """
     from cleanlab.filter import find_label_issues
 
