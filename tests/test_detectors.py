@@ -133,6 +133,20 @@ def test_ensemble_beats_confident_learning_on_iris(iris):
     assert np.mean(f1["ensemble"]) >= np.mean(f1["confident_learning"]) + 0.05, f1
 
 
+def test_ensemble_on_a_sample_still_scores_every_row():
+    """Beyond max_reference rows the kNN and trees learn from a sample: every row is still
+    scored out of sample, and the flips are found nearly as well."""
+    table, _ = load_dataset("synthetic:rows=3000,features=8,classes=3")
+    data = label_flip(table.X, table.y, 0.1, rng=derive_rng(0, "flip"), n_classes=3)
+    f1 = {}
+    for max_reference in (20000, 500):
+        params = {**DETECTORS["ensemble"].defaults, "max_reference": max_reference}
+        found = run_detector("ensemble", data.X, data.y, seed=0, n_classes=3, params=params)
+        assert found.scores.shape == (3000,) and np.isfinite(found.scores).all()
+        f1[max_reference] = detection_metrics(data.mask, found.scores, found.flags)["f1"]
+    assert f1[500] != f1[20000] and f1[500] >= f1[20000] - 0.1, f1
+
+
 def test_ensemble_flags_at_most_five_percent_of_clean_iris(iris):
     """Must-hold 3: at level 0 the ensemble flags at most 5% of Iris's training rows."""
     rates = []
