@@ -1,0 +1,198 @@
+"""Label quality: rows whose label a model that never saw them finds unlikely."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.ensemble import ExtraTreesClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from poisonlab.detectors.base import Detection, nothing_flagged
+from poisonlab.detectors.neighbours import reference_rows
+from poisonlab.detectors.outliers import robust_zscore
+from poisonlab.seeding import derive_rng
+
+
+def _logistic() -> BaseEstimator:
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+
+
+def out_of_sample_probabilities(
+    estimator: BaseEstimator,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    n_splits: int,
+    seed: int,
+    fit_on: np.ndarray | None = None,
+) -> np.ndarray:
+    """Predicted class probabilities of every row from a model that never saw it.
+
+    Stratified k-fold: one fit per fold, so the cost is k fits, not one per row.
+    Only rows where ``fit_on`` is True (default all) are fitted on; every row is
+    predicted. Columns are the dataset's classes, including any a fold did not
+    see (0 there).
+    """
+    n = len(y)
+    fit_on = np.ones(n, dtype=bool) if fit_on is None else fit_on
+    probabilities = np.zeros((n, n_classes))
+    counts = np.bincount(y, minlength=n_classes)
+    smallest = int(counts[counts > 0].min())
+    # Stratification needs every class in every fold: fewer folds for a rare
+    # class, plain folds for a class of one row.
+    splits = max(2, min(n_splits, smallest))
+    if smallest >= 2:
+        folds = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed).split(X, y)
+    else:
+        folds = _plain_folds(n, splits, seed)
+    for train, held_out in folds:
+        train = train[fit_on[train]]
+        if len(train) == 0:
+            probabilities[held_out] = 1.0 / n_classes
+            continue
+        if len(np.unique(y[train])) < 2:
+            probabilities[held_out, y[train][0]] = 1.0
+            continue
+        model = clone(estimator).fit(X[train], y[train])
+        probabilities[np.ix_(held_out, model.classes_)] = model.predict_proba(X[held_out])
+    return probabilities
+
+
+def _plain_folds(n: int, splits: int, seed: int):
+    order = derive_rng(seed, "folds").permutation(n)
+    for held_out in np.array_split(order, splits):
+        yield np.setdiff1d(order, held_out), held_out
+
+
+def confident_learning(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    n_classes: int,
+    n_splits: int = 5,
+    filter_by: str = "prune_by_noise_rate",
+) -> Detection:
+    """cleanlab's ``find_label_issues`` on k-fold out-of-sample probabilities.
+
+    The model is a standardized logistic regression; the score is one minus
+    cleanlab's self-confidence label quality.
+    """
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    n = len(y)
+    if n < 2 * n_classes or len(np.unique(y)) < 2:
+        return nothing_flagged(n)
+    probabilities = out_of_sample_probabilities(
+        _logistic(), X, y, n_classes, n_splits=n_splits, seed=seed
+    )
+    flags = find_label_issues(y, probabilities, filter_by=filter_by, n_jobs=1)
+    scores = 1.0 - get_label_quality_scores(y, probabilities)
+    return Detection(scores, np.asarray(flags, dtype=bool))
+
+
+def _ensemble_members(seed: int) -> list[tuple[BaseEstimator, bool]]:
+    """Three model families that err differently: linear, local, tree-based.
+
+    Each with whether it is fitted on the reference rows only (``reference_rows``):
+    the neighbour search and the trees, whose cost grows faster than the
+    logistic regression's.
+    (Gaussian naive Bayes was tried as a fourth: its independence assumption
+    cost F1 on Breast Cancer's correlated features.)
+    """
+    return [
+        (_logistic(), False),
+        (
+            make_pipeline(
+                StandardScaler(),
+                KNeighborsClassifier(n_neighbors=10, weights="distance"),
+            ),
+            True,
+        ),
+        (
+            ExtraTreesClassifier(n_estimators=25, min_samples_leaf=3, random_state=seed, n_jobs=1),
+            True,
+        ),
+    ]
+
+
+def ensemble(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    n_classes: int,
+    n_splits: int = 5,
+    rounds: int = 2,
+    filter_by: str = "prune_by_noise_rate",
+    outlier_threshold: float = 3.5,
+    max_reference: int = 20000,
+) -> Detection:
+    """Label quality from several model families, cleaned in rounds, plus a feature-outlier check.
+
+    1. Feature outliers: rows whose *median* robust z-score over features exceeds
+       ``outlier_threshold``, i.e. most of their values are far out (one heavy
+       tail is not enough, so skewed clean features are not thrown away).
+    2. Label quality: the mean out-of-sample probability of the given label under
+       a logistic regression, a kNN and an extra-trees model.
+       Averaging families whose errors differ calibrates better than any one.
+    3. Rounds: after each round the models are refitted without the outliers and
+       the rows whose label quality is below chance (1 / n_classes), so that
+       poisoned labels stop teaching the models that judge them; every row is
+       still scored out of sample.
+    4. Flags: cleanlab's ``find_label_issues`` on the last round's probabilities
+       (confident learning estimates how many labels are wrong) and, with three
+       or more classes, every label whose quality is below chance: on Wine and
+       Iris cleanlab's count alone misses a third of the flips at 10%.
+
+    Score: the larger of 1 - label quality and z / (z + threshold) (0.5 at the
+    outlier threshold). Cost: rounds x 3 x n_splits fits. The kNN and extra-trees
+    members are fitted on at most ``max_reference`` rows (``reference_rows``), so
+    their fits are bounded and their predictions linear in n; on larger tables
+    they learn from a seeded sample, traded for accuracy: on 3 classes, 20
+    features and 10% label flips, F1 0.70 in 37 s with the trees on every row
+    against 0.67 in 18 s sampled at 100k rows, 0.74 in 751 s against 0.66 in
+    129 s at 1M (README, Performance and scale).
+    """
+    from cleanlab.filter import find_label_issues
+
+    n = len(y)
+    if n < 2 * n_classes or len(np.unique(y)) < 2:
+        return nothing_flagged(n)
+    outlier = np.median(robust_zscore(X), axis=1) if X.shape[1] else np.zeros(n)
+    outliers = outlier > outlier_threshold
+    keep = ~outliers
+    members = _ensemble_members(seed)
+    in_reference = np.zeros(n, dtype=bool)
+    in_reference[reference_rows(n, max_reference, seed)] = True
+    for _ in range(max(1, rounds)):
+        probabilities = np.mean(
+            [
+                out_of_sample_probabilities(
+                    member,
+                    X,
+                    y,
+                    n_classes,
+                    n_splits=n_splits,
+                    seed=seed,
+                    fit_on=keep & in_reference if sampled else keep,
+                )
+                for member, sampled in members
+            ],
+            axis=0,
+        )
+        quality = probabilities[np.arange(n), y]
+        keep = ~outliers & (quality >= 1.0 / n_classes)
+    flags = np.asarray(find_label_issues(y, probabilities, filter_by=filter_by, n_jobs=1), bool)
+    if n_classes > 2:
+        # Below chance is below the decision boundary only with three or more
+        # classes; with two, chance is the boundary, where clean rows sit too.
+        flags |= quality < 1.0 / n_classes
+    scores = np.maximum(1.0 - quality, outlier / (outlier + outlier_threshold))
+    return Detection(scores, flags | outliers)
