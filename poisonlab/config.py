@@ -152,10 +152,14 @@ def _merge(defaults: dict[str, Any], given: Any, path: str) -> dict[str, Any]:
     if not isinstance(given, dict):
         raise _fail(section or "config", f"= {given!r} is not a mapping", "write key: value lines")
     registered = _registry(_PARAMETER_SECTIONS[section]) if section in _PARAMETER_SECTIONS else {}
+    own = _own_sections(section, given, {*defaults, *registered})
     for key in given:
-        if not isinstance(key, str) or (key not in defaults and key not in registered):
+        if not isinstance(key, str) or (
+            key not in defaults and key not in registered and key not in own
+        ):
             hint = _did_you_mean(str(key), sorted({*defaults, *registered}))
-            raise _fail(f"{path}{key}", "is not a known key", hint)
+            own_hint = _OWN_HINT.get(section, "").replace("NAME", str(key))
+            raise _fail(f"{path}{key}", "is not a known key", hint + own_hint)
     merged: dict[str, Any] = {}
     for key, default in defaults.items():
         if isinstance(default, dict):
@@ -167,7 +171,35 @@ def _merge(defaults: dict[str, Any], given: Any, path: str) -> dict[str, Any]:
             merged[key] = given[key]
     for name, parameters in registered.items():
         merged[name] = _merge_parameters(parameters, given.get(name), f"{path}{name}")
+    merged.update(own)
     return merged
+
+
+# How to name the user's own model or gate, for the error on an unknown name.
+_OWN_HINT = {
+    "train": ' (a model of your own: a section NAME: {estimator: "module:attribute"})',
+    "validate": ' (a gate of your own: a section NAME: {detector: "module:function"} '
+    'or {schema: "module:schema"})',
+}
+
+
+def _own_sections(
+    section: str, given: dict[str, Any], known: set[str]
+) -> dict[str, dict[str, Any]]:
+    """The sections of ``train`` or ``validate`` that name the user's own model or gate
+    (recognised by their key, e.g. ``estimator``), copied as given: their other keys are
+    the user code's keyword arguments, checked when it is imported."""
+    if section not in _OWN_HINT:
+        return {}
+    from poisonlab.detectors import detector_kind
+    from poisonlab.models import model_kind
+
+    kind = model_kind if section == "train" else detector_kind
+    return {
+        key: copy.deepcopy(value)
+        for key, value in given.items()
+        if isinstance(key, str) and key not in known and kind(key, value) is not None
+    }
 
 
 def _merge_parameters(defaults: dict[str, Any], given: Any, field: str) -> dict[str, Any]:
@@ -187,14 +219,23 @@ def _merge_parameters(defaults: dict[str, Any], given: Any, field: str) -> dict[
     return merged
 
 
-def _check_names(field: str, names: Any, known: dict[str, Any], allow_empty: bool) -> None:
+def _named_sections(merged: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The sections of a merged ``train`` or ``validate`` a name may list: the built-ins'
+    and the user's own."""
+    return {key: value for key, value in merged.items() if key not in defaults}
+
+
+def _check_names(
+    field: str, names: Any, known: dict[str, Any], allow_empty: bool, own_hint: str = ""
+) -> None:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise _fail(field, f"= {names!r} is not a list of names", "write e.g. [a, b]")
     if not names and not allow_empty:
         raise _fail(field, "is empty", f"choose from: {', '.join(sorted(known))}")
     for i, name in enumerate(names):
         if name not in known:
-            raise _fail(f"{field}[{i}]", f'"{name}" is unknown', _did_you_mean(name, sorted(known)))
+            hint = _did_you_mean(name, sorted(known)) + own_hint.replace("NAME", name)
+            raise _fail(f"{field}[{i}]", f'"{name}" is unknown', hint)
     if len(set(names)) != len(names):
         raise _fail(field, f"= {names} names one twice", "list each once")
 
@@ -311,8 +352,20 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     _check_levels(config["poison"]["levels"])
     config["poison"]["levels"] = [float(level) for level in config["poison"]["levels"]]
     _check_names("poison.attacks", config["poison"]["attacks"], _registry("attack"), False)
-    _check_names("validate.detectors", config["validate"]["detectors"], _registry("detector"), True)
-    _check_names("train.models", config["train"]["models"], _registry("model"), False)
+    _check_names(
+        "validate.detectors",
+        config["validate"]["detectors"],
+        _named_sections(config["validate"], DEFAULTS["validate"]),
+        True,
+        _OWN_HINT["validate"],
+    )
+    _check_names(
+        "train.models",
+        config["train"]["models"],
+        _named_sections(config["train"], DEFAULTS["train"]),
+        False,
+        _OWN_HINT["train"],
+    )
 
     _check_gate(config["validate"])
 
@@ -353,12 +406,15 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     _check_quantity(config["quantity"], config["dataset"]["test_size"])
 
     from poisonlab.attacks import check_attack_params
-    from poisonlab.detectors import check_detector_params
+    from poisonlab.detectors import check_detector_params, check_gate
     from poisonlab.models import check_model_params
 
     for name in config["poison"]["attacks"]:
         check_attack_params(name, config["poison"][name])
     for name in config["validate"]["detectors"]:
+        if name not in _registry("detector"):
+            check_gate(name, config["validate"][name])  # the user's: it imports, of its kind
+            continue
         problem = check_detector_params(name, config["validate"][name])
         if problem:
             raise PoisonlabError(f"config: validate.{name}.{problem}")

@@ -39,6 +39,8 @@ class Dataset:
     y: np.ndarray
     feature_names: list[str]
     class_names: list[str]
+    # The label column's name in the input table (what a user's schema gate calls it).
+    label_name: str = "target"
 
     @property
     def n_classes(self) -> int:
@@ -295,6 +297,7 @@ def frame_to_dataset(
         y=codes,
         feature_names=[str(c) for c in features.columns],
         class_names=class_names,
+        label_name=str(label),
     )
 
 
@@ -361,6 +364,7 @@ def write_dataset(dataset: Dataset, path: str | Path, extra: dict | None = None)
     meta = {
         "feature_names": dataset.feature_names,
         "class_names": dataset.class_names,
+        "label_name": dataset.label_name,
         **(extra or {}),
     }
     table = table.replace_schema_metadata({_METADATA_KEY: json.dumps(meta).encode()})
@@ -383,6 +387,7 @@ def read_dataset(path: str | Path) -> Dataset:
         y=table.column(LABEL).to_numpy().astype(np.int64),
         feature_names=meta["feature_names"],
         class_names=meta["class_names"],
+        label_name=meta.get("label_name", "target"),
     )
 
 

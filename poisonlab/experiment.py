@@ -42,7 +42,7 @@ from poisonlab.gate import CLASS_BALANCE, CLASS_SHIFT, class_shift
 from poisonlab.seeding import derive_rng, derive_seed
 
 if TYPE_CHECKING:
-    from poisonlab.detectors import Detection
+    from poisonlab.detectors import Detection, TableNames
 
 RECORD_COLUMNS = [
     "poison_level",
@@ -149,6 +149,7 @@ def write_poisoned(sets: Iterable[PoisonedSet], dataset: Dataset, path: str | Pa
         names = {
             "feature_names": dataset.feature_names,
             "class_names": dataset.class_names,
+            "label_name": dataset.label_name,
             # The clean reference of the class-balance check (poisonlab.gate).
             "reference_class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
         }
@@ -200,8 +201,17 @@ def poisoned_hashes(path: str | Path) -> dict[str, str]:
 DetectionKey = tuple[int, str, str]  # trial, attack, detector
 
 
-def detect_level(sets: list[PoisonedSet], config: dict[str, Any], n_classes: int) -> dict:
-    """Run every configured detector on every poisoned set (the mask is not passed)."""
+def detect_level(
+    sets: list[PoisonedSet],
+    config: dict[str, Any],
+    n_classes: int,
+    names: TableNames | None = None,
+) -> dict:
+    """Run every configured detector on every poisoned set (the mask is not passed).
+
+    ``names`` (the dataset's column and class names) are for the user's own gates,
+    which see the table as it was loaded.
+    """
     from poisonlab.detectors import run_detector
 
     detections: dict[DetectionKey, Detection] = {}
@@ -214,6 +224,7 @@ def detect_level(sets: list[PoisonedSet], config: dict[str, Any], n_classes: int
                 seed=derive_seed(config["seed"], "detect", s.trial, s.attack, detector),
                 n_classes=n_classes,
                 params=config["validate"][detector],
+                names=names,
             )
     return detections
 
@@ -512,7 +523,10 @@ def run_level(
 ) -> pd.DataFrame:
     """Poison, detect, train and evaluate one level; return its records."""
     sets = list(poison_level(dataset, test_masks, config, level))
-    detections = detect_level(sets, config, dataset.n_classes)
+    from poisonlab.detectors import TableNames
+
+    names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
+    detections = detect_level(sets, config, dataset.n_classes, names)
     models = train_level(sets, detections, config)
     return evaluate_level(models, dataset, test_masks, sets, detections, level)
 

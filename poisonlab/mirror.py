@@ -203,13 +203,15 @@ def representative_models(dataset, config: dict[str, Any]) -> dict[ChildKey, Any
     """
     from poisonlab import experiment
     from poisonlab.data import split_masks
+    from poisonlab.detectors import TableNames
 
     one_trial = {**config, "trials": 1}
+    names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
     masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], 1)
     models: dict[ChildKey, Any] = {}
     for level in config["poison"]["levels"]:
         sets = list(experiment.poison_level(dataset, masks, one_trial, level))
-        detections = experiment.detect_level(sets, one_trial, dataset.n_classes)
+        detections = experiment.detect_level(sets, one_trial, dataset.n_classes, names)
         fitted = experiment.train_level(sets, detections, one_trial)
         for (_, attack, model, defense), estimator in fitted.items():
             models[(float(level), attack, model, defense)] = estimator

@@ -1,4 +1,11 @@
-"""The classifiers under test, built from their name and config hyper-parameters."""
+"""The classifiers under test, built from their name and config section.
+
+One registry for every kind of model. A name in ``train.models`` is a built-in
+(``MODELS``: its section holds hyper-parameters) or names a section whose key
+says what it is (``model_kind``): ``estimator: "module:attribute"`` is the
+user's own class or factory, called with the section's other keys. Every
+kind is built by ``make_model``, the one place a model comes from.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import sklearn
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -18,6 +25,7 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from poisonlab.errors import PoisonlabError
+from poisonlab.usercode import call_user_code, import_reference
 
 
 @dataclass(frozen=True)
@@ -49,13 +57,80 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+BUILTIN = "builtin"
+USER = "user"
+# A section that is not a built-in's is recognised by the key that says what it is.
+SECTION_KINDS = {"estimator": USER}
+
+
+def model_kind(name: str, section: Any) -> str | None:
+    """``builtin``, the kind its section's key names (``SECTION_KINDS``), or None."""
+    if name in MODELS:
+        return BUILTIN
+    if isinstance(section, dict):
+        return next((kind for key, kind in SECTION_KINDS.items() if key in section), None)
+    return None
+
+
 def make_model(name: str, params: dict[str, Any], random_state: int) -> BaseEstimator:
-    """An unfitted estimator; scaled models get a StandardScaler in front."""
+    """An unfitted estimator for model ``name`` from its config section ``params``.
+
+    Built-ins get their hyper-parameters, and scaled ones a StandardScaler in
+    front; a user model is built by ``user_model``. Either way every
+    ``random_state`` it has is set, so that fits are reproducible.
+    """
+    if model_kind(name, params) == USER:
+        return user_model(name, params, random_state)
     spec = MODELS[name]
     estimator = spec.estimator(**params)
     if "random_state" in estimator.get_params():
         estimator.set_params(random_state=random_state)
     return make_pipeline(StandardScaler(), estimator) if spec.scaled else estimator
+
+
+def user_model(name: str, section: dict[str, Any], random_state: int) -> BaseEstimator:
+    """The user's estimator: ``section["estimator"]`` called with the section's other keys.
+
+    Cloned, so every fit starts unfitted even if the factory hands out one shared
+    instance; every ``random_state`` (a Pipeline's steps' too) is set.
+    """
+    field = f"train.{name}.estimator"
+    reference = section["estimator"]
+    factory = import_reference(reference, field)
+    if not callable(factory):
+        raise PoisonlabError(
+            f"config: {field} = {reference!r} is a {type(factory).__name__}, not a class or "
+            "factory; name one that returns a scikit-learn classifier"
+        )
+    kwargs = {key: value for key, value in section.items() if key != "estimator"}
+    estimator = call_user_code(factory, f"config: {field}", reference, **kwargs)
+    try:
+        estimator = clone(estimator)
+    except (TypeError, RuntimeError) as error:
+        raise PoisonlabError(
+            f"config: {field} = {reference!r} gives a {type(estimator).__name__}, which "
+            f"scikit-learn cannot clone ({' '.join(str(error).split())[:200]}); return a "
+            "scikit-learn-compatible classifier (get_params, fit, predict)"
+        ) from None
+    seeded = {key: random_state for key in estimator.get_params() if _is_random_state(key)}
+    return estimator.set_params(**seeded)
+
+
+def _is_random_state(param: str) -> bool:
+    return param == "random_state" or param.endswith("__random_state")
+
+
+def user_model_params(name: str, section: dict[str, Any]) -> dict[str, str]:
+    """A user model's import path and keyword arguments as strings (MLflow params);
+    empty for a built-in, whose name says what it is."""
+    if model_kind(name, section) != USER:
+        return {}
+    return {
+        key if key == "estimator" else f"estimator.{key}": value
+        if isinstance(value, str)
+        else repr(value)
+        for key, value in section.items()
+    }
 
 
 def fit_model(
@@ -73,17 +148,59 @@ def fit_model(
         return make_model(name, params, random_state).fit(X, y)
 
 
+# A tiny table every model must fit: three classes, two rows each.
+_TINY_X = np.array([[0.0, 0.0], [0.1, 0.2], [1.0, 1.0], [1.1, 0.9], [2.0, 2.1], [2.1, 1.9]])
+_TINY_Y = np.array([0, 0, 1, 1, 2, 2])
+
+
 def check_model_params(name: str, params: dict[str, Any]) -> None:
-    """Fit on a tiny dataset so that scikit-learn checks every hyper-parameter value now."""
-    X = np.array([[0.0, 0.0], [0.1, 0.2], [1.0, 1.0], [1.1, 0.9], [2.0, 2.1], [2.1, 1.9]])
-    y = np.array([0, 0, 1, 1, 2, 2])
+    """Fit on a tiny dataset so that scikit-learn checks every hyper-parameter value now.
+
+    A user model is built and checked to be a classifier here; it is fitted on
+    rows of the real dataset by ``check_user_model``, before anything runs.
+    """
+    if model_kind(name, params) == USER:
+        _check_classifier(name, params, make_model(name, params, random_state=0))
+        return
     small = {**params}
     if name == "knn" and isinstance(small.get("n_neighbors"), int):
         small["n_neighbors"] = min(small["n_neighbors"], 2)
     try:
-        make_model(name, small, random_state=0).fit(X, y)
+        make_model(name, small, random_state=0).fit(_TINY_X, _TINY_Y)
     except (ValueError, TypeError) as error:
         first = str(error).splitlines()[0]
         raise PoisonlabError(
             f"config: train.{name} has an invalid hyper-parameter: {first}"
         ) from None
+
+
+def _check_classifier(name: str, section: dict[str, Any], estimator: Any) -> None:
+    """A classifier: fit and predict, and predict_proba or decision_function for scores."""
+    field = f"train.{name}.estimator"
+    missing = [method for method in ("fit", "predict") if not hasattr(estimator, method)]
+    scores = hasattr(estimator, "predict_proba") or hasattr(estimator, "decision_function")
+    if (
+        missing
+        or not scores
+        or (isinstance(estimator, BaseEstimator) and not is_classifier(estimator))
+    ):
+        raise PoisonlabError(
+            f"config: {field} = {section['estimator']!r} gives a {type(estimator).__name__}, "
+            "which is not a classifier; return a scikit-learn classifier (fit, predict, and "
+            "predict_proba or decision_function), e.g. a Pipeline ending in one"
+        )
+
+
+def check_user_model(name: str, section: dict[str, Any], X: np.ndarray, y: np.ndarray) -> None:
+    """Fit a user model on a few rows of the real data and predict them: the right number
+    of predictions, each one of the classes it was fitted on. Raises a PoisonlabError
+    naming ``train.<name>.estimator`` otherwise."""
+    field = f"train.{name}.estimator"
+    reference = section["estimator"]
+    fitted = call_user_code(fit_model, f"config: {field}", reference, name, section, X, y, 0)
+    predicted = np.asarray(call_user_code(fitted.predict, f"config: {field}", reference, X))
+    if predicted.shape != y.shape or not np.isin(predicted, y).all():
+        raise PoisonlabError(
+            f"config: {field} = {reference!r} predicted {predicted.shape} values for "
+            f"{len(y)} rows, not one known class per row; return a classifier"
+        )

@@ -46,6 +46,35 @@ def check_classes_survive(dataset: Dataset, test_masks: np.ndarray, config: dict
                 )
 
 
+def sample_rows(y: np.ndarray, per_class: int = 5) -> np.ndarray:
+    """The first ``per_class`` rows of every class, in table order: a tiny table with
+    every class, on which user code is tried before anything runs."""
+    return np.sort(np.concatenate([np.flatnonzero(y == c)[:per_class] for c in np.unique(y)]))
+
+
+def check_user_code(dataset: Dataset, config: dict[str, Any]) -> None:
+    """Try the user's own models and gates on a few rows of the dataset.
+
+    A model must fit them and predict one known class per row; a gate must
+    return one flag (and score) per row. ``validate_config`` already imported
+    them; here they meet the data, so a wrong schema or shape fails now, in one
+    line naming the field, not in a pipeline task.
+    """
+    from poisonlab.detectors import DETECTORS, TableNames
+    from poisonlab.detectors.user import run_gate
+    from poisonlab.models import USER, check_user_model, model_kind
+
+    rows = sample_rows(dataset.y)
+    X, y = dataset.X[rows], dataset.y[rows]
+    for name in config["train"]["models"]:
+        if model_kind(name, config["train"][name]) == USER:
+            check_user_model(name, config["train"][name], X, y)
+    names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
+    for name in config["validate"]["detectors"]:
+        if name not in DETECTORS:
+            run_gate(name, config["validate"][name], X, y, names)
+
+
 def check_experiment(config: dict[str, Any]) -> Dataset:
     """Read and check the configured dataset against the whole config; return it.
 
@@ -59,4 +88,5 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
         dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"]
     )
     check_classes_survive(dataset, test_masks, config)
+    check_user_code(dataset, config)
     return dataset

@@ -105,7 +105,12 @@ def validate(config_json: str, poisoned_path: str, detections_path: str) -> dict
         n_classes = len(metadata["class_names"])
         # Without the mask: the detectors cannot peek at which rows were poisoned.
         sets = experiment.read_poisoned(poisoned_path, mask=False)
-        detections = experiment.detect_level(sets, config, n_classes)
+        from poisonlab.detectors import TableNames
+
+        names = TableNames(
+            metadata["feature_names"], metadata["class_names"], metadata["label_name"]
+        )
+        detections = experiment.detect_level(sets, config, n_classes, names)
         experiment.write_detections(detections, detections_path)
         detector = gate.gate_detector(config)
         checks = pd.DataFrame(

@@ -24,14 +24,23 @@ from poisonlab.detectors.outliers import (
     robust_zscore,
     zscore_range,
 )
-from poisonlab.detectors.registry import DETECTORS, check_detector_params, run_detector
+from poisonlab.detectors.registry import (
+    DETECTORS,
+    check_detector_params,
+    detector_kind,
+    run_detector,
+)
+from poisonlab.detectors.user import TableNames, check_gate
 
 __all__ = [
     "DETECTORS",
     "Detection",
     "Detector",
+    "TableNames",
     "check_detector_params",
+    "check_gate",
     "confident_learning",
+    "detector_kind",
     "ensemble",
     "iqr_distance",
     "iqr_range",

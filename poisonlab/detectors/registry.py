@@ -1,4 +1,9 @@
-"""The registry of detectors by config name, their parameter checks, and how they run."""
+"""The registry of detectors by config name, their parameter checks, and how they run.
+
+A name in ``validate.detectors`` is a built-in (``DETECTORS``) or names a section
+whose key says what it is (``detector_kind``): the user's gate function or pandera
+schema (``poisonlab.detectors.user``). ``run_detector`` runs either kind.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from poisonlab.detectors.base import Detection, Detector
 from poisonlab.detectors.label_quality import confident_learning, ensemble
 from poisonlab.detectors.neighbours import knn_disagreement
 from poisonlab.detectors.outliers import TUKEY_FAR, iqr_range, isolation_forest, zscore_range
+from poisonlab.detectors.user import SECTION_KINDS, TableNames, run_gate
 
 DETECTORS: dict[str, Detector] = {
     "knn": Detector(knn_disagreement, {"k": 10, "threshold": 0.5, "max_reference": 20000}),
@@ -70,13 +76,38 @@ def check_detector_params(name: str, params: dict[str, Any]) -> str | None:
     return None
 
 
-def run_detector(
-    name: str, X: np.ndarray, y: np.ndarray, *, seed: int, n_classes: int, params: dict[str, Any]
-) -> Detection:
-    """Run the detector called ``name`` with its config parameters.
+BUILTIN = "builtin"
 
-    BLAS runs single-threaded: the many small fits of k-fold detectors spend more
-    time waking threads than computing (10x the CPU time on 2 busy cores).
+
+def detector_kind(name: str, section: Any) -> str | None:
+    """``builtin``, the user gate's kind by its section's key (``detector`` or
+    ``schema``), or None."""
+    if name in DETECTORS:
+        return BUILTIN
+    if isinstance(section, dict):
+        return next((key for key in SECTION_KINDS if key in section), None)
+    return None
+
+
+def run_detector(
+    name: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    n_classes: int,
+    params: dict[str, Any],
+    names: TableNames | None = None,
+) -> Detection:
+    """Run the detector called ``name`` with its config parameters (its section).
+
+    A user gate sees the table under the dataset's ``names``. BLAS runs
+    single-threaded: the many small fits of k-fold detectors spend more time
+    waking threads than computing (10x the CPU time on 2 busy cores).
     """
     with threadpool_limits(limits=1, user_api="blas"):
-        return DETECTORS[name].detect(X, y, seed=seed, n_classes=n_classes, **params)
+        if name in DETECTORS:
+            return DETECTORS[name].detect(X, y, seed=seed, n_classes=n_classes, **params)
+        if names is None:
+            raise ValueError(f"the user gate {name} needs the dataset's column and class names")
+        return run_gate(name, params, X, y, names)

@@ -1,0 +1,178 @@
+"""The user's own validation gates: a function of theirs, or a pandera schema.
+
+A gate sees what the built-in detectors see, the poisoned training split, but as
+a table under the dataset's own names: features as a pandas DataFrame with the
+column names the models are trained on, labels as class names. Either kind is
+scored against the true mask, used as a defence and by the validation gate,
+like every built-in detector.
+
+- ``validate.<name>: {detector: "module:attribute", **params}``: called as
+  ``f(X, y, **params)``; returns per-row boolean flags, or ``(scores, flags)``
+  with higher scores more suspicious (flags alone score 1 where flagged).
+- ``validate.<name>: {schema: "module:attribute"}``: a pandera
+  ``DataFrameSchema`` (or ``DataFrameModel``) validated lazily on the features
+  plus the label column; a row is flagged when any check fails on it, and its
+  score is the number of checks that failed on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from poisonlab.detectors.base import Detection, nothing_flagged
+from poisonlab.errors import PoisonlabError
+from poisonlab.usercode import call_user_code, import_reference, one_line
+
+FUNCTION = "detector"
+SCHEMA = "schema"
+# A section that is not a built-in detector's is recognised by one of these keys.
+SECTION_KINDS = (FUNCTION, SCHEMA)
+
+
+@dataclass(frozen=True)
+class TableNames:
+    """The dataset's own names: feature columns, classes by code, and the label column."""
+
+    features: list[str]
+    classes: list[str]
+    label: str
+
+
+def training_table(
+    X: np.ndarray, y: np.ndarray, names: TableNames
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Features as a DataFrame under the dataset's column names; labels as class names."""
+    features = pd.DataFrame(X, columns=names.features)
+    labels = pd.Series(np.asarray(names.classes, dtype=object)[y], name=names.label)
+    return features, labels
+
+
+def run_gate(
+    name: str, section: dict[str, Any], X: np.ndarray, y: np.ndarray, names: TableNames
+) -> Detection:
+    """Run the user's gate configured as ``validate.<name>`` on one training split."""
+    features, labels = training_table(X, y, names)
+    if SCHEMA in section:
+        return schema_gate(name, section, features, labels)
+    return function_gate(name, section, features, labels)
+
+
+def function_gate(
+    name: str, section: dict[str, Any], features: pd.DataFrame, labels: pd.Series
+) -> Detection:
+    """``f(X, y, **params)`` for the function ``section["detector"]`` names, checked."""
+    field = f"validate.{name}.{FUNCTION}"
+    reference = section[FUNCTION]
+    function = import_reference(reference, field)
+    params = {key: value for key, value in section.items() if key != FUNCTION}
+    found = call_user_code(function, field, reference, features, labels, **params)
+    return as_detection(found, len(labels), field, reference)
+
+
+def as_detection(found: Any, n: int, field: str, reference: str) -> Detection:
+    """A gate's answer, flags or ``(scores, flags)``, as a Detection of ``n`` rows.
+
+    Anything else is a PoisonlabError naming ``field``: flags that are not
+    booleans, scores that are not finite numbers, or not one of each per row.
+    """
+    contract = "return one boolean flag per row, or (scores, flags)"
+    if isinstance(found, tuple):
+        if len(found) != 2:
+            raise PoisonlabError(f"{field}: {reference} returned {len(found)} values; {contract}")
+        scores, flags = (np.asarray(part) for part in found)
+    else:
+        flags = np.asarray(found)
+        scores = flags.astype(np.float64) if flags.dtype == bool else flags
+    if flags.shape != (n,) or scores.shape != (n,):
+        shapes = flags.shape if scores.shape == flags.shape else (scores.shape, flags.shape)
+        raise PoisonlabError(
+            f"{field}: {reference} returned shape {shapes} for {n} rows; {contract}"
+        )
+    if flags.dtype != bool:
+        raise PoisonlabError(f"{field}: {reference} returned {flags.dtype} flags; {contract}")
+    if not np.issubdtype(scores.dtype, np.number) or not np.isfinite(scores).all():
+        raise PoisonlabError(
+            f"{field}: {reference} returned scores that are not all finite numbers; {contract}"
+        )
+    return Detection(scores.astype(np.float64), flags)
+
+
+def load_schema(name: str, section: dict[str, Any]) -> Any:
+    """The pandera ``DataFrameSchema`` that ``section["schema"]`` names (a
+    ``DataFrameModel`` is turned into its schema)."""
+    import pandera.pandas as pandera
+
+    field = f"validate.{name}.{SCHEMA}"
+    reference = section[SCHEMA]
+    schema = import_reference(reference, field)
+    if isinstance(schema, type) and issubclass(schema, pandera.DataFrameModel):
+        schema = schema.to_schema()
+    if not isinstance(schema, pandera.DataFrameSchema):
+        raise PoisonlabError(
+            f"config: {field} = {reference!r} is a {type(schema).__name__}, not a pandera "
+            "schema; name a pandera.pandas.DataFrameSchema or DataFrameModel"
+        )
+    return schema
+
+
+def schema_gate(
+    name: str, section: dict[str, Any], features: pd.DataFrame, labels: pd.Series
+) -> Detection:
+    """Validate the training table lazily; count the failed checks of every row.
+
+    A failure that belongs to no row (a column missing, a wrong type) means the
+    schema does not describe this table: a PoisonlabError naming the field.
+    """
+    from pandera.errors import SchemaErrors
+
+    field = f"validate.{name}.{SCHEMA}"
+    schema = load_schema(name, section)
+    table = features.assign(**{labels.name: labels.to_numpy()})
+    n = len(table)
+    try:
+        schema.validate(table, lazy=True)
+    except SchemaErrors as errors:
+        cases = errors.failure_cases
+    except Exception as error:  # the user's schema: any error, reported as one line
+        raise PoisonlabError(
+            f"{field}: {section[SCHEMA]} raised {one_line(error)}; fix the schema"
+        ) from error
+    else:
+        return nothing_flagged(n)
+    whole = cases[cases["index"].isna()]
+    if len(whole):
+        first = whole.iloc[0]
+        raise PoisonlabError(
+            f"{field}: {section[SCHEMA]} fails on the table as a whole ({first['check']} "
+            f"{first['failure_case']!r}), not on rows; it must describe the columns "
+            f"{', '.join(table.columns)}"
+        )
+    counts = cases["index"].astype(np.int64).value_counts()
+    scores = np.zeros(n)
+    scores[counts.index.to_numpy()] = counts.to_numpy()
+    return Detection(scores, scores > 0)
+
+
+def check_gate(name: str, section: dict[str, Any]) -> None:
+    """What can be checked without data: the reference imports and is the right kind,
+    and a schema section has no other keys."""
+    field = f"validate.{name}"
+    if SCHEMA in section:
+        extra = sorted(set(section) - {SCHEMA})
+        if extra:
+            raise PoisonlabError(
+                f"config: {field}.{extra[0]} is not a key a schema gate takes; it takes only schema"
+            )
+        load_schema(name, section)
+        return
+    reference = section[FUNCTION]
+    function = import_reference(reference, f"{field}.{FUNCTION}")
+    if not callable(function):
+        raise PoisonlabError(
+            f"config: {field}.{FUNCTION} = {reference!r} is a {type(function).__name__}, not a "
+            "function; name one called as f(X, y, **params)"
+        )
