@@ -196,6 +196,22 @@ def report_mirror(output_dir: Path, config: dict) -> None:
     )
 
 
+def note_user_modules(config: dict) -> None:
+    """Say which modules of the user's code the image must provide: tasks on Vertex AI or a
+    Kubeflow cluster import them there, not from this machine."""
+    from poisonlab.usercode import user_modules
+
+    modules = user_modules(config)
+    if modules:
+        listed = "; ".join(f"{module} ({', '.join(fields)})" for module, fields in modules.items())
+        print(
+            f"note: the image must provide these modules of your own code: {listed}. Build it "
+            "with the Dockerfile's USER_REQUIREMENTS and USER_PACKAGE build arguments (README, "
+            "'Your own model and gate')",
+            file=sys.stderr,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _check_flags(args)
@@ -216,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.kfp_cluster import submit_to_kfp
 
         check_experiment(config)  # the data against the config, before any job exists
+        note_user_modules(config)
         return submit_to_kfp(
             config,
             args.kfp_host,
@@ -235,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     # A local file gets Vertex's own error (tasks there cannot read it) before it is read here.
     check_dataset_source(config["dataset"]["source"])
     check_experiment(config)  # the data against the config, before any job is built
+    note_user_modules(config)
     return submit_to_vertex(
         config,
         template=args.template,

@@ -11,12 +11,14 @@ def evaluate(
     models: Input[Model],
     level_results: Output[Dataset],
     metrics: Output[Metrics],
-    confusion_logistic_regression: Output[ClassificationMetrics],
-    confusion_decision_tree: Output[ClassificationMetrics],
-    confusion_random_forest: Output[ClassificationMetrics],
-    confusion_svm: Output[ClassificationMetrics],
-    confusion_knn: Output[ClassificationMetrics],
-    confusion_gradient_boosting: Output[ClassificationMetrics],
+    confusion_1: Output[ClassificationMetrics],
+    confusion_2: Output[ClassificationMetrics],
+    confusion_3: Output[ClassificationMetrics],
+    confusion_4: Output[ClassificationMetrics],
+    confusion_5: Output[ClassificationMetrics],
+    confusion_6: Output[ClassificationMetrics],
+    confusion_7: Output[ClassificationMetrics],
+    confusion_8: Output[ClassificationMetrics],
 ):
     """Score the models on the clean test set and the detectors against the true mask.
 
@@ -24,8 +26,11 @@ def evaluate(
     records: one artifact per level for the report's fan-in.
 
     The Vertex console shows ``metrics`` (mean accuracy per attack and model) and
-    one confusion matrix per registered model (summed over trials and attacks,
-    no defence); a model not in this run leaves its matrix empty.
+    a confusion matrix per model (summed over trials and attacks, no defence) in
+    ``confusion_1`` to ``confusion_8``, in ``train.models`` order, each naming its
+    model in its metadata. KFP fixes a component's outputs when it is compiled,
+    so the slots are numbered, not named after models: any model list fits, and
+    models past the eighth have their matrices in the report only.
     """
     from poisonlab import steps
 
@@ -42,15 +47,14 @@ def evaluate(
     metrics.log_metric("poison_level", level)
     for name, value in headline.items():
         metrics.log_metric(name, value)
-    slots = {
-        "logistic_regression": confusion_logistic_regression,
-        "decision_tree": confusion_decision_tree,
-        "random_forest": confusion_random_forest,
-        "svm": confusion_svm,
-        "knn": confusion_knn,
-        "gradient_boosting": confusion_gradient_boosting,
-    }
-    for model, (classes, matrix) in steps.confusion_matrices(level_results.path).items():
-        if model in slots:
-            slots[model].log_confusion_matrix(classes, matrix)
-            slots[model].metadata["poison_level"] = level
+    slots = [confusion_1, confusion_2, confusion_3, confusion_4]
+    slots += [confusion_5, confusion_6, confusion_7, confusion_8]
+    matrices = steps.confusion_matrices(level_results.path)
+    # Fewer models than slots leave the rest empty; more, and the last have none.
+    for slot, (model, (classes, matrix)) in zip(slots, matrices.items(), strict=False):
+        slot.log_confusion_matrix(classes, matrix)
+        slot.metadata.update({"model": model, "poison_level": level})
+    if len(matrices) > len(slots):
+        print(
+            f"evaluate: models past the {len(slots)}th have their confusion matrices in the report"
+        )

@@ -434,6 +434,8 @@ def mirror_results(
 
         gate_path = results_dir / GATE_FILE
         gate = pd.read_csv(gate_path) if gate_path.is_file() else pd.DataFrame()
+        from poisonlab.models import user_model_params
+
         group = ["poison_level", "attack", "model", "defense"]
         pending = {}
         for (level, attack, model, defense), rows in summary.groupby(group, sort=False):
@@ -469,6 +471,8 @@ def mirror_results(
                 "defense": defense,
                 "trials": str(config["trials"]),
                 "seed": str(config["seed"]),
+                # A user model's import path and keyword arguments (none for a built-in).
+                **user_model_params(model, config["train"].get(model)),
             }
             pending[(float(level), attack, model, defense)] = (child, child_params, child_metrics)
 
