@@ -29,6 +29,23 @@ RUN pip install --no-deps /src \
     && rm -rf /src \
     && python -c "import kfp, poisonlab.steps, poisonlab.mirror"
 
+# Your own models and gates (README, "Your own model and gate"): the tasks import them
+# from the image. USER_REQUIREMENTS: a pinned requirements file; USER_PACKAGE: a directory
+# holding your package (pyproject.toml or setup.py). Both paths are in the build context;
+# the defaults add nothing.
+#   docker build --build-arg USER_REQUIREMENTS=team/requirements.txt \
+#                --build-arg USER_PACKAGE=team/models -t IMAGE .
+ARG USER_REQUIREMENTS=docker/user/requirements.txt
+ARG USER_PACKAGE=docker/user
+COPY constraints.txt /user/constraints.txt
+COPY ${USER_REQUIREMENTS} /user/requirements.txt
+COPY ${USER_PACKAGE} /user/package
+RUN pip install --constraint /user/constraints.txt --requirement /user/requirements.txt \
+    && if [ -f /user/package/pyproject.toml ] || [ -f /user/package/setup.py ]; then \
+           pip install --constraint /user/constraints.txt /user/package; \
+       fi \
+    && rm -rf /user
+
 # KFP runs each component as `python3 -m kfp.dsl.executor_main ...`, as this user.
 USER poisonlab
 WORKDIR /home/poisonlab
