@@ -1,0 +1,358 @@
+"""The user's own models and gates: named by import path, checked before anything runs,
+measured like the built-ins. The user's code is tests/usercode/my_pipeline.py, reached
+through PYTHONPATH as a new user's module would be."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, run_command, set_args
+
+USERCODE = ROOT / "tests" / "usercode"
+OWN_CONFIG = ROOT / "configs" / "own_code.yaml"
+# The tasks of the local runner inherit this, as they would a user's PYTHONPATH.
+USER_ENV = {"PYTHONPATH": os.pathsep.join([str(USERCODE), os.environ.get("PYTHONPATH", "")])}
+
+sys.path.insert(0, str(USERCODE))  # for the in-process tests below
+
+import submit  # noqa: E402
+from poisonlab import experiment, steps  # noqa: E402
+from poisonlab.config import canonical_json, validate_config  # noqa: E402
+from poisonlab.data import load_dataset  # noqa: E402
+from poisonlab.detectors.user import TableNames, as_detection, run_gate  # noqa: E402
+from poisonlab.errors import PoisonlabError, run_cli  # noqa: E402
+from poisonlab.failures import read_failure  # noqa: E402
+from poisonlab.models import make_model, user_model_params  # noqa: E402
+from poisonlab.usercode import import_reference, parse_reference, user_modules  # noqa: E402
+
+IRIS_NAMES = TableNames(
+    ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"],
+    ["setosa", "versicolor", "virginica"],
+    "target",
+)
+
+
+def _own(models=None, detectors=None, **sections) -> dict:
+    """A raw config with user sections: ``train.<name>`` or ``validate.<name>`` keyword
+    arguments, as ``train__mine={...}``."""
+    raw = {"train": {"models": models or ["logistic_regression"]}, "validate": {}}
+    raw["validate"]["detectors"] = detectors or []
+    for key, section in sections.items():
+        part, name = key.split("__")
+        raw[part][name] = section
+    return raw
+
+
+# --- references -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("my_pipeline:make_pipeline", ("my_pipeline", "make_pipeline")),
+        ("my_pipeline.make_pipeline", ("my_pipeline", "make_pipeline")),
+        ("sklearn.linear_model:LogisticRegression", ("sklearn.linear_model", "LogisticRegression")),
+    ],
+)
+def test_both_reference_styles_parse(reference, expected):
+    assert parse_reference(reference, "train.x.estimator") == expected
+
+
+@pytest.mark.parametrize("reference", ["", "nodots", "a:b:c", "my pipeline:f", 3])
+def test_a_reference_that_is_no_import_path_names_the_field(reference):
+    with pytest.raises(PoisonlabError, match=r"config: train\.x\.estimator = .* import path"):
+        parse_reference(reference, "train.x.estimator")
+
+
+def test_a_misspelt_attribute_gets_a_suggestion():
+    with pytest.raises(PoisonlabError, match='did you mean "make_pipeline"'):
+        import_reference("my_pipeline:make_pipelin", "train.mine.estimator")
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+def test_a_user_pipeline_is_a_fresh_clone_with_every_random_state_set():
+    section = {"estimator": "my_pipeline:make_pipeline", "C": 0.5}
+    first = make_model("mine", section, random_state=7)
+    second = make_model("mine", section, random_state=7)
+    assert first is not second
+    assert first.get_params()["classify__C"] == 0.5  # the section's keywords reached it
+    assert first.get_params()["classify__random_state"] == 7
+    lgbm = make_model("lgbm", {"estimator": "lightgbm:LGBMClassifier"}, random_state=3)
+    assert lgbm.get_params()["random_state"] == 3
+
+
+def test_user_models_and_gates_are_accepted_and_listed_by_module():
+    config = validate_config(
+        _own(
+            ["mine", "lgbm"],
+            ["my_schema", "my_gate"],
+            train__mine={"estimator": "my_pipeline:make_pipeline", "C": 2.0},
+            train__lgbm={"estimator": "lightgbm:LGBMClassifier", "verbose": -1},
+            validate__my_schema={"schema": "my_pipeline:IRIS_SCHEMA"},
+            validate__my_gate={"detector": "my_pipeline.far_from_class", "threshold": 5.0},
+        )
+    )
+    assert config["train"]["mine"] == {"estimator": "my_pipeline:make_pipeline", "C": 2.0}
+    assert user_modules(config) == {
+        "my_pipeline": [
+            "train.mine.estimator",
+            "validate.my_schema.schema",
+            "validate.my_gate.detector",
+        ],
+        "lightgbm": ["train.lgbm.estimator"],
+    }
+    assert user_model_params("mine", config["train"]["mine"]) == {
+        "estimator": "my_pipeline:make_pipeline",
+        "estimator.C": "2.0",
+    }
+    assert user_model_params("logistic_regression", config["train"]["logistic_regression"]) == {}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (_own(["mine"]), r'train\.models\[0\] "mine" is unknown; .*a section mine: \{estimator'),
+        (
+            _own(train__mine={"estimatr": "my_pipeline:make_pipeline"}),
+            r"train\.mine is not a known key",
+        ),
+        (
+            _own(["mine"], train__mine={"estimator": "numpy:pi"}),
+            r"train\.mine\.estimator = .* not a class or factory",
+        ),
+        (
+            _own(["mine"], train__mine={"estimator": "my_pipeline:make_pipeline", "Cee": 1}),
+            r"train\.mine\.estimator: my_pipeline:make_pipeline raised TypeError",
+        ),
+        (
+            _own(detectors=["g"], validate__g={"schema": "my_pipeline:make_pipeline"}),
+            r"validate\.g\.schema = .* not a pandera schema",
+        ),
+        (
+            _own(detectors=["g"], validate__g={"schema": "my_pipeline:IRIS_SCHEMA", "k": 1}),
+            r"validate\.g\.k is not a key a schema gate takes",
+        ),
+    ],
+)
+def test_bad_user_sections_fail_in_one_line_naming_the_field(raw, message):
+    with pytest.raises(PoisonlabError, match=message):
+        validate_config(raw)
+
+
+# --- gates ------------------------------------------------------------------------------
+
+
+def test_schema_gate_counts_the_failed_checks_of_each_row():
+    iris, _ = load_dataset("sklearn:iris")
+    X, y = iris.X[:4].copy(), iris.y[:4]
+    X[1, 0] = 99.0  # one range check fails
+    X[2, :2] = -5.0  # two fail
+    found = run_gate("s", {"schema": "my_pipeline:IRIS_SCHEMA"}, X, y, IRIS_NAMES)
+    assert found.scores.tolist() == [0.0, 1.0, 2.0, 0.0]
+    assert found.flags.tolist() == [False, True, True, False]
+
+
+def test_schema_gate_that_does_not_describe_the_table_is_refused():
+    names = TableNames(["a", "b", "c", "d"], IRIS_NAMES.classes, "target")
+    with pytest.raises(PoisonlabError, match=r"validate\.s\.schema: .* as a whole"):
+        run_gate(
+            "s", {"schema": "my_pipeline:IRIS_SCHEMA"}, np.ones((3, 4)), np.zeros(3, int), names
+        )
+
+
+def test_gate_function_sees_named_frames_and_its_params():
+    iris, _ = load_dataset("sklearn:iris")
+    section = {"detector": "my_pipeline:far_from_class", "threshold": 0.0}
+    found = run_gate("g", section, iris.X[:10], iris.y[:10], IRIS_NAMES)
+    assert found.flags.dtype == bool and found.flags.any()  # threshold 0 reached it
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (np.zeros(3, dtype=bool), "shape"),
+        (np.zeros(4), "float64 flags"),
+        ((np.zeros(4), np.zeros(4, dtype=bool), 1), "3 values"),
+        ((np.array([0, 1, np.nan, 0]), np.zeros(4, dtype=bool)), "finite"),
+    ],
+)
+def test_gate_answers_outside_the_contract_are_one_line_errors(answer, problem):
+    with pytest.raises(PoisonlabError, match=rf"validate\.g\.detector: m:f .*{problem}"):
+        as_detection(answer, 4, "validate.g.detector", "m:f")
+
+
+def test_a_gate_that_errors_fails_its_level_in_one_line(tmp_path):
+    """Past the check on a few rows, a gate raising on a real split fails that level only."""
+    config = validate_config(
+        _own(
+            detectors=["big"],
+            validate__big={"detector": "my_pipeline:fails_on_large_tables"},
+        )
+        | {"trials": 1, "poison": {"levels": [0.1], "attacks": ["label_flip"]}}
+    )
+    data, splits = tmp_path / "data.parquet", tmp_path / "splits.parquet"
+    poisoned, detections = tmp_path / "poisoned.parquet", tmp_path / "detections.parquet"
+    steps.load(canonical_json(config), str(data), str(splits))
+    steps.poison(canonical_json(config), 0.1, str(data), str(splits), str(poisoned))
+    assert steps.validate(canonical_json(config), str(poisoned), str(detections)) == {}
+    failure = read_failure(detections)
+    assert failure["step"] == "validate"
+    assert (
+        "validate.big.detector: my_pipeline:fails_on_large_tables raised ValueError"
+        in (failure["error"])
+    )
+    assert "\n" not in failure["error"]
+
+
+def test_detect_level_scores_a_user_gate_with_the_built_ins():
+    iris, _ = load_dataset("sklearn:iris")
+    config = validate_config(
+        _own(detectors=["zscore", "s"], validate__s={"schema": "my_pipeline:IRIS_SCHEMA"})
+    )
+    masks = np.zeros((1, len(iris.y)), dtype=bool)
+    masks[0, ::5] = True
+    sets = list(experiment.poison_level(iris, masks, {**config, "trials": 1}, 0.1))
+    detections = experiment.detect_level(sets, config, 3, IRIS_NAMES)
+    found = {key[2] for key in detections}
+    assert found == {"zscore", "s"}
+
+
+# --- the command line: refused before anything runs --------------------------------------
+
+
+def _refused(capsys, *args: str) -> str:
+    """Run ``python submit.py args`` in this process; its one stderr line, given exit 2."""
+    with pytest.raises(SystemExit) as exited:
+        run_cli(lambda: submit.main(list(args)))
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            '{estimator: "no_such_module:make"}',
+            "train.mine.estimator = 'no_such_module:make': no module named "
+            "'no_such_module'; install it",
+        ),
+        (
+            '{estimator: "sklearn.linear_model:LinearRegression"}',
+            "gives a LinearRegression, which is not a classifier",
+        ),
+    ],
+)
+def test_bad_model_references_exit_2_in_one_line_before_any_task(tmp_path, section, message):
+    """Must hold 3, as a user runs it: a missing module, and a regressor."""
+    output = tmp_path / "out"
+    result = run_command(
+        "submit.py",
+        "--local",
+        "--config",
+        str(OWN_CONFIG),
+        *set_args(f"train.mine={section}"),
+        "--output-dir",
+        str(output),
+        env=USER_ENV,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: config: ") and message in lines[0]
+    assert not output.exists()  # the runner never started
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "train.mine.estimator=my_pipeline:make_pipelines",
+            "train.mine.estimator = 'my_pipeline:make_pipelines': my_pipeline has no "
+            "attribute 'make_pipelines'; did you mean \"make_pipeline\"?",
+        ),
+        (
+            "validate.my_gate={detector: my_pipeline:wrong_shape}",
+            "validate.my_gate.detector: my_pipeline:wrong_shape returned shape (14,) for 15 rows",
+        ),
+    ],
+)
+def test_bad_references_are_refused_before_any_task(tmp_path, capsys, override, message):
+    """Must hold 3 (in this process, to spare a start-up): a missing attribute; a gate
+    tried on a few rows of the data, which returns the wrong shape."""
+    output = tmp_path / "out"
+    args = ["--local", "--config", str(OWN_CONFIG), "--set", override, "--output-dir", str(output)]
+    assert message in _refused(capsys, *args)
+    assert not output.exists()
+
+
+def test_dry_run_names_the_modules_the_image_must_provide(capsys):
+    """Must hold 4."""
+    args = ["--dry-run", "--config", str(OWN_CONFIG), "--pipeline-root", "gs://demo-bucket/root"]
+    assert submit.main(args) == 0
+    captured = capsys.readouterr()
+    json.loads(captured.out)  # the request body, as before
+    note = next(line for line in captured.err.splitlines() if "image must provide" in line)
+    assert "my_pipeline (train.mine.estimator, validate.my_schema.schema" in note
+    assert "lightgbm (train.lgbm.estimator)" in note
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_own_pipeline_and_gates_run_end_to_end(tmp_path):
+    """Must hold 1 and 2: Iris with the user's Pipeline, LightGBM, a schema and a function."""
+    output = tmp_path / "out"
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_command(
+        "submit.py",
+        "--local",
+        "--config",
+        str(OWN_CONFIG),
+        *set_args("trials=2", f"mlflow.tracking_uri={tracking}", "mlflow.log_models=false"),
+        "--output-dir",
+        str(output),
+        env=USER_ENV,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = pd.read_csv(output / "summary.csv")
+    detection = pd.read_csv(output / "detection.csv")
+    defenses = {"none", "knn", "my_schema", "my_gate"}
+    for model in ("mine", "lgbm"):
+        rows = summary[(summary["model"] == model) & (summary["metric"] == "accuracy")]
+        assert set(rows["defense"]) == defenses
+        assert rows["mean"].between(0, 1).all()
+    assert {"my_schema", "my_gate"} <= set(detection["detector"])
+
+    def schema(level, attack, metric):
+        rows = detection[
+            (detection["detector"] == "my_schema")
+            & (detection["poison_level"] == level)
+            & (detection["attack"] == attack)
+            & (detection["metric"] == metric)
+        ]
+        return float(rows["mean"].iloc[0])
+
+    # A range check catches out-of-range features and is blind to flipped labels.
+    assert schema(0.1, "feature_noise", "recall") >= 0.9
+    assert schema(0.1, "label_flip", "recall") <= 0.1
+    assert schema(0.0, "label_flip", "flag_rate") <= 0.05
+    assert schema(0.0, "feature_noise", "flag_rate") <= 0.05
+
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking)
+    runs = mlflow.search_runs(
+        experiment_names=["data-poisoning"], filter_string="params.model = 'lgbm'"
+    )
+    assert len(runs) == 2 * 2 * len(defenses)
+    assert set(runs["params.estimator"]) == {"lightgbm:LGBMClassifier"}
+    assert set(runs["params.estimator.n_estimators"]) == {"30"}
