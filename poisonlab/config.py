@@ -101,9 +101,12 @@ def _registry(kind: str) -> dict[str, dict[str, Any]]:
     return {name: spec.defaults for name, spec in MODELS.items()}
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
+def _did_you_mean(word: str, choices: list[str], otherwise: str = "") -> str:
+    """The closest choice, else the list of choices and ``otherwise`` (another way out)."""
     close = difflib.get_close_matches(word, choices, n=1)
-    return f'did you mean "{close[0]}"?' if close else f"choose from: {', '.join(choices)}"
+    return (
+        f'did you mean "{close[0]}"?' if close else f"choose from: {', '.join(choices)}{otherwise}"
+    )
 
 
 def _fail(field: str, problem: str, fix: str) -> PoisonlabError:
@@ -157,9 +160,9 @@ def _merge(defaults: dict[str, Any], given: Any, path: str) -> dict[str, Any]:
         if not isinstance(key, str) or (
             key not in defaults and key not in registered and key not in own
         ):
-            hint = _did_you_mean(str(key), sorted({*defaults, *registered}))
             own_hint = _OWN_HINT.get(section, "").replace("NAME", str(key))
-            raise _fail(f"{path}{key}", "is not a known key", hint + own_hint)
+            hint = _did_you_mean(str(key), sorted({*defaults, *registered}), own_hint)
+            raise _fail(f"{path}{key}", "is not a known key", hint)
     merged: dict[str, Any] = {}
     for key, default in defaults.items():
         if isinstance(default, dict):
@@ -234,7 +237,7 @@ def _check_names(
         raise _fail(field, "is empty", f"choose from: {', '.join(sorted(known))}")
     for i, name in enumerate(names):
         if name not in known:
-            hint = _did_you_mean(name, sorted(known)) + own_hint.replace("NAME", name)
+            hint = _did_you_mean(name, sorted(known), own_hint.replace("NAME", name))
             raise _fail(f"{field}[{i}]", f'"{name}" is unknown', hint)
     if len(set(names)) != len(names):
         raise _fail(field, f"= {names} names one twice", "list each once")
