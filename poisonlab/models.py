@@ -9,6 +9,7 @@ kind is built by ``make_model``, the one place a model comes from.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,17 +121,17 @@ def _is_random_state(param: str) -> bool:
     return param == "random_state" or param.endswith("__random_state")
 
 
-def user_model_params(name: str, section: dict[str, Any]) -> dict[str, str]:
-    """A user model's import path and keyword arguments as strings (MLflow params);
-    empty for a built-in, whose name says what it is."""
+def user_model_params(name: str, section: dict[str, Any] | None) -> dict[str, str]:
+    """A user model's import path and keyword arguments as MLflow params,
+    ``{"estimator": "mod:f", "estimator.C": "2.0"}``; empty for a built-in, whose
+    name says what it is."""
     if model_kind(name, section) != USER:
         return {}
-    return {
-        key if key == "estimator" else f"estimator.{key}": value
-        if isinstance(value, str)
-        else repr(value)
-        for key, value in section.items()
-    }
+    params = {"estimator": section["estimator"]}
+    for key, value in section.items():
+        if key != "estimator":
+            params[f"estimator.{key}"] = value if isinstance(value, str) else json.dumps(value)
+    return params
 
 
 def fit_model(
