@@ -320,6 +320,7 @@ def test_own_pipeline_and_gates_run_end_to_end(tmp_path):
         *set_args("trials=2", f"mlflow.tracking_uri={tracking}", "mlflow.log_models=false"),
         "--output-dir",
         str(output),
+        "--keep-artifacts",
         env=USER_ENV,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -346,6 +347,20 @@ def test_own_pipeline_and_gates_run_end_to_end(tmp_path):
     assert schema(0.1, "label_flip", "recall") <= 0.1
     assert schema(0.0, "label_flip", "flag_rate") <= 0.05
     assert schema(0.0, "feature_noise", "flag_rate") <= 0.05
+
+    # The console's confusion matrices: numbered slots in train.models order, any model.
+    evaluated = sorted(output.glob("artifacts/*/for-loop-*/evaluate/executor_output.json"))
+    assert len(evaluated) == 2  # one per level
+    for executor_output in evaluated:
+        artifacts = json.loads(executor_output.read_text())["artifacts"]
+        slots = [artifacts[f"confusion_{i}"]["artifacts"][0]["metadata"] for i in range(1, 5)]
+        assert [slot.get("model") for slot in slots] == [
+            "logistic_regression",
+            "mine",
+            "lgbm",
+            None,
+        ]
+        assert all("confusionMatrix" in slot for slot in slots[:3])
 
     import mlflow
 
