@@ -522,9 +522,9 @@ def run_level(
     dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any], level: float
 ) -> pd.DataFrame:
     """Poison, detect, train and evaluate one level; return its records."""
-    sets = list(poison_level(dataset, test_masks, config, level))
     from poisonlab.detectors import TableNames
 
+    sets = list(poison_level(dataset, test_masks, config, level))
     names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
     detections = detect_level(sets, config, dataset.n_classes, names)
     models = train_level(sets, detections, config)
