@@ -88,6 +88,33 @@ def test_a_user_pipeline_is_a_fresh_clone_with_every_random_state_set():
     assert lgbm.get_params()["random_state"] == 3
 
 
+@pytest.mark.parametrize(
+    "section",
+    [
+        {
+            "estimator": "lightgbm:LGBMClassifier",
+            "n_estimators": 20,
+            "subsample": 0.7,
+            "subsample_freq": 1,
+            "colsample_bytree": 0.7,
+            "verbose": -1,
+            "n_jobs": 1,
+        },
+        {"estimator": "sklearn.ensemble:RandomForestClassifier", "n_estimators": 10},
+    ],
+)
+def test_user_models_fit_the_same_for_a_seed_and_differently_for_another(section):
+    """Same config and seed, same model: the seed reaches the user's estimator."""
+    from poisonlab.models import fit_model
+
+    iris, _ = load_dataset("sklearn:iris")
+    first, again, other = (
+        fit_model("m", section, iris.X, iris.y, seed).predict_proba(iris.X) for seed in (1, 1, 2)
+    )
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
 def test_user_models_and_gates_are_accepted_and_listed_by_module():
     config = validate_config(
         _own(
