@@ -50,7 +50,15 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def make_model(name: str, params: dict[str, Any], random_state: int) -> BaseEstimator:
-    """An unfitted estimator; scaled models get a StandardScaler in front."""
+    """An unfitted estimator; scaled models get a StandardScaler in front.
+
+    A certified model's section (it has ``aggregate``) builds a ``PartitionAggregation``
+    around its base model, which is built here in turn.
+    """
+    if "aggregate" in params:
+        from poisonlab.certify.aggregate import aggregate_model
+
+        return aggregate_model(params, random_state)
     spec = MODELS[name]
     estimator = spec.estimator(**params)
     if "random_state" in estimator.get_params():

@@ -13,7 +13,7 @@ import html
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -22,6 +22,9 @@ from poisonlab.experiment import NO_DEFENSE, summarize, write_csv
 from poisonlab.findings import breakdown_points, findings, format_level, worst_levels
 from poisonlab.gate import gate_table
 from poisonlab.quantity import QUANTITY_FILE, quantity_answers, summarize_quantity
+
+if TYPE_CHECKING:
+    from poisonlab.certify.evaluation import CertifiedResults
 
 SUMMARY_FILE = "summary.csv"
 DETECTION_FILE = "detection.csv"
@@ -107,8 +110,10 @@ class Report:
         confusion: pd.DataFrame | None = None,
         quantity: pd.DataFrame | None = None,
         gate: pd.DataFrame | None = None,
+        certified: CertifiedResults | None = None,
     ):
         self.summary, self.detection = summary, detection
+        self.certified = certified
         self.gate = gate if gate is not None else pd.DataFrame()
         self.config, self.provenance = config, provenance
         self.confusion = confusion if confusion is not None else pd.DataFrame()
@@ -163,6 +168,51 @@ class Report:
             rows.append(("data SHA-256", p["data_sha256"]))
         return rows
 
+    _CERTIFIED_NOTE = (
+        "Certified accuracy: the share of clean test rows predicted correctly by the model "
+        "trained on clean data whose prediction provably survives any poisoning of that many "
+        "training rows (partition aggregation or kNN certificates; lines with 95% CI bands). "
+        "Markers: accuracy measured under each attack run, at the rows it poisoned. The "
+        "certified curve is a floor for every attacker, the measured points what the attacks "
+        "run achieved: the truth lies between."
+    )
+
+    def _certified_check(self) -> list[str]:
+        """The certificate against measurements, trial by trial, in words."""
+        lines = []
+        for row in self.certified.check.itertuples(index=False):
+            held = row.pairs - row.violations
+            verdict = "holds" if row.violations == 0 else f"FAILS in {row.violations}"
+            lines.append(
+                f"{row.model} under {row.attack}: measured accuracy at least the level-0 "
+                f"certified accuracy at the rows poisoned ({row.unit}) {verdict} "
+                f"({held} of {row.pairs} level-trial pairs; smallest margin {row.min_slack:.3f})."
+            )
+        return lines
+
+    def _certified_html(self) -> list[str]:
+        if self.certified is None or self.certified.table.empty:
+            return []
+        from poisonlab.plots import certified_plot
+
+        esc = html.escape
+        return [
+            "<h2>Certified robustness</h2>",
+            f"<p class='note'>{esc(self._CERTIFIED_NOTE)}</p>",
+            "<ul class='findings'>",
+            *(f"<li>{esc(s)}</li>" for s in self.certified.sentences),
+            *(f"<li>{esc(s)}</li>" for s in self._certified_check()),
+            "</ul>",
+            certified_plot(self.certified.curves, self.certified.points) or "",
+        ]
+
+    def _certified_markdown(self) -> list[str]:
+        if self.certified is None or self.certified.table.empty:
+            return []
+        lines = ["## Certified robustness", "", self._CERTIFIED_NOTE, ""]
+        lines += [f"- {s}" for s in [*self.certified.sentences, *self._certified_check()]]
+        return [*lines, ""]
+
     def html(self) -> str:
         from poisonlab import plots
 
@@ -193,6 +243,7 @@ class Report:
             "<h2>Breakdown point</h2>",
             f"<p class='note'>{esc(self._breakdown_note())}</p>",
             _html_table(breakdown_table(self.points)).replace("<table", "<table id='breakdown'", 1),
+            *self._certified_html(),
         ]
         for title, image in sections:
             if image:
@@ -240,6 +291,7 @@ class Report:
         lines += [f"- {s}" for s in self.findings]
         lines += ["", "## Breakdown point", "", self._breakdown_note(), ""]
         lines += [markdown_table(breakdown_table(self.points)), ""]
+        lines += self._certified_markdown()
         lines += ["## Mean accuracy (no defence)", "", markdown_table(accuracy_table(self.summary))]
         if not self.gate.empty:
             lines += ["", "## Validation gate", "", markdown_table(self._gate_view())]
@@ -266,11 +318,14 @@ def write_results(
     run_key: str,
     confusion: pd.DataFrame | None = None,
     quantity_records: pd.DataFrame | None = None,
+    certified_records: pd.DataFrame | None = None,
 ) -> None:
     """Write summary.csv, detection.csv, gate.csv, report.html, report.md and manifest.json.
 
     ``confusion`` (from ``experiment.confusion_level``) adds confusion matrices;
-    non-empty ``quantity_records`` add quantity.csv and its section.
+    non-empty ``quantity_records`` add quantity.csv and its section; non-empty
+    ``certified_records`` (``certify.evaluation.certified_records``) add certified.csv
+    and the certified section.
     """
     results_dir = Path(results_dir)
     summary, detection = summarize(records, config)
@@ -282,7 +337,13 @@ def write_results(
     if quantity_records is not None and not quantity_records.empty:
         quantity = summarize_quantity(quantity_records, config)
         write_csv(quantity, results_dir / QUANTITY_FILE)
-    report = Report(summary, detection, config, provenance, confusion, quantity, gate)
+    certified = None
+    if certified_records is not None and not certified_records.empty:
+        from poisonlab.certify.evaluation import CERTIFIED_FILE, certified_results
+
+        certified = certified_results(certified_records, records, summary, config)
+        write_csv(certified.table, results_dir / CERTIFIED_FILE)
+    report = Report(summary, detection, config, provenance, confusion, quantity, gate, certified)
     (results_dir / REPORT_FILE).write_text(report.html(), encoding="utf-8")
     (results_dir / MARKDOWN_FILE).write_text(report.markdown(), encoding="utf-8")
     manifest = {

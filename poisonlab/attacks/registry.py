@@ -28,7 +28,7 @@ from poisonlab.attacks.label import (
 from poisonlab.errors import PoisonlabError
 
 ATTACKS: dict[str, Attack] = {
-    "label_flip": Attack(label_flip, {}),
+    "label_flip": Attack(label_flip, {}, unit="label_flips"),
     "feature_noise": Attack(feature_noise, {"magnitude": 3.0}, check_magnitude),
     "label_flip_targeted": Attack(
         label_flip_targeted,
@@ -36,14 +36,16 @@ ATTACKS: dict[str, Attack] = {
         check_targeted,
         class_params=("source_class", "target_class"),
         level_note="level = fraction of the source class's training rows flipped to the target",
+        unit="label_flips",
     ),
-    "label_flip_margin": Attack(label_flip_margin, {"C": 1.0}, check_margin),
+    "label_flip_margin": Attack(label_flip_margin, {"C": 1.0}, check_margin, unit="label_flips"),
     "feature_noise_inrange": Attack(feature_noise_inrange, {"sampling": "uniform"}, check_sampling),
     "injection": Attack(
         injection,
         {"jitter": 0.05},
         check_jitter,
         level_note="level = rows added, as a fraction of the training rows (none changed)",
+        unit="added_or_removed",
     ),
     "backdoor": Attack(
         backdoor,

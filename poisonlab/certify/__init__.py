@@ -1,12 +1,12 @@
 """Certified robustness to poisoning: partition aggregation and certificates from votes.
 
-``PartitionAggregation`` (DPA and Finite Aggregation) wraps any model of
-``poisonlab.models``; ``certificates`` turns votes into radii in rows added or
-removed, modified, or relabelled; ``evaluation`` measures certified accuracy
-per level and writes certified.csv.
+``aggregate.PartitionAggregation`` (DPA and Finite Aggregation) wraps any model
+of ``poisonlab.models``; ``certificates`` turns votes into radii in rows added
+or removed, modified, or relabelled; ``evaluation`` measures certified accuracy
+per level and writes certified.csv. ``aggregate`` imports scikit-learn, so it
+is not imported here: the report task starts without it.
 """
 
-from poisonlab.certify.aggregate import AGGREGATES, PartitionAggregation, aggregate_model
 from poisonlab.certify.certificates import (
     UNITS,
     certified_accuracy,
@@ -21,10 +21,7 @@ from poisonlab.certify.certificates import (
 from poisonlab.certify.partition import buckets, content_order, row_hash
 
 __all__ = [
-    "AGGREGATES",
     "UNITS",
-    "PartitionAggregation",
-    "aggregate_model",
     "buckets",
     "certified_accuracy",
     "content_order",

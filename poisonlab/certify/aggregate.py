@@ -27,7 +27,6 @@ from poisonlab.certify.certificates import (
 from poisonlab.certify.partition import buckets, content_order, spread
 from poisonlab.seeding import derive_seed
 
-AGGREGATES = ("dpa", "finite_aggregation")
 _ABSTAIN = -1
 
 
