@@ -61,8 +61,6 @@ class PartitionAggregation(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> PartitionAggregation:
-        from poisonlab.models import make_model
-
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
@@ -72,22 +70,28 @@ class PartitionAggregation(ClassifierMixin, BaseEstimator):
         bucket = buckets(X, n_models)
         order = content_order(X, codes, bucket)
         bounds = np.searchsorted(bucket[order], np.arange(n_models + 1))
-        params = self.base_params or {}
-        self.estimators_: list[Any] = []
         # Parameters were checked with the config: skip scikit-learn's check in each fit.
         with sklearn.config_context(skip_parameter_validation=True):
-            for model, window in enumerate(self.windows_):
-                rows = np.concatenate([order[bounds[b] : bounds[b + 1]] for b in window])
-                present = np.unique(codes[rows])
-                if len(present) == 0:
-                    self.estimators_.append(_ABSTAIN)
-                elif len(present) == 1:
-                    self.estimators_.append(int(present[0]))
-                else:
-                    seed = derive_seed(self.random_state, "partition", model)
-                    estimator = make_model(self.base, params, seed)
-                    self.estimators_.append(estimator.fit(X[rows], codes[rows]))
+            self.estimators_ = [
+                self.fit_base(model, *_rows(X, codes, order, bounds, window))
+                for model, window in enumerate(self.windows_)
+            ]
         return self
+
+    def fit_base(self, model: int, X: np.ndarray, codes: np.ndarray) -> Any:
+        """Base model number ``model`` fitted on its rows, given sorted by content.
+
+        A class code where the rows hold one class, -1 (abstain) where they hold none.
+        """
+        from poisonlab.models import make_model
+
+        present = np.unique(codes)
+        if len(present) == 0:
+            return _ABSTAIN
+        if len(present) == 1:
+            return int(present[0])
+        seed = derive_seed(self.random_state, "partition", model)
+        return make_model(self.base, self.base_params or {}, seed).fit(X, codes)
 
     def base_predictions(self, X: np.ndarray) -> np.ndarray:
         """Each base model's class code per row (rows x models); -1 where it abstains."""
@@ -126,6 +130,14 @@ class PartitionAggregation(ClassifierMixin, BaseEstimator):
             radius = finite_aggregation_radius(predictions, len(self.classes_), self.windows_)
         predicted = self.classes_[np.argmax(votes, axis=1)]
         return predicted, {unit: rows_radius(radius, unit) for unit in UNITS}
+
+
+def _rows(
+    X: np.ndarray, codes: np.ndarray, order: np.ndarray, bounds: np.ndarray, window: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the buckets in ``window``, bucket by bucket, each sorted by content."""
+    rows = np.concatenate([order[bounds[b] : bounds[b + 1]] for b in window])
+    return X[rows], codes[rows]
 
 
 def aggregate_model(section: dict[str, Any], random_state: int) -> PartitionAggregation:
