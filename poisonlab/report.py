@@ -19,7 +19,14 @@ import pandas as pd
 
 from poisonlab.config import canonical_json, config_hash
 from poisonlab.experiment import NO_DEFENSE, summarize, write_csv
-from poisonlab.findings import breakdown_points, findings, format_level, worst_levels
+from poisonlab.findings import (
+    breakdown_intervals,
+    breakdown_points,
+    findings,
+    format_interval,
+    format_level,
+    worst_levels,
+)
 from poisonlab.gate import gate_table
 from poisonlab.quantity import QUANTITY_FILE, quantity_answers, summarize_quantity
 
@@ -44,9 +51,10 @@ def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def breakdown_table(points: pd.DataFrame) -> pd.DataFrame:
-    """The breakdown points as the report shows them."""
-    return pd.DataFrame(
+def breakdown_table(points: pd.DataFrame, intervals: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The breakdown points as the report shows them; with ``intervals``
+    (``findings.breakdown_intervals``) their 95% bootstrap interval too."""
+    table = pd.DataFrame(
         {
             "attack": points["attack"],
             "model": points["model"],
@@ -55,6 +63,13 @@ def breakdown_table(points: pd.DataFrame) -> pd.DataFrame:
             "breakdown point": points["breakdown_level"].map(format_level),
         }
     )
+    if intervals is not None and not intervals.empty:
+        found = points[["attack", "model"]].merge(intervals, on=["attack", "model"], how="left")
+        table["95% CI (bootstrap over trials)"] = [
+            format_interval(low, high)
+            for low, high in zip(found["ci_low"], found["ci_high"], strict=True)
+        ]
+    return table
 
 
 def detection_table(detection: pd.DataFrame) -> pd.DataFrame:
@@ -111,9 +126,11 @@ class Report:
         quantity: pd.DataFrame | None = None,
         gate: pd.DataFrame | None = None,
         certified: CertifiedResults | None = None,
+        breakdown_ci: pd.DataFrame | None = None,
     ):
         self.summary, self.detection = summary, detection
         self.certified = certified
+        self.breakdown_ci = breakdown_ci
         self.gate = gate if gate is not None else pd.DataFrame()
         self.config, self.provenance = config, provenance
         self.confusion = confusion if confusion is not None else pd.DataFrame()
@@ -242,7 +259,9 @@ class Report:
             "</ul>",
             "<h2>Breakdown point</h2>",
             f"<p class='note'>{esc(self._breakdown_note())}</p>",
-            _html_table(breakdown_table(self.points)).replace("<table", "<table id='breakdown'", 1),
+            _html_table(breakdown_table(self.points, self.breakdown_ci)).replace(
+                "<table", "<table id='breakdown'", 1
+            ),
             *self._certified_html(),
         ]
         for title, image in sections:
@@ -290,7 +309,7 @@ class Report:
         lines += ["", "## Findings", ""]
         lines += [f"- {s}" for s in self.findings]
         lines += ["", "## Breakdown point", "", self._breakdown_note(), ""]
-        lines += [markdown_table(breakdown_table(self.points)), ""]
+        lines += [markdown_table(breakdown_table(self.points, self.breakdown_ci)), ""]
         lines += self._certified_markdown()
         lines += ["## Mean accuracy (no defence)", "", markdown_table(accuracy_table(self.summary))]
         if not self.gate.empty:
@@ -343,7 +362,11 @@ def write_results(
 
         certified = certified_results(certified_records, records, summary, config)
         write_csv(certified.table, results_dir / CERTIFIED_FILE)
-    report = Report(summary, detection, config, provenance, confusion, quantity, gate, certified)
+    drop = config["report"]["breakdown_drop"]
+    intervals = breakdown_intervals(records[records["detector"] == ""], drop, config["seed"])
+    report = Report(
+        summary, detection, config, provenance, confusion, quantity, gate, certified, intervals
+    )
     (results_dir / REPORT_FILE).write_text(report.html(), encoding="utf-8")
     (results_dir / MARKDOWN_FILE).write_text(report.markdown(), encoding="utf-8")
     manifest = {
