@@ -94,7 +94,7 @@ def label_flip_greedy(
     tiebreak = rng.permutation(n)
     y_poisoned = y.copy()
     flipped = np.zeros(n, dtype=bool)
-    if k == 0 or len(np.unique(y)) < 2:
+    if k == 0:
         return Poisoned(X.copy(), y_poisoned, flipped)
     spread = X.std(axis=0)
     phi = np.column_stack([(X - X.mean(axis=0)) / np.where(spread > 0, spread, 1.0), np.ones(n)])
