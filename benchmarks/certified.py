@@ -124,13 +124,14 @@ def accuracy_table(trials: int) -> pd.DataFrame:
                 correct = predicted == dataset.y[test]
                 for unit in shares:
                     curve = certified_accuracy(correct, certified[unit], max(radii))
-                    shares[unit].append(curve[radii])
+                    shares[unit].append(curve[[0, *radii]])  # radius 0: the accuracy
             row = {"dataset": source, "n_train": n_train, "model": label}
             row["rows at " + " / ".join(f"{share:.1%}" for share in SHARES)] = " / ".join(
                 str(r) for r in radii
             )
+            row["accuracy"] = round(float(np.mean(shares["label_flips"], axis=0)[0]), 3)
             for unit, values in shares.items():
-                means = np.mean(values, axis=0)
+                means = np.mean(values, axis=0)[1:]
                 for share, value in zip(SHARES, means, strict=True):
                     row[f"{unit} {share:.1%}"] = round(float(value), 3)
             out.append(row)
