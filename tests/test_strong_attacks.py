@@ -41,10 +41,16 @@ def _accuracy(source: str, attacks: str, level: float, trials: int = 10):
     return frame.groupby(["poison_level", "attack", "metric"])["value"].mean()
 
 
-@pytest.mark.parametrize("source", ["sklearn:iris", "sklearn:wine", "sklearn:breast_cancer"])
-def test_greedy_flips_hurt_logistic_regression_more_than_margin_flips(source):
-    """Must hold 3: at level 0.1, 10 trials."""
-    means = _accuracy(source, "[label_flip_margin, label_flip_greedy]", 0.1)
+@pytest.mark.parametrize(
+    ("source", "trials"),
+    # 10 trials where the margin is thin (breast_cancer: 0.844 against 0.853); on Iris
+    # and wine it is wide (0.740 against 0.920, 0.883 against 0.928 over 10 trials in
+    # benchmarks/strong_attacks.py), and 4 trials prove it.
+    [("sklearn:iris", 4), ("sklearn:wine", 4), ("sklearn:breast_cancer", 10)],
+)
+def test_greedy_flips_hurt_logistic_regression_more_than_margin_flips(source, trials):
+    """Must hold 3: at level 0.1."""
+    means = _accuracy(source, "[label_flip_margin, label_flip_greedy]", 0.1, trials)
     greedy = means[(0.1, "label_flip_greedy", "accuracy")]
     margin = means[(0.1, "label_flip_margin", "accuracy")]
     assert greedy < margin, (greedy, margin)
