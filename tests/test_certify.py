@@ -154,6 +154,50 @@ def test_the_strongest_relabelling_within_the_radius_never_changes_a_prediction(
     assert tried >= len(X_test) // 2 and beyond / tried > 0.5, (beyond, tried)
 
 
+def _moved_rows(model, X, y, x, winner, target, count):
+    """``count`` modified rows: each leaves a partition that voted ``winner`` at ``x`` and
+    lands, relabelled ``target``, at (a hair from) ``x`` itself in another such partition."""
+    part = buckets(X, model.partitions)
+    voting = np.flatnonzero(model.base_predictions(x[None, :])[0] == winner)
+    moves = []
+    for j in range(count):
+        source, landing = voting[2 * j], voting[2 * j + 1]
+        row = np.flatnonzero(part == source)[0]
+        step = 0
+        while True:  # nudge the copy of x until its hash sends it to the landing partition
+            moved = x + np.array([1e-9 * step, *np.zeros(len(x) - 1)])
+            if buckets(moved[None, :], model.partitions)[0] == landing:
+                break
+            step += 1
+        moves.append((row, moved, target))
+    return moves
+
+
+def test_the_strongest_row_moves_within_the_modified_radius_never_change_a_prediction():
+    """For certified test rows: r modified rows, each taken out of one partition that voted
+    for the prediction and put, relabelled as the runner-up, right at the test row in
+    another; refit. r = the ``modified`` radius never changes the prediction."""
+    _, X, y, X_test, _ = _iris_split()
+    model = _tree(X, y)
+    predicted, radii = model.certify(X_test)
+    votes = model.votes(X_test)
+    tried = 0
+    for i, x in enumerate(X_test):
+        winner, radius = predicted[i], int(radii["modified"][i])
+        if radius == 0:
+            continue
+        others = votes[i] + (np.arange(3) < winner)
+        others[winner] = -1
+        poisoned_X, poisoned_y = X.copy(), y.copy()
+        for row, moved, label in _moved_rows(
+            model, X, y, x, winner, int(np.argmax(others)), radius
+        ):
+            poisoned_X[row], poisoned_y[row] = moved, label
+        assert _tree(poisoned_X, poisoned_y).predict(x[None, :])[0] == winner
+        tried += 1
+    assert tried >= 10
+
+
 def test_finite_aggregation_radius_survives_every_attack_on_that_many_buckets():
     """Exhaustive: every set of r buckets, every model trained on them turned to any class."""
     rng = np.random.default_rng(0)
