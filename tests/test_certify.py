@@ -176,26 +176,33 @@ def _moved_rows(model, X, y, x, winner, target, count):
 def test_the_strongest_row_moves_within_the_modified_radius_never_change_a_prediction():
     """For certified test rows: r modified rows, each taken out of one partition that voted
     for the prediction and put, relabelled as the runner-up, right at the test row in
-    another; refit. r = the ``modified`` radius never changes the prediction."""
+    another; refit. r = the ``modified`` radius never changes the prediction; r + 1 does
+    for a few (3 of 30: a row taken out seldom turns its partition, which the certificate
+    must allow for)."""
     _, X, y, X_test, _ = _iris_split()
     model = _tree(X, y)
     predicted, radii = model.certify(X_test)
     votes = model.votes(X_test)
-    tried = 0
+    tried = beyond = 0
     for i, x in enumerate(X_test):
         winner, radius = predicted[i], int(radii["modified"][i])
-        if radius == 0:
-            continue
         others = votes[i] + (np.arange(3) < winner)
         others[winner] = -1
-        poisoned_X, poisoned_y = X.copy(), y.copy()
-        for row, moved, label in _moved_rows(
-            model, X, y, x, winner, int(np.argmax(others)), radius
-        ):
-            poisoned_X[row], poisoned_y[row] = moved, label
-        assert _tree(poisoned_X, poisoned_y).predict(x[None, :])[0] == winner
-        tried += 1
-    assert tried >= 10
+        runner_up = int(np.argmax(others))
+        n_voting = int((model.base_predictions(x[None, :])[0] == winner).sum())
+        for r in (radius, radius + 1):
+            if r == 0 or 2 * r > n_voting:
+                continue
+            poisoned_X, poisoned_y = X.copy(), y.copy()
+            for row, moved, label in _moved_rows(model, X, y, x, winner, runner_up, r):
+                poisoned_X[row], poisoned_y[row] = moved, label
+            changed = _tree(poisoned_X, poisoned_y).predict(x[None, :])[0] != winner
+            if r == radius:
+                assert not changed
+                tried += 1
+            else:
+                beyond += changed
+    assert tried >= 10 and beyond > 0
 
 
 def test_finite_aggregation_radius_survives_every_attack_on_that_many_buckets():
