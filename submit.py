@@ -155,7 +155,8 @@ def run_locally(config: dict, args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     print_accuracy_table(output_dir / "summary.csv")
     print(f"\nDone in {elapsed:.0f} s. Results in {output_dir}/:")
-    print("  summary.csv, detection.csv, report.html, manifest.json")
+    certified = ", certified.csv" if (output_dir / "certified.csv").is_file() else ""
+    print(f"  summary.csv, detection.csv{certified}, report.html, manifest.json")
     print(f"  open the report: {output_dir / 'report.html'}")
     report_mirror(output_dir, config)
     return report_failed_levels(output_dir)

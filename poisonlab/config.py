@@ -348,9 +348,109 @@ def check_tracking_uri(uri: str, field: str = "mlflow.tracking_uri") -> str:
     return uri
 
 
+# A certified model's section (poisonlab.certify): train.<name>: {aggregate: dpa, ...}.
+AGGREGATES = ("dpa", "finite_aggregation")
+_CERTIFIED_KEYS = ("aggregate", "base", "partitions", "spread", "base_params")
+_DEFAULT_SPREAD = {"dpa": 1, "finite_aggregation": 4}
+
+
+def check_certified(name: str, section: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+    """A certified model's section in checked form: every key filled in, every value valid.
+
+    ``train`` is the checked train section: the base model's parameters default to it.
+    """
+    field = f"train.{name}"
+    models = _registry("model")
+    if name in models:
+        raise _fail(field, "is a built-in model's name", "give the certified model its own name")
+    for key in section:
+        if key not in _CERTIFIED_KEYS:
+            raise _fail(
+                f"{field}.{key}", "is not a known key", _did_you_mean(key, [*_CERTIFIED_KEYS])
+            )
+    aggregate = section["aggregate"]
+    if aggregate not in AGGREGATES:
+        raise _fail(
+            f"{field}.aggregate", f"= {aggregate!r} is unknown", "choose dpa or finite_aggregation"
+        )
+    from poisonlab.models import USER, model_kind
+
+    own = sorted(key for key, value in train.items() if model_kind(key, value) == USER)
+    base = section.get("base")
+    if base not in models and base not in own:
+        known = sorted([*models, *own])
+        hint = _did_you_mean(str(base), known) if base else "name one, e.g. decision_tree"
+        raise _fail(f"{field}.base", f"= {base!r} is not a model", hint)
+    partitions = section.get("partitions", 20)
+    if not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 2:
+        raise _fail(
+            f"{field}.partitions", f"= {partitions!r} is below 2", "give 2 or more, e.g. 20"
+        )
+    spread = section.get("spread")
+    spread = _DEFAULT_SPREAD[aggregate] if spread is None else spread
+    if not isinstance(spread, int) or isinstance(spread, bool) or spread < 1:
+        raise _fail(f"{field}.spread", f"= {spread!r} is below 1", "give 1 or more, e.g. 4")
+    if aggregate == "dpa" and spread != 1:
+        raise _fail(f"{field}.spread", f"= {spread} is for finite_aggregation", "drop it for dpa")
+    given = section.get("base_params")
+    if given is not None and base in own:
+        raise _fail(
+            f"{field}.base_params",
+            f"is for a built-in base, and {base} is your own model",
+            f"give its arguments in its own section train.{base}",
+        )
+    params = (
+        copy.deepcopy(train[base])
+        if given is None
+        else _merge_parameters(models[base], given, f"{field}.base_params")
+    )
+    return {
+        "aggregate": aggregate,
+        "base": base,
+        "partitions": partitions,
+        "spread": spread,
+        "base_params": params,
+    }
+
+
+def expand_level_grid(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with a ``poison.levels`` grid ``{start, stop, num}`` written out as its list.
+
+    num evenly spaced levels from start to stop, both included, rounded to 10 decimals
+    (so 0.15 is 0.15, not 0.15000000000000002).
+    """
+    poison = raw.get("poison")
+    levels = poison.get("levels") if isinstance(poison, dict) else None
+    if not isinstance(levels, dict):
+        return raw
+    field = "poison.levels"
+    for key in levels:
+        if key not in ("start", "stop", "num"):
+            raise _fail(f"{field}.{key}", "is not a known key", "a grid takes start, stop and num")
+    for key in ("start", "stop", "num"):
+        if key not in levels:
+            raise _fail(field, f"has no {key}", "write e.g. {start: 0.0, stop: 0.5, num: 11}")
+    start, stop, num = levels["start"], levels["stop"], levels["num"]
+    for key, value in (("start", start), ("stop", stop)):
+        if not _is_number(value) or not 0.0 <= value < 1.0:
+            raise _fail(f"{field}.{key}", f"= {value!r} is outside [0, 1)", "use a fraction")
+    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+        raise _fail(f"{field}.num", f"= {num!r} is below 1", "give the number of levels, e.g. 11")
+    if stop < start or (num > 1 and stop == start):
+        raise _fail(f"{field}.stop", f"= {stop} is not above start ({start})", "swap them")
+    step = (stop - start) / (num - 1) if num > 1 else 0.0
+    grid = [round(start + i * step, 10) for i in range(num)]
+    return {**raw, "poison": {**poison, "levels": grid}}
+
+
 def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Return a complete, checked config: every default filled in, every value valid."""
-    config = _merge(DEFAULTS, raw or {}, "")
+    config = _merge(DEFAULTS, expand_level_grid(raw or {}), "")
+    from poisonlab.models import CERTIFIED, model_kind
+
+    certified = [name for name, s in config["train"].items() if model_kind(name, s) == CERTIFIED]
+    for name in certified:
+        config["train"][name] = check_certified(name, config["train"][name], config["train"])
 
     _check_levels(config["poison"]["levels"])
     config["poison"]["levels"] = [float(level) for level in config["poison"]["levels"]]
@@ -423,7 +523,11 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
             raise PoisonlabError(f"config: validate.{name}.{problem}")
 
     for name in config["train"]["models"]:
-        check_model_params(name, config["train"][name])
+        if name in certified:
+            section = config["train"][name]
+            check_model_params(section["base"], section["base_params"])
+        else:
+            check_model_params(name, config["train"][name])
     return config
 
 

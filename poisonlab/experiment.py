@@ -29,7 +29,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from poisonlab.attacks import Poisoned, apply_attack, dataset_attack_params, stamp_trigger
+from poisonlab.attacks import (
+    Poisoned,
+    apply_attack,
+    dataset_attack_params,
+    in_subpopulation,
+    stamp_trigger,
+)
+from poisonlab.attacks.subpopulation import SUBPOPULATION
 from poisonlab.data import (
     LABEL,
     Dataset,
@@ -356,6 +363,8 @@ def evaluate_level(
     ``predictions`` (from ``predict_level``) saves predicting twice when the
     caller also wants confusion matrices.
 
+    For ``subpopulation`` each model also gets ``subpopulation_accuracy``: its
+    accuracy on the clean test rows inside the attacked cluster.
     For a backdoor (a set whose info holds a trigger) each model also gets
     ``attack_success_rate``: the share of clean test rows of other classes that,
     with the trigger stamped on, it predicts as the target class. Also each
@@ -381,6 +390,11 @@ def evaluate_level(
                 )
                 hits = estimator.predict(stamped) == info["target_class"]
                 scores["attack_success_rate"] = float(hits.mean())
+        if SUBPOPULATION in info:
+            inside = in_subpopulation(dataset.X[test], info)
+            if inside.any():
+                right = predicted[inside] == dataset.y[test][inside]
+                scores["subpopulation_accuracy"] = float(right.mean())
         for metric, value in scores.items():
             rows.append((level, trial, attack, model, defense, "", metric, value))
     masks = {(s.trial, s.attack): s.data.mask for s in sets}

@@ -156,3 +156,48 @@ def findings(
             if sentence:
                 sentences.append(sentence)
     return sentences
+
+
+BREAKDOWN_CI_COLUMNS = ["attack", "model", "ci_low", "ci_high", "n_boot", "never_share"]
+
+
+def breakdown_intervals(
+    records: pd.DataFrame, drop: float, seed: int, n_boot: int = 1000
+) -> pd.DataFrame:
+    """A 95% bootstrap interval of each breakdown point, resampling trials.
+
+    Per attack and model, trials are drawn with replacement (the same trials at
+    every level, since a trial's levels are paired), the mean accuracy per level
+    recomputed and its breakdown level found as ``breakdown_level`` does. The
+    interval is the 2.5th to 97.5th percentile, a resample that never breaks
+    down counting as beyond the highest level; ``never_share`` is their share,
+    and an end beyond the highest level is NaN ("none within the levels run").
+    """
+    from poisonlab.seeding import derive_rng
+
+    accuracy = records[(records["metric"] == "accuracy") & (records["defense"] == NO_DEFENSE)]
+    rows = []
+    for (attack, model), frame in accuracy.groupby(["attack", "model"], sort=False):
+        table = frame.pivot_table(index="trial", columns="poison_level", values="value")
+        table = table.dropna()
+        if table.shape[1] < 2 or len(table) < 2:
+            rows.append((attack, model, math.nan, math.nan, 0, math.nan))
+            continue
+        levels = table.columns.to_numpy(dtype=float)
+        values = table.to_numpy()
+        rng = derive_rng(seed, "breakdown", attack, model)
+        draws = rng.integers(0, len(values), size=(n_boot, len(values)))
+        means = values[draws].mean(axis=1)  # n_boot x levels
+        points = np.array([breakdown_level(levels, m, drop) for m in means])
+        beyond = levels[-1] + 1.0  # stands for "never", above every level
+        low, high = np.percentile(np.where(np.isnan(points), beyond, points), [2.5, 97.5])
+        low, high = (float(v) if v <= levels[-1] else math.nan for v in (low, high))
+        rows.append((attack, model, low, high, n_boot, float(np.isnan(points).mean())))
+    return pd.DataFrame(rows, columns=BREAKDOWN_CI_COLUMNS)
+
+
+def format_interval(low: float, high: float) -> str:
+    """A breakdown interval as percentages; an end beyond the levels run as "none"."""
+    if math.isnan(low):
+        return "none within the levels run"
+    return f"{low:.1%} to {'beyond the levels run' if math.isnan(high) else f'{high:.1%}'}"

@@ -45,6 +45,7 @@ from typing import Any
 
 import pandas as pd
 
+from poisonlab.certify.evaluation import CERTIFIED_FILE, clean_curves
 from poisonlab.config import check_tracking_uri, redact_uri
 from poisonlab.errors import PoisonlabError, run_cli
 from poisonlab.quantity import QUANTITY_FILE
@@ -71,6 +72,7 @@ ARTIFACT_PATTERNS = (
     DETECTION_FILE,
     GATE_FILE,
     QUANTITY_FILE,
+    CERTIFIED_FILE,
     MANIFEST_FILE,
     "*.png",
     "*.svg",
@@ -294,6 +296,19 @@ def _log(client, run, params: dict[str, str], metrics: dict[str, float], timesta
         client.log_batch(run.info.run_id, metrics=metrics_now, params=params_now)
 
 
+def certified_headline(results_dir: Path) -> dict[str, float]:
+    """Level-0 certified accuracy per certified model, unit and radius, from certified.csv."""
+    path = results_dir / CERTIFIED_FILE
+    if not path.is_file():
+        return {}
+    curves = clean_curves(pd.read_csv(path))
+    columns = ["model", "unit", "radius", "certified_accuracy"]
+    return {
+        f"certified_accuracy_{model}_{unit}_r{radius}": value
+        for model, unit, radius, value in curves[columns].itertuples(index=False)
+    }
+
+
 def _child_key(level: float, attack: str, model: str, defense: str) -> str:
     return f"{level:g}/{attack}/{model}/{defense}"
 
@@ -423,6 +438,7 @@ def mirror_results(
                 ["poison_level", "attack", "model", "mean"]
             ].itertuples(index=False)
         }
+        metrics.update(certified_headline(results_dir))
         _log(client, parent, params, metrics, stamp)
         for pattern in ARTIFACT_PATTERNS:
             for path in sorted(results_dir.glob(pattern)):

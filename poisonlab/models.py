@@ -60,8 +60,9 @@ MODELS: dict[str, ModelSpec] = {
 
 BUILTIN = "builtin"
 USER = "user"
+CERTIFIED = "certified"
 # A section that is not a built-in's is recognised by the key that says what it is.
-SECTION_KINDS = {"estimator": USER}
+SECTION_KINDS = {"estimator": USER, "aggregate": CERTIFIED}
 
 
 def model_kind(name: str, section: Any) -> str | None:
@@ -77,11 +78,17 @@ def make_model(name: str, params: dict[str, Any], random_state: int) -> BaseEsti
     """An unfitted estimator for model ``name`` from its config section ``params``.
 
     Built-ins get their hyper-parameters, and scaled ones a StandardScaler in
-    front; a user model is built by ``user_model``. Either way every
-    ``random_state`` it has is set, so that fits are reproducible.
+    front; a user model is built by ``user_model``; a certified model (its section
+    has ``aggregate``) is a ``PartitionAggregation`` around its base model, which is
+    built here in turn. Every ``random_state`` is set, so that fits are reproducible.
     """
-    if model_kind(name, params) == USER:
+    kind = model_kind(name, params)
+    if kind == USER:
         return user_model(name, params, random_state)
+    if kind == CERTIFIED:
+        from poisonlab.certify.aggregate import aggregate_model
+
+        return aggregate_model(params, random_state)
     spec = MODELS[name]
     estimator = spec.estimator(**params)
     if "random_state" in estimator.get_params():

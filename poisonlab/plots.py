@@ -235,3 +235,53 @@ def quantity_plot(quantity: pd.DataFrame) -> str | None:
         ax.minorticks_off()
         ax.set_xlabel("training rows")
     return inline_png(figure, "accuracy against training-set size")
+
+
+def certified_plot(curves: pd.DataFrame, points: pd.DataFrame) -> str | None:
+    """A panel per certified model: level-0 certified accuracy against poisoned rows, a line per
+    unit, beside the accuracy measured under each attack at the rows it poisoned.
+
+    The certified curve is a floor for every attacker of its unit; the measured
+    points are what the attacks run achieved: the truth lies between.
+    """
+    if curves.empty:
+        return None
+    models = _names(curves, "model")
+    figure, axes = _panels(1, len(models), width=4.4, height=3.2, sharey=True)
+    colors = {"label_flips": "tab:blue", "modified": "tab:orange", "added_or_removed": "tab:green"}
+    for ax, model in zip(axes[0], models, strict=True):
+        for unit, frame in curves[curves["model"] == model].groupby("unit", sort=False):
+            frame = frame.rename(columns={"certified_accuracy": "mean"})
+            _band(ax, frame, "radius", f"certified, {unit}", "-", colors.get(unit))
+        measured = points[points["model"] == model]
+        for k, (attack, frame) in enumerate(measured.groupby("attack", sort=False)):
+            style = _LINE_STYLES[(k + 1) % len(_LINE_STYLES)]
+            color = colors.get(frame["unit"].iloc[0], "gray")
+            ax.errorbar(
+                frame["rows"],
+                frame["mean"],
+                yerr=[
+                    (frame["mean"] - frame["ci_low"]).fillna(0.0),
+                    (frame["ci_high"] - frame["mean"]).fillna(0.0),
+                ],
+                marker="s",
+                markersize=4,
+                linestyle=style,
+                color=color,
+                alpha=0.7,
+                label=f"measured, {attack}",
+            )
+        n_train = float(measured.loc[measured["poison_level"] == 0.0, "n_train"].mean())
+        if n_train > 0:
+            top = ax.secondary_xaxis(
+                "top",
+                functions=(lambda x, n=n_train: 100 * x / n, lambda p, n=n_train: p * n / 100),
+            )
+            top.set_xlabel("% of training rows", fontsize=8)
+        ax.set_title(model)
+        ax.set_xlabel("poisoned training rows")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)  # each panel its own: models certify different units
+    axes[0][0].set_ylabel("accuracy (clean test set)")
+    return inline_png(figure, "certified accuracy beside measured accuracy")

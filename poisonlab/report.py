@@ -13,15 +13,25 @@ import html
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from poisonlab.config import canonical_json, config_hash
 from poisonlab.experiment import NO_DEFENSE, summarize, write_csv
-from poisonlab.findings import breakdown_points, findings, format_level, worst_levels
+from poisonlab.findings import (
+    breakdown_intervals,
+    breakdown_points,
+    findings,
+    format_interval,
+    format_level,
+    worst_levels,
+)
 from poisonlab.gate import gate_table
 from poisonlab.quantity import QUANTITY_FILE, quantity_answers, summarize_quantity
+
+if TYPE_CHECKING:
+    from poisonlab.certify.evaluation import CertifiedResults
 
 SUMMARY_FILE = "summary.csv"
 DETECTION_FILE = "detection.csv"
@@ -41,9 +51,10 @@ def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def breakdown_table(points: pd.DataFrame) -> pd.DataFrame:
-    """The breakdown points as the report shows them."""
-    return pd.DataFrame(
+def breakdown_table(points: pd.DataFrame, intervals: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The breakdown points as the report shows them; with ``intervals``
+    (``findings.breakdown_intervals``) their 95% bootstrap interval too."""
+    table = pd.DataFrame(
         {
             "attack": points["attack"],
             "model": points["model"],
@@ -52,6 +63,13 @@ def breakdown_table(points: pd.DataFrame) -> pd.DataFrame:
             "breakdown point": points["breakdown_level"].map(format_level),
         }
     )
+    if intervals is not None and not intervals.empty:
+        found = points[["attack", "model"]].merge(intervals, on=["attack", "model"], how="left")
+        table["95% CI (bootstrap over trials)"] = [
+            format_interval(low, high)
+            for low, high in zip(found["ci_low"], found["ci_high"], strict=True)
+        ]
+    return table
 
 
 def detection_table(detection: pd.DataFrame) -> pd.DataFrame:
@@ -107,8 +125,12 @@ class Report:
         confusion: pd.DataFrame | None = None,
         quantity: pd.DataFrame | None = None,
         gate: pd.DataFrame | None = None,
+        certified: CertifiedResults | None = None,
+        breakdown_ci: pd.DataFrame | None = None,
     ):
         self.summary, self.detection = summary, detection
+        self.certified = certified
+        self.breakdown_ci = breakdown_ci
         self.gate = gate if gate is not None else pd.DataFrame()
         self.config, self.provenance = config, provenance
         self.confusion = confusion if confusion is not None else pd.DataFrame()
@@ -163,6 +185,51 @@ class Report:
             rows.append(("data SHA-256", p["data_sha256"]))
         return rows
 
+    _CERTIFIED_NOTE = (
+        "Certified accuracy: the share of clean test rows predicted correctly by the model "
+        "trained on clean data whose prediction provably survives any poisoning of that many "
+        "training rows (partition aggregation or kNN certificates; lines with 95% CI bands). "
+        "Markers: accuracy measured under each attack run, at the rows it poisoned. The "
+        "certified curve is a floor for every attacker, the measured points what the attacks "
+        "run achieved: the truth lies between."
+    )
+
+    def _certified_check(self) -> list[str]:
+        """The certificate against measurements, trial by trial, in words."""
+        lines = []
+        for row in self.certified.check.itertuples(index=False):
+            held = row.pairs - row.violations
+            verdict = "holds" if row.violations == 0 else f"FAILS in {row.violations}"
+            lines.append(
+                f"{row.model} under {row.attack}: measured accuracy at least the level-0 "
+                f"certified accuracy at the rows poisoned ({row.unit}) {verdict} "
+                f"({held} of {row.pairs} level-trial pairs; smallest margin {row.min_slack:.3f})."
+            )
+        return lines
+
+    def _certified_html(self) -> list[str]:
+        if self.certified is None or self.certified.table.empty:
+            return []
+        from poisonlab.plots import certified_plot
+
+        esc = html.escape
+        return [
+            "<h2>Certified robustness</h2>",
+            f"<p class='note'>{esc(self._CERTIFIED_NOTE)}</p>",
+            "<ul class='findings'>",
+            *(f"<li>{esc(s)}</li>" for s in self.certified.sentences),
+            *(f"<li>{esc(s)}</li>" for s in self._certified_check()),
+            "</ul>",
+            certified_plot(self.certified.curves, self.certified.points) or "",
+        ]
+
+    def _certified_markdown(self) -> list[str]:
+        if self.certified is None or self.certified.table.empty:
+            return []
+        lines = ["## Certified robustness", "", self._CERTIFIED_NOTE, ""]
+        lines += [f"- {s}" for s in [*self.certified.sentences, *self._certified_check()]]
+        return [*lines, ""]
+
     def html(self) -> str:
         from poisonlab import plots
 
@@ -192,7 +259,10 @@ class Report:
             "</ul>",
             "<h2>Breakdown point</h2>",
             f"<p class='note'>{esc(self._breakdown_note())}</p>",
-            _html_table(breakdown_table(self.points)).replace("<table", "<table id='breakdown'", 1),
+            _html_table(breakdown_table(self.points, self.breakdown_ci)).replace(
+                "<table", "<table id='breakdown'", 1
+            ),
+            *self._certified_html(),
         ]
         for title, image in sections:
             if image:
@@ -239,7 +309,8 @@ class Report:
         lines += ["", "## Findings", ""]
         lines += [f"- {s}" for s in self.findings]
         lines += ["", "## Breakdown point", "", self._breakdown_note(), ""]
-        lines += [markdown_table(breakdown_table(self.points)), ""]
+        lines += [markdown_table(breakdown_table(self.points, self.breakdown_ci)), ""]
+        lines += self._certified_markdown()
         lines += ["## Mean accuracy (no defence)", "", markdown_table(accuracy_table(self.summary))]
         if not self.gate.empty:
             lines += ["", "## Validation gate", "", markdown_table(self._gate_view())]
@@ -266,11 +337,14 @@ def write_results(
     run_key: str,
     confusion: pd.DataFrame | None = None,
     quantity_records: pd.DataFrame | None = None,
+    certified_records: pd.DataFrame | None = None,
 ) -> None:
     """Write summary.csv, detection.csv, gate.csv, report.html, report.md and manifest.json.
 
     ``confusion`` (from ``experiment.confusion_level``) adds confusion matrices;
-    non-empty ``quantity_records`` add quantity.csv and its section.
+    non-empty ``quantity_records`` add quantity.csv and its section; non-empty
+    ``certified_records`` (``certify.evaluation.certified_records``) add certified.csv
+    and the certified section.
     """
     results_dir = Path(results_dir)
     summary, detection = summarize(records, config)
@@ -282,7 +356,17 @@ def write_results(
     if quantity_records is not None and not quantity_records.empty:
         quantity = summarize_quantity(quantity_records, config)
         write_csv(quantity, results_dir / QUANTITY_FILE)
-    report = Report(summary, detection, config, provenance, confusion, quantity, gate)
+    certified = None
+    if certified_records is not None and not certified_records.empty:
+        from poisonlab.certify.evaluation import CERTIFIED_FILE, certified_results
+
+        certified = certified_results(certified_records, records, summary, config)
+        write_csv(certified.table, results_dir / CERTIFIED_FILE)
+    drop = config["report"]["breakdown_drop"]
+    intervals = breakdown_intervals(records[records["detector"] == ""], drop, config["seed"])
+    report = Report(
+        summary, detection, config, provenance, confusion, quantity, gate, certified, intervals
+    )
     (results_dir / REPORT_FILE).write_text(report.html(), encoding="utf-8")
     (results_dir / MARKDOWN_FILE).write_text(report.markdown(), encoding="utf-8")
     manifest = {

@@ -162,6 +162,7 @@ RECORDS_FILE = "records.parquet"
 CONFUSION_FILE = "confusion.parquet"
 QUANTITY_RECORDS_FILE = "quantity.parquet"
 MODELS_FILE = "models.pkl"  # trial 0's models: what the mirror logs to MLflow
+CERTIFIED_RECORDS_FILE = "certified.parquet"  # certified accuracy per trial (poisonlab.certify)
 
 
 def evaluate(
@@ -184,9 +185,15 @@ def evaluate(
     config = _checked(config_json)
     level_dir = Path(level_dir)
     level_dir.mkdir(parents=True, exist_ok=True)
-    records_path, confusion_path, quantity_path, models_out = (
+    records_path, confusion_path, quantity_path, models_out, certified_path = (
         level_dir / name
-        for name in (RECORDS_FILE, CONFUSION_FILE, QUANTITY_RECORDS_FILE, MODELS_FILE)
+        for name in (
+            RECORDS_FILE,
+            CONFUSION_FILE,
+            QUANTITY_RECORDS_FILE,
+            MODELS_FILE,
+            CERTIFIED_RECORDS_FILE,
+        )
     )
 
     def work() -> dict[str, float]:
@@ -200,16 +207,22 @@ def evaluate(
         }
         experiment.write_models(trial_0, models_out)
         predictions = experiment.predict_level(models, dataset, masks)
+        sets = list(experiment.read_poisoned(poisoned_path, features=False))
         records = experiment.evaluate_level(
             models,
             dataset,
             masks,
-            list(experiment.read_poisoned(poisoned_path, features=False)),
+            sets,
             experiment.read_detections(detections_path),
             level,
             predictions,
         )
         experiment.write_records(records, records_path)
+        from poisonlab.certify.evaluation import certified_records
+
+        poisoned_rows = {(s.trial, s.attack): (len(s.data.y), int(s.data.mask.sum())) for s in sets}
+        certified = certified_records(models, dataset.X, dataset.y, masks, poisoned_rows, level)
+        certified.to_parquet(certified_path, index=False)
         hashes = experiment.poisoned_hashes(poisoned_path)
         _attach(records_path, {"poison_level": level, "poisoned_sha256": hashes})
         confusion = experiment.confusion_level(predictions, dataset, masks, level)
@@ -226,7 +239,7 @@ def evaluate(
         return {f"accuracy_{attack}_{model}": float(v) for (attack, model), v in means.items()}
 
     inputs = [poisoned_path, detections_path, models_path]
-    outputs = [records_path, confusion_path, quantity_path, models_out]
+    outputs = [records_path, confusion_path, quantity_path, models_out, certified_path]
     headline = contained("evaluate", level, inputs, outputs, work, default={})
     failure = read_failure(records_path)
     if failure is not None and failure["level"] is None:
@@ -297,10 +310,13 @@ def report(
     }
     confusion = experiment.read_records([d / CONFUSION_FILE for d in kept_dirs])
     quantity = experiment.read_records([d / QUANTITY_RECORDS_FILE for d in kept_dirs])
+    certified_paths = [d / CERTIFIED_RECORDS_FILE for d in kept_dirs]
+    found = [path for path in certified_paths if path.is_file()]
+    certified = experiment.read_records(found) if found else None
     if models_path:
         models = {}
         for level_dir in kept_dirs:
             models.update(experiment.read_models(level_dir / MODELS_FILE))
         experiment.write_models(models, models_path)
     Path(results_dir).mkdir(parents=True, exist_ok=True)
-    write_results(records, config, provenance, results_dir, run_key, confusion, quantity)
+    write_results(records, config, provenance, results_dir, run_key, confusion, quantity, certified)

@@ -93,6 +93,10 @@ def user_references(config: dict[str, Any]) -> dict[str, str]:
             for key in REFERENCE_KEYS[section]:
                 if key in params:
                     found[f"{section}.{name}.{key}"] = params[key]
+            # A certified model around a user model carries that model's section.
+            base = params.get("base_params") if section == "train" else None
+            if isinstance(base, dict) and "estimator" in base:
+                found[f"train.{name}.base_params.estimator"] = base["estimator"]
     return found
 
 

@@ -16,6 +16,7 @@ from poisonlab.attacks import (
     ATTACKS,
     apply_attack,
     dataset_attack_params,
+    in_subpopulation,
     least_informative_features,
     n_poisoned,
     surrogate_proba,
@@ -364,6 +365,16 @@ def test_attack_properties(data, name, level, seed):
             level, int((y == poisoned.info.get("source_class")).sum())
         ),
         "backdoor": min(k, int((y != poisoned.info.get("target_class")).sum())),
+        "subpopulation": min(
+            k,
+            int(
+                (
+                    in_subpopulation(X, poisoned.info) & (y != poisoned.info.get("target_class"))
+                ).sum()
+            )
+            if name == "subpopulation"
+            else 0,
+        ),
     }.get(name, k)
     assert poisoned.mask.sum() == expected
     added = len(poisoned.y) - n
@@ -372,7 +383,7 @@ def test_attack_properties(data, name, level, seed):
     assert ((poisoned.y >= 0) & (poisoned.y < n_classes)).all()
     # Outside the mask nothing changed; inside, labels that changed are wrong ones.
     assert not changed_rows(X, y, poisoned)[~poisoned.mask[:n]].any()
-    if name in ("label_flip", "label_flip_margin", "label_flip_targeted"):
+    if name in ("label_flip", "label_flip_margin", "label_flip_targeted", "label_flip_greedy"):
         assert (poisoned.y[poisoned.mask] != y[poisoned.mask]).all()
         assert np.array_equal(poisoned.X, X)
     if name in ("feature_noise_inrange", "injection"):

@@ -26,6 +26,7 @@ from poisonlab.attacks.feature import (
     least_informative_features,
     stamp_trigger,
 )
+from poisonlab.attacks.influence import flip_gains, label_flip_greedy
 from poisonlab.attacks.label import (
     label_flip,
     label_flip_margin,
@@ -40,6 +41,7 @@ from poisonlab.attacks.registry import (
     dataset_attack_params,
     resolve_params,
 )
+from poisonlab.attacks.subpopulation import in_subpopulation, subpopulation
 
 __all__ = [
     "ATTACKS",
@@ -51,8 +53,11 @@ __all__ = [
     "dataset_attack_params",
     "feature_noise",
     "feature_noise_inrange",
+    "flip_gains",
+    "in_subpopulation",
     "injection",
     "label_flip",
+    "label_flip_greedy",
     "label_flip_margin",
     "label_flip_targeted",
     "least_informative_features",
@@ -60,5 +65,6 @@ __all__ = [
     "n_poisoned",
     "resolve_params",
     "stamp_trigger",
+    "subpopulation",
     "surrogate_proba",
 ]

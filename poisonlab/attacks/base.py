@@ -35,7 +35,9 @@ class Attack:
     name the parameters that hold a class or feature (name or index; a list for
     features), resolved to indices by ``apply_attack``. ``level_note`` says in
     one line what the poison level means when it is not "the fraction of
-    training rows changed".
+    training rows changed". ``unit`` is what the attack does to each poisoned row, in
+    the units of certificates (``poisonlab.certify``): ``label_flips`` (labels
+    only), ``modified`` (features, maybe labels) or ``added_or_removed`` (new rows).
     """
 
     poison: Callable[..., Poisoned]
@@ -44,6 +46,7 @@ class Attack:
     class_params: tuple[str, ...] = ()
     feature_params: tuple[str, ...] = ()
     level_note: str = ""
+    unit: str = "modified"
 
 
 def n_poisoned(level: float, n_rows: int) -> int:

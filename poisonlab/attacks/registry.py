@@ -18,6 +18,7 @@ from poisonlab.attacks.feature import (
     feature_noise_inrange,
     injection,
 )
+from poisonlab.attacks.influence import check_greedy, label_flip_greedy
 from poisonlab.attacks.label import (
     check_margin,
     check_targeted,
@@ -25,10 +26,11 @@ from poisonlab.attacks.label import (
     label_flip_margin,
     label_flip_targeted,
 )
+from poisonlab.attacks.subpopulation import check_subpopulation, subpopulation
 from poisonlab.errors import PoisonlabError
 
 ATTACKS: dict[str, Attack] = {
-    "label_flip": Attack(label_flip, {}),
+    "label_flip": Attack(label_flip, {}, unit="label_flips"),
     "feature_noise": Attack(feature_noise, {"magnitude": 3.0}, check_magnitude),
     "label_flip_targeted": Attack(
         label_flip_targeted,
@@ -36,14 +38,26 @@ ATTACKS: dict[str, Attack] = {
         check_targeted,
         class_params=("source_class", "target_class"),
         level_note="level = fraction of the source class's training rows flipped to the target",
+        unit="label_flips",
     ),
-    "label_flip_margin": Attack(label_flip_margin, {"C": 1.0}, check_margin),
+    "label_flip_margin": Attack(label_flip_margin, {"C": 1.0}, check_margin, unit="label_flips"),
+    "label_flip_greedy": Attack(
+        label_flip_greedy, {"C": 1.0, "batch": 0.02}, check_greedy, unit="label_flips"
+    ),
+    "subpopulation": Attack(
+        subpopulation,
+        {"clusters": 8, "min_share": 0.1},
+        check_subpopulation,
+        level_note="level = fraction of training rows, all relabelled inside one feature cluster",
+        unit="label_flips",
+    ),
     "feature_noise_inrange": Attack(feature_noise_inrange, {"sampling": "uniform"}, check_sampling),
     "injection": Attack(
         injection,
         {"jitter": 0.05},
         check_jitter,
         level_note="level = rows added, as a fraction of the training rows (none changed)",
+        unit="added_or_removed",
     ),
     "backdoor": Attack(
         backdoor,
