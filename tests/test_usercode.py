@@ -398,3 +398,32 @@ def test_own_pipeline_and_gates_run_end_to_end(tmp_path):
     assert len(runs) == 2 * 2 * len(defenses)
     assert set(runs["params.estimator"]) == {"lightgbm:LGBMClassifier"}
     assert set(runs["params.estimator.n_estimators"]) == {"30"}
+
+
+# --- a certified model around the user's model ---------------------------------------------
+
+
+def test_a_certified_model_wraps_the_users_pipeline():
+    """``base`` may name the user's own model: its section becomes the base's parameters,
+    each partition fits the user's Pipeline, and the image must provide its module."""
+    raw = _own(
+        ["cert"],
+        train__mine={"estimator": "my_pipeline:make_pipeline", "C": 2.0},
+        train__cert={"aggregate": "dpa", "base": "mine", "partitions": 3},
+    )
+    config = validate_config(raw)
+    assert config["train"]["cert"]["base_params"]["estimator"] == "my_pipeline:make_pipeline"
+    assert user_modules(config) == {"my_pipeline": ["train.cert.base_params.estimator"]}
+    iris, _ = load_dataset("sklearn:iris")
+    model = make_model("cert", config["train"]["cert"], random_state=0).fit(iris.X, iris.y)
+    assert len(model.estimators_) == 3
+    assert all(type(m).__name__ == "Pipeline" for m in model.estimators_)
+    assert (model.predict(iris.X) == iris.y).mean() > 0.8
+    with pytest.raises(PoisonlabError, match=r"train\.cert\.base_params"):
+        validate_config(
+            _own(
+                ["cert"],
+                train__mine={"estimator": "my_pipeline:make_pipeline"},
+                train__cert={"aggregate": "dpa", "base": "mine", "base_params": {"C": 1.0}},
+            )
+        )
