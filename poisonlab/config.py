@@ -302,7 +302,9 @@ def _check_drop_columns(columns: list[Any]) -> None:
     for i, name in enumerate(columns):
         if not isinstance(name, str) or not name:
             raise _fail(
-                f"dataset.drop_columns[{i}]", f"= {name!r} is not a column name", 'quote it, e.g. "id"'
+                f"dataset.drop_columns[{i}]",
+                f"= {name!r} is not a column name",
+                'quote it, e.g. "id"',
             )
     if len(set(columns)) != len(columns):
         raise _fail("dataset.drop_columns", f"= {columns} names one twice", "list each once")

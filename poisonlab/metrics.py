@@ -6,8 +6,8 @@ recall are counted here with numpy (80 microseconds for a classifier's scores,
 against 3.7 ms with scikit-learn's ``f1_score``; the tests check them against
 scikit-learn), and the ranking scores (ROC-AUC, average precision) are
 scikit-learn's, with its parameter validation off.
-scikit-learn is imported by ``detection_metrics`` alone, so the report, which
-needs only ``recovery``, starts without it.
+scikit-learn is imported by the ranking scores alone, so the report, which
+needs only ``headline_metric``, starts without it.
 """
 
 from __future__ import annotations
@@ -123,18 +123,3 @@ def detection_metrics(mask: np.ndarray, scores: np.ndarray, flags: np.ndarray) -
             metrics["roc_auc"] = float(roc_auc_score(mask, scores))
             metrics["average_precision"] = float(average_precision_score(mask, scores))
     return metrics
-
-
-def recovery(clean: np.ndarray, poisoned: np.ndarray, defended: np.ndarray) -> np.ndarray:
-    """Share of the accuracy lost to poisoning that a defence wins back.
-
-    (defended - poisoned) / (clean - poisoned), element-wise over paired trials:
-    1 is full recovery, 0 none, negative a defence that made things worse. NaN
-    where poisoning cost nothing (clean <= poisoned), since there is nothing to recover.
-    """
-    clean, poisoned, defended = (
-        np.asarray(a, dtype=np.float64) for a in (clean, poisoned, defended)
-    )
-    lost = clean - poisoned
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(lost > 0, (defended - poisoned) / lost, np.nan)
