@@ -286,7 +286,7 @@ def test_quantity_records_are_reproducible():
     )
     first, second = (quantity.quantity_level(config, 0.2) for _ in range(2))
     pd.testing.assert_frame_equal(first, second)
-    assert len(first) == 2 * 2 * 1 * 2  # trials x sizes x models x metrics
+    assert len(first) == 2 * 2 * 1 * 3  # trials x sizes x models x metrics
 
 
 @pytest.mark.parametrize(
