@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from poisonlab.experiment import NO_DEFENSE
+from poisonlab.experiment import NO_DEFENSE, RECOVERY
 
 BREAKDOWN_COLUMNS = ["attack", "model", "clean_accuracy", "threshold", "breakdown_level"]
 
@@ -92,18 +92,35 @@ def _loss_sentence(summary: pd.DataFrame, attack: str, metric: str) -> str | Non
         f"{model} loses {loss * 100:.0f} points at {high:.0%} {attack} "
         f"({metric} {clean:.3f} to {poisoned:.3f})"
     )
+    recovered = summary[
+        (summary["metric"] == RECOVERY)
+        & (summary["attack"] == attack)
+        & (summary["poison_level"] == high)
+        & (summary["model"] == model)
+    ]
     defended = accuracy[
         (accuracy["poison_level"] == high)
         & (accuracy["model"] == model)
         & (accuracy["defense"] != NO_DEFENSE)
     ]
-    if not defended.empty:
-        best = defended.loc[defended["mean"].idxmax()]
-        won_back = (best["mean"] - poisoned) / loss
+    if not recovered.empty:
+        best = recovered.loc[recovered["mean"].idxmax()]
+        won_back = best["mean"]
         share = "all" if won_back >= 1 else f"{max(won_back, 0.0):.0%}"
+        interval = (
+            f", 95% CI {best['ci_low']:.0%} to {best['ci_high']:.0%}"
+            if best["ci_low"] == best["ci_low"]
+            else ""
+        )
         sentence += (
             f"; training only on the rows the {best['defense']} detector kept "
-            f"wins back {share} of them ({metric} {best['mean']:.3f})"
+            f"wins back {share} of them{interval}"
+        )
+    elif not defended.empty:
+        # recovery_summary gave no row: the loss's own interval reaches zero.
+        sentence += (
+            "; over these trials the loss is not distinguishable from zero (its 95% "
+            "interval reaches it), so there is no loss to recover and no recovery is given"
         )
     return sentence + "."
 

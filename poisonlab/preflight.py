@@ -56,8 +56,6 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
     """
     settings = config["dataset"]
     frame, _ = read_frame(settings["source"])
-    for warning in row_id_warnings(frame, settings):
-        print(f"warning: {warning}", file=sys.stderr)
     dataset = frame_to_dataset(
         frame,
         settings["label_column"],
@@ -66,6 +64,9 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
         settings["encode"],
         settings["drop_columns"],
     )
+    # After the checks: an error stays the one line printed.
+    for warning in row_id_warnings(frame, settings):
+        print(f"warning: {warning}", file=sys.stderr)
     # Attack parameters naming classes or features must fit this dataset.
     dataset_attack_params(config, dataset.class_names, dataset.feature_names)
     test_masks = split_masks(

@@ -98,7 +98,7 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
 
     Cost: the headline metric lost to the clean rows it removed (``defence_cost``).
     Recovery: the share of the loss to poisoning it wins back, with its bootstrap
-    interval; "no loss" where poisoning cost nothing measurable (the loss's
+    interval; "no measurable loss" where poisoning cost nothing measurable (the loss's
     interval reaches 0), "not fitted" where it kept too little in every trial.
     """
     defended = summary[summary["defense"] != NO_DEFENSE]
@@ -123,7 +123,7 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
             elif (level, UNFITTED) in by and (level, "accuracy") not in by:
                 cell = "not fitted"
             else:
-                cell = "no loss"
+                cell = "no measurable loss"
             row[f"recovery at {level:g}"] = cell
         rows.append(row)
     return pd.DataFrame(rows)
@@ -223,7 +223,7 @@ class Report:
             "where there is nothing to defend against (clean minus defended, paired by "
             "trial; negative is a gain). Recovery: mean(defended - poisoned) / mean(clean - "
             "poisoned) over paired trials, with a bootstrap 95% interval over trials; "
-            "1 wins back the whole loss, 0 nothing. 'no loss': poisoning cost nothing "
+            "1 wins back the whole loss, 0 nothing. 'no measurable loss': poisoning cost nothing "
             "measurable there (the loss's own 95% interval reaches 0), so there was no loss "
             "to recover and no ratio is given."
         )
