@@ -132,13 +132,17 @@ def _mirror_uri(config: dict, args: argparse.Namespace) -> str | None:
 
 
 def print_accuracy_table(summary_path: Path) -> None:
-    """Mean accuracy without defence per attack and model (rows) and level (columns)."""
+    """The headline metric without defence per attack and model (rows) and level (columns),
+    named with the reason it was chosen (manifest.json beside summary.csv)."""
     import pandas as pd
 
-    from poisonlab.report import accuracy_table
+    from poisonlab.report import MANIFEST_FILE, accuracy_table
 
-    table = accuracy_table(pd.read_csv(summary_path))
-    print("\nMean accuracy on the clean test set (no defence), by poison level:")
+    manifest = json.loads((summary_path.parent / MANIFEST_FILE).read_text(encoding="utf-8"))
+    chosen = manifest.get("headline_metric", {"metric": "accuracy", "reason": ""})
+    table = accuracy_table(pd.read_csv(summary_path), chosen["metric"])
+    print(f"\nMean {chosen['metric']} on the clean test set (no defence), by poison level")
+    print(f"({chosen['reason']}):" if chosen["reason"] else ":")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
         "test_size": 0.2,
         "impute": None,
         "encode": None,
+        # Columns left out before anything else (row identifiers, leaks); never the label.
+        "drop_columns": [],
     },
     "poison": {"levels": [0.0, 0.05, 0.10, 0.50], "attacks": ["label_flip", "feature_noise"]},
     "validate": {
@@ -40,7 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "trials": 10,
     "seed": 42,
     # breakdown point: the level where mean accuracy falls this far under level 0
-    "report": {"breakdown_drop": 0.10},
+    # metric: the headline metric (findings, breakdown, heatmap, printed table, MLflow);
+    # auto: balanced_accuracy when the smallest class holds under 20% of rows, else accuracy
+    "report": {"breakdown_drop": 0.10, "metric": "auto"},
     # quality versus quantity (off by default: it trains many more models)
     "quantity": {
         "enabled": False,
@@ -79,6 +83,8 @@ DEFAULTS: dict[str, Any] = {
 # text feature columns into numbers; null (the default) rejects such columns.
 IMPUTE_METHODS = ("mean", "median", "most_frequent", "drop_rows")
 ENCODE_METHODS = ("onehot", "ordinal")
+# What ``report.metric`` may name (``poisonlab.metrics.headline_metric`` resolves auto).
+REPORT_METRICS = ("auto", "accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
 
 # Sections whose extra keys name a registered attack, detector or model and hold
 # its parameters, e.g. ``poison.feature_noise: {magnitude: 5}``.
@@ -278,6 +284,12 @@ def _check_report(report: dict[str, Any]) -> None:
     if not 0.0 < drop < 1.0:
         raise _fail("report.breakdown_drop", f"= {drop} is outside (0, 1)", "use e.g. 0.10")
     report["breakdown_drop"] = float(drop)
+    if report["metric"] not in REPORT_METRICS:
+        raise _fail(
+            "report.metric",
+            f"= {report['metric']!r} is not an option",
+            _did_you_mean(str(report["metric"]), list(REPORT_METRICS)),
+        )
 
 
 def _check_quantity(quantity: dict[str, Any], test_size: float) -> None:
@@ -327,6 +339,19 @@ def _check_choice(field: str, value: Any, choices: tuple[str, ...]) -> None:
     if value is not None and value not in choices:
         hint = _did_you_mean(str(value), list(choices))
         raise _fail(field, f"= {value!r} is not an option", f"{hint} (or null to reject)")
+
+
+def _check_drop_columns(columns: list[Any]) -> None:
+    """Column names, each once (checked against the file's columns when it is read)."""
+    for i, name in enumerate(columns):
+        if not isinstance(name, str) or not name:
+            raise _fail(
+                f"dataset.drop_columns[{i}]",
+                f"= {name!r} is not a column name",
+                'quote it, e.g. "id"',
+            )
+    if len(set(columns)) != len(columns):
+        raise _fail("dataset.drop_columns", f"= {columns} names one twice", "list each once")
 
 
 def redact_uri(uri: str) -> str:
@@ -484,6 +509,7 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
             f"= {config['dataset']['label_column']!r} is not a column name",
             'quote it, e.g. "species"',
         )
+    _check_drop_columns(config["dataset"]["drop_columns"])
     if not isinstance(config["dataset"]["source"], str):
         raise _fail(
             "dataset.source", f"= {config['dataset']['source']!r} is not a string", "quote it"

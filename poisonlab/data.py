@@ -218,15 +218,66 @@ def _class_labels(values: pd.Series, label: str, source: str) -> np.ndarray:
     return values.astype(str).to_numpy()
 
 
+def _drop_columns(frame: pd.DataFrame, label: str, drop: list[str], source: str) -> pd.DataFrame:
+    """``frame`` without the columns named in ``dataset.drop_columns`` (checked first)."""
+    columns = [str(c) for c in frame.columns]
+    for name in drop:
+        if name == label:
+            raise PoisonlabError(
+                f"dataset.drop_columns: {name!r} is the label column of {source}; "
+                "remove it from drop_columns, or set dataset.label_column to another column"
+            )
+        if name not in columns:
+            hint = difflib.get_close_matches(name, columns, n=1)
+            fix = f'did you mean "{hint[0]}"?' if hint else f"columns are: {', '.join(columns)}"
+            raise PoisonlabError(
+                f"dataset.drop_columns: {name!r} is not a column of {source}; {fix}"
+            )
+    return frame.drop(columns=[c for c in frame.columns if str(c) in drop])
+
+
+def looks_like_row_id(values: pd.Series) -> bool:
+    """Whether a column looks like a row identifier rather than a feature.
+
+    Unique per row and either text, or whole numbers that run in sequence:
+    increasing in file order (an export's row number or key, possibly with gaps)
+    or a shuffled 0..n-1 / 1..n. A model would learn the row's position from it.
+    """
+    n = len(values)
+    if n < 10 or values.isna().any() or values.nunique() != n:
+        return False
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.to_numpy(dtype=np.float64)
+        if not np.all(numbers == np.round(numbers)):
+            return False
+        return bool(np.all(np.diff(numbers) > 0)) or numbers.max() - numbers.min() == n - 1
+    return pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
+
+
+def row_id_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
+    """One line per kept feature column that looks like a row identifier, with the fix."""
+    label = _label_column(frame, dataset_config["label_column"], dataset_config["source"])
+    dropped = set(dataset_config.get("drop_columns") or [])
+    return [
+        f"dataset: column {str(column)!r} looks like a row identifier (a distinct value "
+        "per row), so models and detectors would learn from it; add it to "
+        "dataset.drop_columns"
+        for column in frame.columns
+        if str(column) != label and str(column) not in dropped and looks_like_row_id(frame[column])
+    ]
+
+
 def frame_to_dataset(
     frame: pd.DataFrame,
     label_column: str | None,
     source: str,
     impute: str | None = None,
     encode: str | None = None,
+    drop_columns: list[str] | None = None,
 ) -> Dataset:
     """Check a raw table and turn it into a Dataset.
 
+    ``drop_columns`` are left out first (each must be a column, never the label).
     Missing feature values are an error unless ``impute`` says how to fill them;
     text feature columns are an error unless ``encode`` says how to turn them
     into numbers. The input table is never changed.
@@ -243,6 +294,8 @@ def frame_to_dataset(
             "give every column a distinct name"
         )
     label = _label_column(frame, label_column, source)
+    if drop_columns:
+        frame = _drop_columns(frame, label, drop_columns, source)
     missing_labels = int(frame[label].isna().sum())
     if missing_labels:
         raise PoisonlabError(
@@ -307,10 +360,12 @@ def load_dataset(
     *,
     impute: str | None = None,
     encode: str | None = None,
+    drop_columns: list[str] | None = None,
 ) -> tuple[Dataset, str]:
     """Read and check a dataset; return it and the SHA-256 of the input."""
     frame, input_hash = read_frame(source)
-    return frame_to_dataset(frame, label_column, source, impute, encode), input_hash
+    dataset = frame_to_dataset(frame, label_column, source, impute, encode, drop_columns)
+    return dataset, input_hash
 
 
 def load_configured(dataset_config: dict) -> tuple[Dataset, str]:
@@ -320,6 +375,7 @@ def load_configured(dataset_config: dict) -> tuple[Dataset, str]:
         dataset_config["label_column"],
         impute=dataset_config.get("impute"),
         encode=dataset_config.get("encode"),
+        drop_columns=dataset_config.get("drop_columns"),
     )
 
 

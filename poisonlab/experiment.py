@@ -313,10 +313,25 @@ def train_level(
                     if defense == NO_DEFENSE
                     else ~detections[(s.trial, s.attack, defense)].flags
                 )
+                if defense != NO_DEFENSE and not can_fit(s.data.y[keep]):
+                    models[(s.trial, s.attack, model, defense)] = None
+                    continue
                 models[(s.trial, s.attack, model, defense)] = fit_model(
                     model, config["train"][model], s.data.X[keep], s.data.y[keep], random_state
                 )
     return models
+
+
+# Fewest rows a defence may keep for a model to be fitted on them.
+MIN_FIT_ROWS = 10
+UNFITTED = "unfitted"
+
+
+def can_fit(y: np.ndarray) -> bool:
+    """Whether the rows a defence kept can train a model: two classes or more, and at
+    least ``MIN_FIT_ROWS`` rows. Otherwise that model and defence get no metrics for
+    the trial (an ``unfitted`` record instead), and the rest of the level stands."""
+    return len(y) >= MIN_FIT_ROWS and len(np.unique(y)) >= 2
 
 
 def write_models(models: dict[ModelKey, Any], path: str | Path) -> None:
@@ -342,10 +357,11 @@ CONFUSION_COLUMNS = ["poison_level", "attack", "model", "defense", "true", "pred
 def predict_level(
     models: dict[ModelKey, Any], dataset: Dataset, test_masks: np.ndarray
 ) -> Predictions:
-    """Every model's predicted class codes on its trial's clean test split."""
+    """Every fitted model's predicted class codes on its trial's clean test split."""
     return {
         key: np.asarray(estimator.predict(dataset.X[test_masks[key[0]]]))
         for key, estimator in models.items()
+        if estimator is not None
     }
 
 
@@ -361,7 +377,10 @@ def evaluate_level(
     """Records for one level: models on the clean test split, detectors against the mask.
 
     ``predictions`` (from ``predict_level``) saves predicting twice when the
-    caller also wants confusion matrices.
+    caller also wants confusion matrices. Every model gets ``accuracy``,
+    ``balanced_accuracy``, ``f1_macro`` and ``roc_auc`` (from its class scores,
+    ``models.class_scores``; none for a model with neither ``predict_proba`` nor
+    ``decision_function``); an unfitted one (None) gets one ``unfitted`` record.
 
     For ``subpopulation`` each model also gets ``subpopulation_accuracy``: its
     accuracy on the clean test rows inside the attacked cluster.
@@ -371,16 +390,25 @@ def evaluate_level(
     poisoned set's class shift from the loaded dataset's class proportions
     (detector ``class_balance``), which the validation gate checks.
     """
-    from poisonlab.metrics import classification_metrics, detection_metrics
+    from poisonlab.metrics import classification_metrics, detection_metrics, roc_auc
+    from poisonlab.models import class_scores
 
     if predictions is None:
         predictions = predict_level(models, dataset, test_masks)
     rows = []
     infos = {(s.trial, s.attack): s.data.info for s in sets}
+    for (trial, attack, model, defense), estimator in models.items():
+        if estimator is None:  # the defence kept too little to fit on (can_fit)
+            rows.append((level, trial, attack, model, defense, "", UNFITTED, 1.0))
     for (trial, attack, model, defense), predicted in predictions.items():
         estimator = models[(trial, attack, model, defense)]
         test = test_masks[trial]
         scores = classification_metrics(dataset.y[test], predicted, dataset.n_classes)
+        ranked = class_scores(estimator, dataset.X[test], dataset.n_classes)
+        if ranked is not None:
+            auc = roc_auc(dataset.y[test], ranked)
+            if auc == auc:  # NaN: fewer than two classes in the test split
+                scores["roc_auc"] = auc
         info = infos.get((trial, attack), {})
         if "trigger_features" in info:
             others = test & (dataset.y != info["target_class"])
@@ -444,29 +472,65 @@ def read_records(paths: list[str | Path]) -> pd.DataFrame:
 # --- summarize ------------------------------------------------------------------------
 
 RECOVERY = "recovery"
+DEFENCE_COST = "defence_cost"
 
 
-def recovery_records(model_records: pd.DataFrame) -> pd.DataFrame:
-    """``recovery`` records of every defence, paired by trial, attack and model.
+def _paired(model_records: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Each defended score beside the same trial's undefended score at its level
+    (``poisoned``) and at level 0 (``clean``), by trial, attack and model.
 
-    Clean accuracy is the same trial's level-0 accuracy without defence, so
-    without level 0 in the config there are none. Trials where poisoning cost
-    nothing have no recovery (see ``metrics.recovery``) and are left out.
+    Without level 0 in the config there is no clean score, so nothing is paired;
+    a trial whose defended model was not fitted has no defended score.
     """
-    from poisonlab.metrics import recovery
-
-    accuracy = model_records[model_records["metric"] == "accuracy"]
-    undefended = accuracy[accuracy["defense"] == NO_DEFENSE]
+    scores = model_records[model_records["metric"] == metric]
+    undefended = scores[scores["defense"] == NO_DEFENSE]
     pair = ["trial", "attack", "model"]
     clean = undefended[undefended["poison_level"] == 0.0][[*pair, "value"]]
     poisoned = undefended[["poison_level", *pair, "value"]]
-    defended = accuracy[accuracy["defense"] != NO_DEFENSE]
-    paired = defended.merge(
+    defended = scores[scores["defense"] != NO_DEFENSE]
+    return defended.merge(
         poisoned.rename(columns={"value": "poisoned"}), on=["poison_level", *pair]
     ).merge(clean.rename(columns={"value": "clean"}), on=pair)
-    paired["value"] = recovery(paired["clean"], paired["poisoned"], paired["value"])
-    paired["metric"] = RECOVERY
-    return paired.loc[paired["value"].notna(), RECORD_COLUMNS]
+
+
+def recovery_summary(model_records: pd.DataFrame, metric: str, seed: int) -> pd.DataFrame:
+    """``recovery`` rows of summary.csv: the share of the loss to poisoning a defence wins back.
+
+    Per level, attack, model and defence, over paired trials:
+    mean(defended - poisoned) / mean(clean - poisoned), in ``metric``, with a
+    bootstrap 95% interval over trials (``stats.ratio_of_means_ci``). Only where
+    poisoning cost something: where the loss's own 95% interval (Student-t over
+    the paired trials) reaches zero there is no loss to recover, and no row.
+    """
+    from poisonlab.stats import mean_ci, ratio_of_means_ci
+
+    rows = []
+    groups = _paired(model_records, metric).groupby(
+        ["poison_level", "attack", "model", "defense"], sort=False
+    )
+    for (level, attack, model, defense), frame in groups:
+        loss = (frame["clean"] - frame["poisoned"]).to_numpy()
+        _, loss_low, _, _ = mean_ci(loss)
+        if not loss_low > 0:  # NaN (one trial) too
+            continue
+        won = (frame["value"] - frame["poisoned"]).to_numpy()
+        rng = derive_rng(seed, RECOVERY, level, attack, model, defense)
+        mean, low, high, n = ratio_of_means_ci(won, loss, rng)
+        rows.append((level, attack, model, defense, RECOVERY, mean, low, high, n))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def defence_cost_records(model_records: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``defence_cost`` records at level 0: clean minus defended ``metric`` per trial.
+
+    What a defence costs where there is nothing to defend against: the score
+    lost to the clean rows it removed (negative: it gained).
+    """
+    paired = _paired(model_records, metric)
+    paired = paired[paired["poison_level"] == 0.0].copy()
+    paired["value"] = paired["clean"] - paired["value"]
+    paired["metric"] = DEFENCE_COST
+    return paired[RECORD_COLUMNS]
 
 
 def _summarize(records: pd.DataFrame, keys: list[str], order: dict[str, list[str]]) -> pd.DataFrame:
@@ -482,6 +546,14 @@ def _summarize(records: pd.DataFrame, keys: list[str], order: dict[str, list[str
         mean, low, high, n = mean_ci(frame["value"].to_numpy())
         rows.append((*group, mean, low, high, n))
     summary = pd.DataFrame(rows, columns=[*keys, "mean", "ci_low", "ci_high", "n"])
+    return _sort(summary, keys, order)
+
+
+_MODEL_KEYS = ["poison_level", "attack", "model", "defense", "metric"]
+
+
+def _sort(summary: pd.DataFrame, keys: list[str], order: dict[str, list[str]]) -> pd.DataFrame:
+    """Rows by level, then by each key in ``order`` (config order, then the rest by name)."""
     ranks = {"poison_level": summary["poison_level"]}
     for key in keys[1:]:
         names = order[key] + sorted(set(summary[key]) - set(order[key]))
@@ -490,8 +562,14 @@ def _summarize(records: pd.DataFrame, keys: list[str], order: dict[str, list[str
     return summary.loc[index].reset_index(drop=True)
 
 
-def summarize(records: pd.DataFrame, config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """summary.csv and detection.csv tables (DESIGN.md columns) from per-trial records."""
+def summarize(
+    records: pd.DataFrame, config: dict[str, Any], metric: str = "accuracy"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """summary.csv and detection.csv tables (DESIGN.md columns) from per-trial records.
+
+    ``recovery`` and ``defence_cost`` are measured in ``metric``, the headline
+    metric (``metrics.headline_metric``).
+    """
     order = {
         "attack": config["poison"]["attacks"],
         "model": config["train"]["models"],
@@ -499,8 +577,12 @@ def summarize(records: pd.DataFrame, config: dict[str, Any]) -> tuple[pd.DataFra
         "detector": [*config["validate"]["detectors"], CLASS_BALANCE],
         "metric": [
             "accuracy",
+            "balanced_accuracy",
             "f1_macro",
+            "roc_auc",
             RECOVERY,
+            DEFENCE_COST,
+            UNFITTED,
             "precision",
             "recall",
             "f1",
@@ -511,11 +593,16 @@ def summarize(records: pd.DataFrame, config: dict[str, Any]) -> tuple[pd.DataFra
         ],
     }
     model_records = records[records["detector"] == ""]
-    model_records = pd.concat([model_records, recovery_records(model_records)], ignore_index=True)
+    costs = defence_cost_records(model_records, metric)
+    recovery = recovery_summary(model_records, metric, config["seed"])
     detection_records = records[records["detector"] != ""]
     summary = _summarize(
-        model_records, ["poison_level", "attack", "model", "defense", "metric"], order
+        pd.concat([model_records, costs], ignore_index=True),
+        ["poison_level", "attack", "model", "defense", "metric"],
+        order,
     )
+    if not recovery.empty:
+        summary = _sort(pd.concat([summary, recovery], ignore_index=True), _MODEL_KEYS, order)
     detection = _summarize(
         detection_records,
         ["poison_level", "attack", "detector", "metric"],
@@ -555,5 +642,9 @@ def run_experiment(config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, 
         [run_level(dataset, test_masks, config, level) for level in config["poison"]["levels"]],
         ignore_index=True,
     )
-    summary, detection = summarize(records, config)
+    from poisonlab.metrics import headline_metric
+
+    counts = np.bincount(dataset.y, minlength=dataset.n_classes).tolist()
+    metric, _ = headline_metric(config["report"]["metric"], counts)
+    summary, detection = summarize(records, config, metric)
     return summary, detection, records

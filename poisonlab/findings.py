@@ -12,14 +12,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from poisonlab.experiment import NO_DEFENSE
+from poisonlab.experiment import NO_DEFENSE, RECOVERY
 
 BREAKDOWN_COLUMNS = ["attack", "model", "clean_accuracy", "threshold", "breakdown_level"]
 
 
-def undefended_accuracy(summary: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy rows of models trained on all (poisoned) rows, sorted by level."""
-    rows = summary[(summary["metric"] == "accuracy") & (summary["defense"] == NO_DEFENSE)]
+def undefended_accuracy(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """``metric`` rows (the headline metric) of models trained on all (poisoned) rows,
+    sorted by level."""
+    rows = summary[(summary["metric"] == metric) & (summary["defense"] == NO_DEFENSE)]
     return rows.sort_values("poison_level", kind="stable")
 
 
@@ -39,10 +40,10 @@ def breakdown_level(levels: np.ndarray, accuracy: np.ndarray, drop: float) -> fl
     return math.nan
 
 
-def breakdown_points(summary: pd.DataFrame, drop: float) -> pd.DataFrame:
-    """One row per attack and model: baseline accuracy, threshold and breakdown level."""
+def breakdown_points(summary: pd.DataFrame, drop: float, metric: str = "accuracy") -> pd.DataFrame:
+    """One row per attack and model: baseline ``metric``, threshold and breakdown level."""
     rows = []
-    accuracy = undefended_accuracy(summary)
+    accuracy = undefended_accuracy(summary, metric)
     for (attack, model), frame in accuracy.groupby(["attack", "model"], sort=False):
         levels = frame["poison_level"].to_numpy(dtype=float)
         means = frame["mean"].to_numpy(dtype=float)
@@ -56,16 +57,16 @@ def format_level(level: float) -> str:
     return "none" if math.isnan(level) else f"{level:.1%}"
 
 
-def worst_levels(summary: pd.DataFrame) -> dict[str, float]:
-    """Per attack, the level with the lowest accuracy averaged over models."""
-    accuracy = undefended_accuracy(summary)
+def worst_levels(summary: pd.DataFrame, metric: str = "accuracy") -> dict[str, float]:
+    """Per attack, the level with the lowest ``metric`` averaged over models."""
+    accuracy = undefended_accuracy(summary, metric)
     means = accuracy.groupby(["attack", "poison_level"], sort=False)["mean"].mean()
     return {attack: float(means[attack].idxmin()) for attack in dict.fromkeys(accuracy["attack"])}
 
 
-def _loss_sentence(summary: pd.DataFrame, attack: str) -> str | None:
+def _loss_sentence(summary: pd.DataFrame, attack: str, metric: str) -> str | None:
     """The model hurt most at the attack's highest level, and the defence that helps it most."""
-    accuracy = summary[(summary["metric"] == "accuracy") & (summary["attack"] == attack)]
+    accuracy = summary[(summary["metric"] == metric) & (summary["attack"] == attack)]
     levels = sorted(set(accuracy["poison_level"]))
     if len(levels) < 2:
         return None
@@ -84,40 +85,59 @@ def _loss_sentence(summary: pd.DataFrame, attack: str) -> str | None:
     clean, poisoned = undefended.loc[(low, model), "mean"], undefended.loc[(high, model), "mean"]
     if loss < 0.01:
         return (
-            f"At {high:.0%} {attack} no model loses a point of accuracy "
+            f"At {high:.0%} {attack} no model loses a point of {metric} "
             f"(largest loss: {model}, {loss * 100:.1f} points)."
         )
     sentence = (
         f"{model} loses {loss * 100:.0f} points at {high:.0%} {attack} "
-        f"(accuracy {clean:.3f} to {poisoned:.3f})"
+        f"({metric} {clean:.3f} to {poisoned:.3f})"
     )
+    recovered = summary[
+        (summary["metric"] == RECOVERY)
+        & (summary["attack"] == attack)
+        & (summary["poison_level"] == high)
+        & (summary["model"] == model)
+    ]
     defended = accuracy[
         (accuracy["poison_level"] == high)
         & (accuracy["model"] == model)
         & (accuracy["defense"] != NO_DEFENSE)
     ]
-    if not defended.empty:
-        best = defended.loc[defended["mean"].idxmax()]
-        won_back = (best["mean"] - poisoned) / loss
+    if not recovered.empty:
+        best = recovered.loc[recovered["mean"].idxmax()]
+        won_back = best["mean"]
         share = "all" if won_back >= 1 else f"{max(won_back, 0.0):.0%}"
+        interval = (
+            f", 95% CI {best['ci_low']:.0%} to {best['ci_high']:.0%}"
+            if best["ci_low"] == best["ci_low"]
+            else ""
+        )
         sentence += (
             f"; training only on the rows the {best['defense']} detector kept "
-            f"wins back {share} of them (accuracy {best['mean']:.3f})"
+            f"wins back {share} of them{interval}"
+        )
+    elif not defended.empty:
+        # recovery_summary gave no row: the loss's own interval reaches zero.
+        sentence += (
+            "; over these trials the loss is not distinguishable from zero (its 95% "
+            "interval reaches it), so there is no loss to recover and no recovery is given"
         )
     return sentence + "."
 
 
-def _breakdown_sentence(points: pd.DataFrame, attack: str, drop: float) -> str | None:
+def _breakdown_sentence(
+    points: pd.DataFrame, attack: str, drop: float, metric: str = "accuracy"
+) -> str | None:
     rows = points[points["attack"] == attack]
     broken = rows.dropna(subset=["breakdown_level"])
     if rows.empty:
         return None
     if broken.empty:
-        return f"Under {attack} no model falls {drop * 100:.0f} points below its clean accuracy."
+        return f"Under {attack} no model falls {drop * 100:.0f} points below its clean {metric}."
     first = broken.loc[broken["breakdown_level"].idxmin()]
     return (
         f"Under {attack}, {first['model']} breaks down first: {drop * 100:.0f} points under its "
-        f"clean accuracy at {format_level(first['breakdown_level'])} poison "
+        f"clean {metric} at {format_level(first['breakdown_level'])} poison "
         f"({len(broken)} of {len(rows)} models break down within the levels run)."
     )
 
@@ -143,14 +163,18 @@ def _detection_sentence(detection: pd.DataFrame, attack: str) -> str | None:
 
 
 def findings(
-    summary: pd.DataFrame, detection: pd.DataFrame, points: pd.DataFrame, drop: float
+    summary: pd.DataFrame,
+    detection: pd.DataFrame,
+    points: pd.DataFrame,
+    drop: float,
+    metric: str = "accuracy",
 ) -> list[str]:
-    """Short sentences written from the numbers, a few per attack."""
+    """Short sentences written from the numbers, a few per attack, in the headline ``metric``."""
     sentences = []
     for attack in dict.fromkeys(summary["attack"]):
         for sentence in (
-            _loss_sentence(summary, attack),
-            _breakdown_sentence(points, attack, drop),
+            _loss_sentence(summary, attack, metric),
+            _breakdown_sentence(points, attack, drop, metric),
             _detection_sentence(detection, attack),
         ):
             if sentence:
@@ -162,20 +186,21 @@ BREAKDOWN_CI_COLUMNS = ["attack", "model", "ci_low", "ci_high", "n_boot", "never
 
 
 def breakdown_intervals(
-    records: pd.DataFrame, drop: float, seed: int, n_boot: int = 1000
+    records: pd.DataFrame, drop: float, seed: int, n_boot: int = 1000, metric: str = "accuracy"
 ) -> pd.DataFrame:
     """A 95% bootstrap interval of each breakdown point, resampling trials.
 
     Per attack and model, trials are drawn with replacement (the same trials at
     every level, since a trial's levels are paired), the mean accuracy per level
-    recomputed and its breakdown level found as ``breakdown_level`` does. The
+    recomputed and its breakdown level found as ``breakdown_level`` does (on
+    ``metric``, the report's headline metric). The
     interval is the 2.5th to 97.5th percentile, a resample that never breaks
     down counting as beyond the highest level; ``never_share`` is their share,
     and an end beyond the highest level is NaN ("none within the levels run").
     """
     from poisonlab.seeding import derive_rng
 
-    accuracy = records[(records["metric"] == "accuracy") & (records["defense"] == NO_DEFENSE)]
+    accuracy = records[(records["metric"] == metric) & (records["defense"] == NO_DEFENSE)]
     rows = []
     for (attack, model), frame in accuracy.groupby(["attack", "model"], sort=False):
         table = frame.pivot_table(index="trial", columns="poison_level", values="value")

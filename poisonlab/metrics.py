@@ -6,8 +6,8 @@ recall are counted here with numpy (80 microseconds for a classifier's scores,
 against 3.7 ms with scikit-learn's ``f1_score``; the tests check them against
 scikit-learn), and the ranking scores (ROC-AUC, average precision) are
 scikit-learn's, with its parameter validation off.
-scikit-learn is imported by ``detection_metrics`` alone, so the report, which
-needs only ``recovery``, starts without it.
+scikit-learn is imported by the ranking scores alone, so the report, which
+needs only ``headline_metric``, starts without it.
 """
 
 from __future__ import annotations
@@ -18,20 +18,79 @@ import numpy as np
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
 ) -> dict[str, float]:
-    """Accuracy and macro F1 over all classes of the dataset.
+    """Accuracy, balanced accuracy and macro F1 over all classes of the dataset.
 
     A class neither present nor predicted scores F1 0, as scikit-learn's
     ``f1_score(labels=range(n_classes), average="macro", zero_division=0)``.
+    Balanced accuracy is the mean recall of the classes present in ``y_true``
+    (scikit-learn's ``balanced_accuracy_score``): a model that always predicts
+    the majority class scores 1 / (classes present), whatever the imbalance.
     """
     counts = np.bincount(
         n_classes * np.asarray(y_true, dtype=np.int64) + np.asarray(y_pred, dtype=np.int64),
         minlength=n_classes * n_classes,
     ).reshape(n_classes, n_classes)
     correct = np.diag(counts)
+    actual = counts.sum(axis=1)
+    present = actual > 0
     return {
         "accuracy": float(correct.sum() / len(y_true)) if len(y_true) else 0.0,
-        "f1_macro": float(np.mean(_f1(correct, counts.sum(axis=1), counts.sum(axis=0)))),
+        "balanced_accuracy": (
+            float(np.mean(correct[present] / actual[present])) if present.any() else 0.0
+        ),
+        "f1_macro": float(np.mean(_f1(correct, actual, counts.sum(axis=0)))),
     }
+
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC of a classifier's class scores on the test set; NaN where undefined.
+
+    ``scores`` has a column per class of the dataset (``models.class_scores``).
+    Two classes: the AUC of the positive class's (code 1) score. More: the macro
+    mean of one-vs-rest AUCs over the classes present in ``y_true`` (a class
+    absent from the test split has no positives to rank, so it is left out of
+    the mean); NaN if fewer than two classes are present.
+    """
+    import sklearn
+    from sklearn.metrics import roc_auc_score
+
+    y_true = np.asarray(y_true)
+    present = np.unique(y_true)
+    if len(present) < 2:
+        return float("nan")
+    classes = [1] if scores.shape[1] == 2 else present
+    with sklearn.config_context(skip_parameter_validation=True):
+        return float(np.mean([roc_auc_score(y_true == c, scores[:, c]) for c in classes]))
+
+
+# The smallest class's share of rows under which report.metric auto picks balanced accuracy.
+IMBALANCE_SHARE = 0.2
+
+
+def headline_metric(setting: str, class_counts: list[int]) -> tuple[str, str]:
+    """The report's headline metric for ``report.metric`` and the dataset's class counts,
+    with the reason it was chosen, in words.
+
+    ``auto`` picks balanced accuracy when the smallest class holds under 20% of
+    the rows (where always predicting the majority class already scores a high
+    accuracy), else accuracy.
+    """
+    counts = np.asarray(class_counts, dtype=np.float64)
+    total = counts.sum() if counts.size else 0.0
+    share = float(counts.min() / total) if total else 1.0
+    majority = float(counts.max() / total) if total else 0.0
+    if setting != "auto":
+        return setting, "set by report.metric"
+    if share < IMBALANCE_SHARE:
+        return "balanced_accuracy", (
+            f"report.metric auto: the smallest class holds {share:.1%} of the rows "
+            f"(under {IMBALANCE_SHARE:.0%}), where predicting the majority class alone "
+            f"scores {majority:.1%} accuracy"
+        )
+    return "accuracy", (
+        f"report.metric auto: the smallest class holds {share:.1%} of the rows "
+        f"(at least {IMBALANCE_SHARE:.0%}), so accuracy is not dominated by one class"
+    )
 
 
 def _f1(true_positives, actual, predicted) -> np.ndarray:
@@ -64,18 +123,3 @@ def detection_metrics(mask: np.ndarray, scores: np.ndarray, flags: np.ndarray) -
             metrics["roc_auc"] = float(roc_auc_score(mask, scores))
             metrics["average_precision"] = float(average_precision_score(mask, scores))
     return metrics
-
-
-def recovery(clean: np.ndarray, poisoned: np.ndarray, defended: np.ndarray) -> np.ndarray:
-    """Share of the accuracy lost to poisoning that a defence wins back.
-
-    (defended - poisoned) / (clean - poisoned), element-wise over paired trials:
-    1 is full recovery, 0 none, negative a defence that made things worse. NaN
-    where poisoning cost nothing (clean <= poisoned), since there is nothing to recover.
-    """
-    clean, poisoned, defended = (
-        np.asarray(a, dtype=np.float64) for a in (clean, poisoned, defended)
-    )
-    lost = clean - poisoned
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(lost > 0, (defended - poisoned) / lost, np.nan)

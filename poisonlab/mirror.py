@@ -431,9 +431,11 @@ def mirror_results(
         params = _flatten("", {k: v for k, v in config.items() if k != "vertex"})
         params["data_sha256"] = provenance["input_sha256"]
         params["config_sha256"] = manifest.get("config_sha256", "")
-        headline = summary[(summary["metric"] == "accuracy") & (summary["defense"] == "none")]
+        # The report's headline metric (report.metric); accuracy for older manifests.
+        chosen = manifest.get("headline_metric", {}).get("metric", "accuracy")
+        headline = summary[(summary["metric"] == chosen) & (summary["defense"] == "none")]
         metrics = {
-            f"accuracy_{attack}_{model}_level{level:g}": mean
+            f"{chosen}_{attack}_{model}_level{level:g}": mean
             for level, attack, model, mean in headline[
                 ["poison_level", "attack", "model", "mean"]
             ].itertuples(index=False)
@@ -584,7 +586,10 @@ def _log_models(
     else:
         models = representative_models(dataset, config)
     # Matched by child key: levels come back from summary.csv with 6 significant digits.
-    models = {_child_key(*key): estimator for key, estimator in models.items()}
+    # None: a defence kept too little to fit on (experiment.can_fit); no model to log.
+    models = {
+        _child_key(*key): estimator for key, estimator in models.items() if estimator is not None
+    }
     example = _frame(dataset).head(5)
     # Said once here, instead of once per model by mlflow.sklearn: cloudpickle runs code when
     # loaded, so load these models only from a tracking server you trust.
@@ -593,7 +598,9 @@ def _log_models(
     level, quiet.level = quiet.level, logging.ERROR
     try:
         for key, run_id in todo.items():
-            estimator = models[_child_key(*key)]
+            estimator = models.get(_child_key(*key))
+            if estimator is None:
+                continue
             _log_model(client, experiment_id, run_key, key, run_id, estimator, existing, example)
     finally:
         quiet.setLevel(level)

@@ -156,6 +156,28 @@ def fit_model(
         return make_model(name, params, random_state).fit(X, y)
 
 
+def class_scores(estimator: BaseEstimator, X: np.ndarray, n_classes: int) -> np.ndarray | None:
+    """Per-row scores of every class of the dataset, for ranking metrics (ROC-AUC).
+
+    From ``predict_proba`` where the estimator has it, else ``decision_function``
+    (a binary one's single column scores its second class; the first gets its
+    negation); None with neither. Columns follow the dataset's class codes; a
+    class the estimator never saw gets a constant 0 column (ranks nothing).
+    """
+    if hasattr(estimator, "predict_proba"):
+        values = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+    elif hasattr(estimator, "decision_function"):
+        values = np.asarray(estimator.decision_function(X), dtype=np.float64)
+        if values.ndim == 1:
+            values = np.column_stack([-values, values])
+    else:
+        return None
+    scores = np.zeros((len(X), n_classes))
+    classes = np.asarray(getattr(estimator, "classes_", np.arange(values.shape[1])), dtype=np.int64)
+    scores[:, classes] = values
+    return scores
+
+
 # A tiny table every model must fit: three classes, two rows each.
 _TINY_X = np.array([[0.0, 0.0], [0.1, 0.2], [1.0, 1.0], [1.1, 0.9], [2.0, 2.1], [2.1, 1.9]])
 _TINY_Y = np.array([0, 0, 1, 1, 2, 2])

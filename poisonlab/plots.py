@@ -67,7 +67,9 @@ def _band(
     ax.fill_between(frame[x], low, high, alpha=0.18, linewidth=0, color=line.get_color())
 
 
-def _curves(rows: pd.DataFrame, panel: str, line: str, x: str, label) -> tuple:
+def _curves(
+    rows: pd.DataFrame, panel: str, line: str, x: str, label, ylabel: str = "accuracy"
+) -> tuple:
     """A panel per name in column ``panel``, a line with its CI band per value of ``line``."""
     names = _names(rows, panel)
     figure, axes = _panels(1, len(names), sharey=True)
@@ -76,26 +78,26 @@ def _curves(rows: pd.DataFrame, panel: str, line: str, x: str, label) -> tuple:
             _band(ax, frame, x, label(key))
         ax.set_title(name)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy (clean test set)")
+    axes[0][0].set_ylabel(f"{ylabel} (clean test set)")
     axes[0][-1].legend(fontsize=7)
     return figure, axes
 
 
-def accuracy_plot(summary: pd.DataFrame) -> str | None:
-    """Accuracy against poison level, a panel per attack, a line per model, 95% CI bands."""
-    rows = undefended_accuracy(summary)
+def accuracy_plot(summary: pd.DataFrame, metric: str = "accuracy") -> str | None:
+    """``metric`` against poison level, a panel per attack, a line per model, 95% CI bands."""
+    rows = undefended_accuracy(summary, metric)
     if rows.empty:
         return None
-    figure, axes = _curves(rows, "attack", "model", "poison_level", str)
+    figure, axes = _curves(rows, "attack", "model", "poison_level", str, metric)
     for ax in axes[0]:
         ax.set_xlabel("poison level")
-    return inline_png(figure, "accuracy against poison level")
+    return inline_png(figure, f"{metric} against poison level")
 
 
 def defence_plot(summary: pd.DataFrame, metric: str = "accuracy") -> str | None:
     """``metric`` against level for each defence: a panel per attack (rows) and model (columns)."""
     rows = summary[summary["metric"] == metric].sort_values("poison_level", kind="stable")
-    if rows.empty or (metric == "accuracy" and set(rows["defense"]) <= {NO_DEFENSE}):
+    if rows.empty or (metric != "recovery" and set(rows["defense"]) <= {NO_DEFENSE}):
         return None
     attacks, models = _names(rows, "attack"), _names(rows, "model")
     figure, axes = _panels(len(attacks), len(models), width=3.0, height=2.5, sharey=True)
@@ -145,9 +147,9 @@ def detection_plot(detection: pd.DataFrame) -> str | None:
     return inline_png(figure, "detection precision, recall and F1")
 
 
-def heatmap_plot(summary: pd.DataFrame) -> str | None:
-    """Mean accuracy by model (rows) and level (columns), a panel per attack."""
-    rows = undefended_accuracy(summary)
+def heatmap_plot(summary: pd.DataFrame, metric: str = "accuracy") -> str | None:
+    """Mean ``metric`` by model (rows) and level (columns), a panel per attack."""
+    rows = undefended_accuracy(summary, metric)
     if rows.empty:
         return None
     attacks = _names(rows, "attack")
@@ -170,7 +172,7 @@ def heatmap_plot(summary: pd.DataFrame) -> str | None:
         ax.set_yticks(range(len(models)), models)
         ax.set_xlabel("poison level")
         ax.set_title(attack)
-    return inline_png(figure, "accuracy heatmap by model and poison level")
+    return inline_png(figure, f"{metric} heatmap by model and poison level")
 
 
 def confusion_plot(confusion: pd.DataFrame, worst: dict[str, float]) -> str | None:

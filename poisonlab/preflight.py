@@ -8,12 +8,13 @@ training split. A bad input then costs a second, not a failed job.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 
 from poisonlab.attacks import dataset_attack_params, n_poisoned
-from poisonlab.data import Dataset, load_configured, split_masks
+from poisonlab.data import Dataset, frame_to_dataset, read_frame, row_id_warnings, split_masks
 from poisonlab.errors import PoisonlabError
 
 
@@ -79,9 +80,22 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
     """Read and check the configured dataset against the whole config; return it.
 
     Raises PoisonlabError (one line, naming the field and the fix) on any
-    problem a pipeline task would otherwise meet later.
+    problem a pipeline task would otherwise meet later. A column that looks like
+    a row identifier gets a one-line warning on stderr, and the run goes on.
     """
-    dataset, _ = load_configured(config["dataset"])
+    settings = config["dataset"]
+    frame, _ = read_frame(settings["source"])
+    dataset = frame_to_dataset(
+        frame,
+        settings["label_column"],
+        settings["source"],
+        settings["impute"],
+        settings["encode"],
+        settings["drop_columns"],
+    )
+    # After the checks: an error stays the one line printed.
+    for warning in row_id_warnings(frame, settings):
+        print(f"warning: {warning}", file=sys.stderr)
     # Attack parameters naming classes or features must fit this dataset.
     dataset_attack_params(config, dataset.class_names, dataset.feature_names)
     test_masks = split_masks(

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from poisonlab.config import canonical_json, config_hash
-from poisonlab.experiment import NO_DEFENSE, summarize, write_csv
+from poisonlab.experiment import (
+    DEFENCE_COST,
+    NO_DEFENSE,
+    RECOVERY,
+    UNFITTED,
+    summarize,
+    write_csv,
+)
 from poisonlab.findings import (
     breakdown_intervals,
     breakdown_points,
@@ -41,9 +48,20 @@ MARKDOWN_FILE = "report.md"
 MANIFEST_FILE = "manifest.json"
 
 
-def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Mean accuracy without defence: one row per attack and model, one column per level."""
-    rows = summary[(summary["metric"] == "accuracy") & (summary["defense"] == NO_DEFENSE)]
+def headline(config: dict[str, Any], provenance: dict) -> tuple[str, str]:
+    """The run's headline metric and why (``metrics.headline_metric``, from report.metric
+    and the loaded dataset's class counts)."""
+    from poisonlab.metrics import headline_metric
+
+    counts = provenance.get("class_counts")
+    if counts is None and config["report"]["metric"] == "auto":
+        return "accuracy", "report.metric auto: the class counts are not recorded"
+    return headline_metric(config["report"]["metric"], counts or [])
+
+
+def accuracy_table(summary: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Mean ``metric`` without defence: one row per attack and model, one column per level."""
+    rows = summary[(summary["metric"] == metric) & (summary["defense"] == NO_DEFENSE)]
     table = rows.pivot_table(
         index=["attack", "model"], columns="poison_level", values="mean", sort=False
     )
@@ -51,14 +69,16 @@ def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def breakdown_table(points: pd.DataFrame, intervals: pd.DataFrame | None = None) -> pd.DataFrame:
+def breakdown_table(
+    points: pd.DataFrame, intervals: pd.DataFrame | None = None, metric: str = "accuracy"
+) -> pd.DataFrame:
     """The breakdown points as the report shows them; with ``intervals``
     (``findings.breakdown_intervals``) their 95% bootstrap interval too."""
     table = pd.DataFrame(
         {
             "attack": points["attack"],
             "model": points["model"],
-            "clean accuracy": points["clean_accuracy"].map("{:.3f}".format),
+            f"clean {metric}": points["clean_accuracy"].map("{:.3f}".format),
             "threshold": points["threshold"].map("{:.3f}".format),
             "breakdown point": points["breakdown_level"].map(format_level),
         }
@@ -84,6 +104,69 @@ def detection_table(detection: pd.DataFrame) -> pd.DataFrame:
     table = table[shown]
     table.columns.name = None
     return table.reset_index()
+
+
+def _interval(row: pd.Series, digits: int = 3) -> str:
+    mean = f"{row['mean']:.{digits}f}"
+    if math.isnan(row["ci_low"]):
+        return mean
+    return f"{mean} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
+
+
+def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per attack, model and defence: its cost at level 0 and its recovery at each level.
+
+    Cost: the headline metric lost to the clean rows it removed (``defence_cost``).
+    Recovery: the share of the loss to poisoning it wins back, with its bootstrap
+    interval; "no measurable loss" where poisoning cost nothing measurable (the loss's
+    interval reaches 0), "not fitted" where it kept too little in every trial.
+    """
+    defended = summary[summary["defense"] != NO_DEFENSE]
+    if defended.empty:
+        return pd.DataFrame()
+    levels = sorted(level for level in set(summary["poison_level"]) if level > 0)
+    rows = []
+    for (attack, model, defense), frame in defended.groupby(
+        ["attack", "model", "defense"], sort=False
+    ):
+        by = {(r["poison_level"], r["metric"]): r for _, r in frame.iterrows()}
+        cost = by.get((0.0, DEFENCE_COST))
+        row = {
+            "attack": attack,
+            "model": model,
+            "defence": defense,
+            "cost at level 0": _interval(cost) if cost is not None else "",
+        }
+        for level in levels:
+            if (level, RECOVERY) in by:
+                cell = _interval(by[(level, RECOVERY)], 2)
+            elif (level, UNFITTED) in by and (level, "accuracy") not in by:
+                cell = "not fitted"
+            else:
+                cell = "no measurable loss"
+            row[f"recovery at {level:g}"] = cell
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def unfitted_notes(summary: pd.DataFrame, detection: pd.DataFrame, trials: int) -> list[str]:
+    """A sentence per level, attack and defence that kept too little to train on."""
+    rows = summary[summary["metric"] == UNFITTED]
+    rates = detection[detection["metric"] == "flag_rate"].set_index(
+        ["poison_level", "attack", "detector"]
+    )["mean"]
+    notes = []
+    for (level, attack, defense), frame in rows.groupby(
+        ["poison_level", "attack", "defense"], sort=False
+    ):
+        rate = rates.get((level, attack, defense), math.nan)
+        removed = f"removed {rate:.0%} of the training rows and " if rate == rate else ""
+        notes.append(
+            f"At level {level:g} under {attack}, the {defense} defence {removed}left fewer "
+            f"than two classes or too few rows in {int(frame['n'].max())} of {trials} trials: "
+            f"models trained on its kept rows have no metrics there; every other result stands."
+        )
+    return notes
 
 
 def _html_table(frame: pd.DataFrame) -> str:
@@ -136,8 +219,11 @@ class Report:
         self.confusion = confusion if confusion is not None else pd.DataFrame()
         self.quantity = quantity if quantity is not None and not quantity.empty else None
         self.drop = config["report"]["breakdown_drop"]
-        self.points = breakdown_points(summary, self.drop)
-        self.findings = findings(summary, detection, self.points, self.drop)
+        self.metric, self.metric_reason = headline(config, provenance)
+        self.points = breakdown_points(summary, self.drop, self.metric)
+        self.findings = findings(summary, detection, self.points, self.drop, self.metric)
+        self.unfitted = unfitted_notes(summary, detection, config["trials"])
+        self.defences = defence_table(summary)
         q = config["quantity"]
         self.quantity_answers = (
             quantity_answers(self.quantity, q["reference"], q["attack"])
@@ -150,13 +236,26 @@ class Report:
         return (
             f"Dataset {p['source']}: {p['n_rows']} rows, {p['n_features']} features, "
             f"classes {', '.join(p['class_names'])}. {self.config['trials']} trials, "
-            f"seed {self.config['seed']}; intervals are 95% CIs over trials; accuracy is on "
-            "a clean held-out test set."
+            f"seed {self.config['seed']}; intervals are 95% CIs over trials; scores are on "
+            f"a clean held-out test set. Headline metric: {self.metric} "
+            f"({self.metric_reason})."
+        )
+
+    def _defence_note(self) -> str:
+        return (
+            f"In {self.metric}. Cost: what training on a defence's kept rows loses at level 0, "
+            "where there is nothing to defend against (clean minus defended, paired by "
+            "trial; negative is a gain). Recovery: mean(defended - poisoned) / mean(clean - "
+            "poisoned) over paired trials, with a bootstrap 95% interval over trials; "
+            "1 wins back the whole loss, 0 nothing. 'no measurable loss': poisoning cost nothing "
+            "measurable there (the loss's own 95% interval reaches 0), so there was no loss "
+            "to recover and no ratio is given."
         )
 
     def _breakdown_note(self) -> str:
         return (
-            f"Breakdown point: the smallest poison level at which mean accuracy falls more than "
+            f"Breakdown point: the smallest poison level at which mean {self.metric} falls more "
+            "than "
             f"{self.drop * 100:g} points below its value at the lowest level run "
             "(linear between levels); none if it never does."
         )
@@ -233,11 +332,12 @@ class Report:
     def html(self) -> str:
         from poisonlab import plots
 
-        worst = worst_levels(self.summary)
+        worst = worst_levels(self.summary, self.metric)
+        metric = self.metric
         sections = [
-            ("Accuracy against poison level", plots.accuracy_plot(self.summary)),
-            ("Accuracy by model and poison level", plots.heatmap_plot(self.summary)),
-            ("Accuracy per defence", plots.defence_plot(self.summary)),
+            (f"{metric} against poison level", plots.accuracy_plot(self.summary, metric)),
+            (f"{metric} by model and poison level", plots.heatmap_plot(self.summary, metric)),
+            (f"{metric} per defence", plots.defence_plot(self.summary, metric)),
             ("Recovery per defence", plots.defence_plot(self.summary, "recovery")),
             ("Detection against the true poisoned rows", plots.detection_plot(self.detection)),
             (
@@ -255,20 +355,26 @@ class Report:
             f"<p>{esc(self._intro())}</p>",
             *(f"<p class='note'>{esc(note)}</p>" for note in self._level_notes()),
             "<h2>Findings</h2><ul class='findings'>",
-            *(f"<li>{esc(s)}</li>" for s in self.findings),
+            *(f"<li>{esc(s)}</li>" for s in [*self.findings, *self.unfitted]),
             "</ul>",
             "<h2>Breakdown point</h2>",
             f"<p class='note'>{esc(self._breakdown_note())}</p>",
-            _html_table(breakdown_table(self.points, self.breakdown_ci)).replace(
+            _html_table(breakdown_table(self.points, self.breakdown_ci, metric)).replace(
                 "<table", "<table id='breakdown'", 1
             ),
             *self._certified_html(),
         ]
+        if not self.defences.empty:
+            parts += [
+                "<h2>What each defence costs and wins back</h2>",
+                f"<p class='note'>{esc(self._defence_note())}</p>",
+                _html_table(self.defences).replace("<table", "<table id='defences'", 1),
+            ]
         for title, image in sections:
             if image:
                 parts += [f"<h2>{esc(title)}</h2>", image]
-            if title == "Accuracy against poison level":
-                parts.append(_html_table(accuracy_table(self.summary)))
+            if title == sections[0][0]:
+                parts.append(_html_table(accuracy_table(self.summary, metric)))
             if title.startswith("Detection"):
                 parts.append(_html_table(detection_table(self.detection)))
                 if not self.gate.empty:
@@ -307,11 +413,18 @@ class Report:
         lines = ["# Data-poisoning report", "", self._intro(), ""]
         lines += [f"- {note}" for note in self._level_notes()]
         lines += ["", "## Findings", ""]
-        lines += [f"- {s}" for s in self.findings]
+        lines += [f"- {s}" for s in [*self.findings, *self.unfitted]]
         lines += ["", "## Breakdown point", "", self._breakdown_note(), ""]
-        lines += [markdown_table(breakdown_table(self.points, self.breakdown_ci)), ""]
+        lines += [markdown_table(breakdown_table(self.points, self.breakdown_ci, self.metric)), ""]
         lines += self._certified_markdown()
-        lines += ["## Mean accuracy (no defence)", "", markdown_table(accuracy_table(self.summary))]
+        if not self.defences.empty:
+            lines += ["## What each defence costs and wins back", "", self._defence_note(), ""]
+            lines += [markdown_table(self.defences), ""]
+        lines += [
+            f"## Mean {self.metric} (no defence)",
+            "",
+            markdown_table(accuracy_table(self.summary, self.metric)),
+        ]
         if not self.gate.empty:
             lines += ["", "## Validation gate", "", markdown_table(self._gate_view())]
         if self.quantity_answers:
@@ -347,7 +460,8 @@ def write_results(
     and the certified section.
     """
     results_dir = Path(results_dir)
-    summary, detection = summarize(records, config)
+    metric, reason = headline(config, provenance)
+    summary, detection = summarize(records, config, metric)
     write_csv(summary, results_dir / SUMMARY_FILE)
     write_csv(detection, results_dir / DETECTION_FILE)
     gate = gate_table(records, config)
@@ -363,7 +477,8 @@ def write_results(
         certified = certified_results(certified_records, records, summary, config)
         write_csv(certified.table, results_dir / CERTIFIED_FILE)
     drop = config["report"]["breakdown_drop"]
-    intervals = breakdown_intervals(records[records["detector"] == ""], drop, config["seed"])
+    model_records = records[records["detector"] == ""]
+    intervals = breakdown_intervals(model_records, drop, config["seed"], metric=metric)
     report = Report(
         summary, detection, config, provenance, confusion, quantity, gate, certified, intervals
     )
@@ -374,6 +489,8 @@ def write_results(
         "config": config,
         "config_sha256": config_hash(config),
         "provenance": provenance,
+        # What the findings, tables, printed table and MLflow headline metrics use.
+        "headline_metric": {"metric": metric, "reason": reason},
     }
     (results_dir / MANIFEST_FILE).write_text(canonical_json(manifest) + "\n", encoding="utf-8")
 

@@ -26,3 +26,35 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float,
         return mean, math.nan, math.nan, 1
     half = float(stdtrit(n - 1, (1 + confidence) / 2) * values.std(ddof=1) / math.sqrt(n))
     return mean, mean - half, mean + half, n
+
+
+def ratio_of_means_ci(
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    rng: np.random.Generator,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+) -> tuple[float, float, float, int]:
+    """mean(numerator) / mean(denominator) over paired trials, with a bootstrap interval.
+
+    Percentile bootstrap over trials (Efron and Tibshirani, "An Introduction to
+    the Bootstrap", 1993, ch. 13): trials are resampled with replacement, pairs
+    kept together, and the ratio of the resampled means taken each time. A ratio
+    of means stays stable where per-trial ratios explode (a trial that lost
+    almost nothing divides by almost zero). Resamples whose denominator is not
+    positive have no ratio and are left out. Returns (ratio, low, high, n).
+    """
+    numerator = np.asarray(numerator, dtype=float)
+    denominator = np.asarray(denominator, dtype=float)
+    n = len(numerator)
+    if n == 0 or denominator.mean() <= 0:
+        return math.nan, math.nan, math.nan, n
+    ratio = float(numerator.mean() / denominator.mean())
+    if n == 1:
+        return ratio, math.nan, math.nan, 1
+    picks = rng.integers(0, n, size=(resamples, n))
+    means_num, means_den = numerator[picks].mean(axis=1), denominator[picks].mean(axis=1)
+    valid = means_den > 0
+    ratios = means_num[valid] / means_den[valid]
+    low, high = np.quantile(ratios, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return ratio, float(low), float(high), n

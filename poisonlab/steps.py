@@ -63,6 +63,9 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
         "n_rows": int(len(dataset.y)),
         "n_features": len(dataset.feature_names),
         "class_names": dataset.class_names,
+        # The columns the models saw, after dropping and encoding; rows per class.
+        "feature_names": dataset.feature_names,
+        "class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
         "split_sha256": {
             str(t): {
                 "train": array_hash(dataset.X[~m], dataset.y[~m]),

@@ -19,7 +19,7 @@ from poisonlab.detectors import (
 )
 from poisonlab.errors import PoisonlabError
 from poisonlab.gate import class_shift, gate_table
-from poisonlab.metrics import detection_metrics, recovery
+from poisonlab.metrics import detection_metrics
 from poisonlab.seeding import derive_rng
 
 
@@ -110,9 +110,12 @@ def test_out_of_sample_probabilities_cover_every_class_and_sum_to_one(iris):
     assert (P[:, 3] == 0).all()  # a class with no rows gets no probability
 
 
-def test_range_checks_flag_out_of_range_rows_only(iris):
+def test_range_checks_flag_rows_whose_values_are_mostly_out_of_range(iris):
+    """Rows with most values far out are flagged; one wild value among four is not
+    (the median over features, ``typical_distance``, keeps wide tables' false flags low)."""
     X = iris.X.copy()
-    X[[3, 50, 100], 1] = 40.0
+    X[[3, 50, 100], :3] = 40.0
+    X[7, 1] = 40.0
     for name in ("zscore", "iqr"):
         detection = run_detector(
             name, X, iris.y, seed=0, n_classes=3, params=DETECTORS[name].defaults
@@ -188,25 +191,53 @@ def test_ensemble_defence_recovers_most_lost_accuracy_on_iris():
     assert "class_balance" in set(detection["detector"])
 
 
-def test_recovery_is_paired_and_undefined_without_a_loss():
-    np.testing.assert_allclose(recovery([0.9, 0.9], [0.6, 0.6], [0.9, 0.75]), [1.0, 0.5])
-    assert np.isnan(recovery([0.9], [0.9], [1.0])).all()
-    records = pd.DataFrame(
+def _paired_records(trials: list[tuple[float, float, float]], level: float = 0.3) -> pd.DataFrame:
+    """Accuracy records of one model: (clean, poisoned, defended) per trial."""
+    return pd.DataFrame(
         [
-            (level, trial, "a", "m", defense, "", "accuracy", value)
-            for trial, (clean, poisoned, defended) in enumerate([(1.0, 0.5, 1.0), (0.9, 0.7, 0.8)])
-            for level, defense, value in [
+            (at, trial, "a", "m", defense, "", "accuracy", value)
+            for trial, (clean, poisoned, defended) in enumerate(trials)
+            for at, defense, value in [
                 (0.0, "none", clean),
                 (0.0, "d", clean),
-                (0.3, "none", poisoned),
-                (0.3, "d", defended),
+                (level, "none", poisoned),
+                (level, "d", defended),
             ]
         ],
         columns=experiment.RECORD_COLUMNS,
     )
-    rows = experiment.recovery_records(records)
-    assert list(rows["value"]) == [1.0, pytest.approx(0.5)]
-    assert (rows["poison_level"] == 0.3).all()
+
+
+def test_recovery_is_a_ratio_of_mean_paired_differences_with_a_bootstrap_interval():
+    trials = [(1.0, 0.5, 1.0), (0.9, 0.7, 0.8), (0.95, 0.6, 0.9), (0.9, 0.5, 0.7)]
+    rows = experiment.recovery_summary(_paired_records(trials), "accuracy", seed=0)
+    won = np.mean([d - p for _, p, d in trials])
+    lost = np.mean([c - p for c, p, _ in trials])
+    assert list(rows["poison_level"]) == [0.3] and list(rows["n"]) == [4]
+    assert rows["mean"].iloc[0] == pytest.approx(won / lost)
+    assert rows["ci_low"].iloc[0] < won / lost < rows["ci_high"].iloc[0]
+    # Same records, same seed: the same interval.
+    again = experiment.recovery_summary(_paired_records(trials), "accuracy", seed=0)
+    pd.testing.assert_frame_equal(rows, again)
+
+
+def test_no_recovery_where_the_loss_interval_reaches_zero():
+    """One trial lost 0.4, three gained: the mean loss is not distinguishable from 0."""
+    trials = [(0.9, 0.5, 0.9), (0.9, 0.92, 0.9), (0.9, 0.95, 0.9), (0.9, 0.91, 0.9)]
+    assert experiment.recovery_summary(_paired_records(trials), "accuracy", seed=0).empty
+    # A single trial has no interval at all: no recovery either.
+    assert experiment.recovery_summary(_paired_records(trials[:1]), "accuracy", seed=0).empty
+
+
+def test_defence_cost_is_clean_minus_defended_at_level_0():
+    records = _paired_records([(0.9, 0.5, 0.9), (0.8, 0.5, 0.8)])
+    records.loc[(records["poison_level"] == 0.0) & (records["defense"] == "d"), "value"] = [
+        0.85,
+        0.8,
+    ]
+    costs = experiment.defence_cost_records(records, "accuracy")
+    assert list(costs["value"]) == [pytest.approx(0.05), 0.0]
+    assert set(costs["poison_level"]) == {0.0} and set(costs["defense"]) == {"d"}
 
 
 def test_class_shift_is_total_variation_distance():

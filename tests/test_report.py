@@ -119,11 +119,16 @@ def test_breakdown_points_per_model_and_attack():
 
 def test_findings_are_written_from_the_numbers():
     summary, detection = _summary(), _detection()
-    sentences = findings(summary, detection, breakdown_points(summary, 0.1), 0.1)
+    recovery = (0.5, "label_flip", "logistic_regression", "knn", "recovery", 0.5, 0.3, 0.7, 5)
+    with_recovery = pd.concat([summary, pd.DataFrame([recovery], columns=summary.columns)])
+    sentences = findings(with_recovery, detection, breakdown_points(summary, 0.1), 0.1)
     text = " ".join(sentences)
-    # logistic_regression loses 0.95 - 0.55 = 40 points; knn wins back 0.2 of them = 50%
+    # logistic_regression loses 0.95 - 0.55 = 40 points; knn wins back half of them
     assert "logistic_regression loses 40 points at 50% label_flip" in text
-    assert "wins back 50% of them" in text
+    assert "wins back 50% of them, 95% CI 30% to 70%" in text
+    # Without a recovery row the loss was not distinguishable from zero: no share is given.
+    plain = " ".join(findings(summary, detection, breakdown_points(summary, 0.1), 0.1))
+    assert "wins back" not in plain and "no recovery is given" in plain
     assert "logistic_regression breaks down first" in text and "15.7%" in text
     assert "knn finds the poisoned rows best (F1 0.69" in text
     assert worst_levels(summary) == {"label_flip": 0.5}
@@ -286,7 +291,7 @@ def test_quantity_records_are_reproducible():
     )
     first, second = (quantity.quantity_level(config, 0.2) for _ in range(2))
     pd.testing.assert_frame_equal(first, second)
-    assert len(first) == 2 * 2 * 1 * 2  # trials x sizes x models x metrics
+    assert len(first) == 2 * 2 * 1 * 3  # trials x sizes x models x metrics
 
 
 @pytest.mark.parametrize(

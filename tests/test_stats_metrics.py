@@ -66,3 +66,51 @@ def test_counted_scores_equal_scikit_learns():
         m = detection_metrics(mask, rng.random(20), flags)
         expected = precision_recall_fscore_support(mask, flags, average="binary", zero_division=0)
         assert (m["precision"], m["recall"], m["f1"]) == tuple(expected[:3])
+
+
+def test_balanced_accuracy_and_roc_auc_match_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+    from sklearn.svm import LinearSVC
+
+    from poisonlab.metrics import roc_auc
+    from poisonlab.models import class_scores
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    for n_classes in (2, 3):
+        y = (X[:, 0] > 0).astype(int) + (n_classes == 3) * (X[:, 1] > 1)
+        model = LogisticRegression().fit(X[:80], y[:80])
+        predicted = model.predict(X[80:])
+        scores = classification_metrics(y[80:], predicted, n_classes)
+        assert math.isclose(scores["balanced_accuracy"], balanced_accuracy_score(y[80:], predicted))
+        probabilities = model.predict_proba(X[80:])
+        expected = (
+            roc_auc_score(y[80:], probabilities[:, 1])
+            if n_classes == 2
+            else roc_auc_score(y[80:], probabilities, multi_class="ovr", average="macro")
+        )
+        assert math.isclose(roc_auc(y[80:], class_scores(model, X[80:], n_classes)), expected)
+    # decision_function only (a linear SVM): the binary margin ranks like the positive class.
+    y = (X[:, 0] > 0).astype(int)
+    svm = LinearSVC().fit(X[:80], y[:80])
+    margin = roc_auc_score(y[80:], svm.decision_function(X[80:]))
+    assert math.isclose(roc_auc(y[80:], class_scores(svm, X[80:], 2)), margin)
+    # One class in the test split: nothing to rank.
+    assert math.isnan(roc_auc(np.zeros(5, dtype=int), np.zeros((5, 2))))
+
+
+def test_majority_predictor_scores_high_accuracy_but_half_balanced_accuracy():
+    y_true = np.array([0] * 19 + [1])
+    scores = classification_metrics(y_true, np.zeros(20, dtype=int), 2)
+    assert scores["accuracy"] == 0.95 and scores["balanced_accuracy"] == 0.5
+
+
+def test_ratio_of_means_interval_is_seeded_and_brackets_the_ratio():
+    from poisonlab.stats import ratio_of_means_ci
+
+    won, lost = np.array([0.3, 0.2, 0.25, 0.1]), np.array([0.4, 0.3, 0.3, 0.2])
+    first = ratio_of_means_ci(won, lost, np.random.default_rng(1))
+    assert first == ratio_of_means_ci(won, lost, np.random.default_rng(1))
+    ratio, low, high, n = first
+    assert ratio == won.mean() / lost.mean() and n == 4 and low <= ratio <= high

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from poisonlab.detectors.base import Detection, nothing_flagged
 from poisonlab.detectors.neighbours import reference_rows
-from poisonlab.detectors.outliers import robust_zscore
+from poisonlab.detectors.outliers import robust_zscore, typical_distance
 from poisonlab.seeding import derive_rng
 
 
@@ -97,6 +97,28 @@ def confident_learning(
     return Detection(scores, np.asarray(flags, dtype=bool))
 
 
+def pool_weights(likelihoods: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """Weights of a linear opinion pool: the mixture of members that best predicts the labels.
+
+    ``likelihoods[k, i]`` is member k's out-of-sample probability of row i's
+    label. The weights maximise the mixture's likelihood, by EM for mixture
+    proportions (Dempster, Laird and Rubin, 1977): each step gives every member
+    its mean share of responsibility for the labels. A family that fits the
+    table poorly (kNN on a near-linear credit score) then dilutes the others
+    less; with members that fit equally the weights stay equal.
+    """
+    k = likelihoods.shape[0]
+    weights = np.full(k, 1.0 / k)
+    if likelihoods.shape[1] == 0:
+        return weights
+    for _ in range(iterations):
+        joint = weights[:, None] * likelihoods
+        total = joint.sum(axis=0)
+        responsibility = np.divide(joint, total, out=np.full_like(joint, 1.0 / k), where=total > 0)
+        weights = responsibility.mean(axis=1)
+    return weights
+
+
 def _ensemble_members(seed: int) -> list[tuple[BaseEstimator, bool]]:
     """Three model families that err differently: linear, local, tree-based.
 
@@ -138,7 +160,8 @@ def ensemble(
 
     1. Feature outliers: rows whose *median* robust z-score over features exceeds
        ``outlier_threshold``, i.e. most of their values are far out (one heavy
-       tail is not enough, so skewed clean features are not thrown away).
+       tail is not enough, so skewed clean features are not thrown away, and
+       the rate stays flat on wide tables: ``outliers.typical_distance``).
     2. Label quality: the mean out-of-sample probability of the given label under
        a logistic regression, a kNN and an extra-trees model.
        Averaging families whose errors differ calibrates better than any one.
@@ -165,14 +188,14 @@ def ensemble(
     n = len(y)
     if n < 2 * n_classes or len(np.unique(y)) < 2:
         return nothing_flagged(n)
-    outlier = np.median(robust_zscore(X), axis=1) if X.shape[1] else np.zeros(n)
+    outlier = typical_distance(robust_zscore(X))
     outliers = outlier > outlier_threshold
     keep = ~outliers
     members = _ensemble_members(seed)
     in_reference = np.zeros(n, dtype=bool)
     in_reference[reference_rows(n, max_reference, seed)] = True
     for _ in range(max(1, rounds)):
-        probabilities = np.mean(
+        each = np.stack(
             [
                 out_of_sample_probabilities(
                     member,
@@ -184,9 +207,10 @@ def ensemble(
                     fit_on=keep & in_reference if sampled else keep,
                 )
                 for member, sampled in members
-            ],
-            axis=0,
+            ]
         )
+        weights = pool_weights(each[:, np.arange(n), y][:, keep])
+        probabilities = np.tensordot(weights, each, axes=1)
         quality = probabilities[np.arange(n), y]
         keep = ~outliers & (quality >= 1.0 / n_classes)
     flags = np.asarray(find_label_issues(y, probabilities, filter_by=filter_by, n_jobs=1), bool)

@@ -23,6 +23,24 @@ def robust_zscore(X: np.ndarray) -> np.ndarray:
     return deviation / scale
 
 
+def typical_distance(distances: np.ndarray) -> np.ndarray:
+    """Per row, the median over features of a per-value distance (0 with no features).
+
+    Why not the largest: a row's maximum over p features grows with p, and on
+    real tables, whose features are skewed and heavy-tailed, it passes any
+    fixed cut-off. Measured at level 0, robust z-score max > 3.5 flags 27% of
+    Breast Cancer's rows (30 features), 58% of Caravan's (85) and all of
+    pd_speech's (751); even the Bonferroni-corrected cut-off (4.99 at 751
+    features) still flags 19%, 45% and 100%. The median does not grow with p:
+    the same tables lose 0.2%, 0% and 0% at 3.5, and Iris (4 features) 0%, as
+    before. A row is flagged when most of its values are far out, as every row
+    ``feature_noise`` writes is; one wild value among many is not enough.
+    """
+    if distances.shape[1] == 0:
+        return np.zeros(distances.shape[0])
+    return np.median(distances, axis=1)
+
+
 def zscore_range(
     X: np.ndarray,
     y: np.ndarray,
@@ -31,12 +49,15 @@ def zscore_range(
     n_classes: int,
     threshold: float = 3.5,
 ) -> Detection:
-    """Flag rows with a feature more than ``threshold`` robust z-scores from its median.
+    """Flag rows whose typical feature lies more than ``threshold`` robust z-scores out.
 
-    Median and MAD resist the outliers they look for, unlike mean and standard
-    deviation; 3.5 is Iglewicz and Hoaglin's cut-off for modified z-scores.
+    The score is the median over features of the robust z-score
+    (``typical_distance``), so that the false-flag rate stays the same however
+    many features the table has. Median and MAD resist the outliers they look
+    for, unlike mean and standard deviation; 3.5 is Iglewicz and Hoaglin's
+    cut-off for modified z-scores ("How to Detect and Handle Outliers", 1993).
     """
-    scores = robust_zscore(X).max(axis=1) if X.shape[1] else np.zeros(len(y))
+    scores = typical_distance(robust_zscore(X))
     return Detection(scores, scores > threshold)
 
 
@@ -55,12 +76,14 @@ def iqr_range(
     n_classes: int,
     threshold: float = TUKEY_FAR,
 ) -> Detection:
-    """Flag rows with a feature more than ``threshold`` IQRs outside the quartiles.
+    """Flag rows whose typical feature lies more than ``threshold`` IQRs outside the quartiles.
 
-    Tukey's fences; the default 3 is his "far out", so that ordinary tails of
-    clean data are not thrown away.
+    Tukey's fences (Tukey, "Exploratory Data Analysis", 1977); the default 3 is
+    his "far out", so that ordinary tails of clean data are not thrown away.
+    The score is the median over features (``typical_distance``), so that the
+    false-flag rate does not grow with the number of features.
     """
-    scores = iqr_distance(X).max(axis=1) if X.shape[1] else np.zeros(len(y))
+    scores = typical_distance(iqr_distance(X))
     return Detection(scores, scores > threshold)
 
 
