@@ -8,7 +8,7 @@ install nothing when a task starts: the image holds poisonlab and kfp.
 import os
 from typing import NamedTuple
 
-from kfp import dsl
+from kfp import compiler, dsl
 
 from components.evaluate import evaluate
 from components.load import load
@@ -117,3 +117,8 @@ def build_pipeline(image: str):
         return PipelineOutputs(results=reported.outputs["results"], mirror_status=mirrored.output)
 
     return poisoning_pipeline
+
+
+def compile_pipeline(output: str, image: str) -> None:
+    """Write the pipeline, every component on ``image``, as KFP/Vertex YAML to ``output``."""
+    compiler.Compiler().compile(build_pipeline(image), package_path=output)

@@ -48,7 +48,7 @@ import pandas as pd
 from poisonlab.config import check_tracking_uri, redact_uri
 from poisonlab.errors import PoisonlabError, run_cli
 from poisonlab.quantity import QUANTITY_FILE
-from poisonlab.report import (
+from poisonlab.result_files import (
     DETECTION_FILE,
     GATE_FILE,
     MANIFEST_FILE,

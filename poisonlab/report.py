@@ -22,13 +22,14 @@ from poisonlab.experiment import NO_DEFENSE, summarize, write_csv
 from poisonlab.findings import breakdown_points, findings, format_level, worst_levels
 from poisonlab.gate import gate_table
 from poisonlab.quantity import QUANTITY_FILE, quantity_answers, summarize_quantity
-
-SUMMARY_FILE = "summary.csv"
-DETECTION_FILE = "detection.csv"
-GATE_FILE = "gate.csv"
-REPORT_FILE = "report.html"
-MARKDOWN_FILE = "report.md"
-MANIFEST_FILE = "manifest.json"
+from poisonlab.result_files import (  # noqa: F401 (also read from here)
+    DETECTION_FILE,
+    GATE_FILE,
+    MANIFEST_FILE,
+    MARKDOWN_FILE,
+    REPORT_FILE,
+    SUMMARY_FILE,
+)
 
 
 def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
