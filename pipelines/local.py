@@ -195,6 +195,22 @@ def _make_scratch() -> Path:
     return scratch
 
 
+def _prepare_store_meanwhile(tracking_uri: str) -> threading.Thread:
+    """Set up a SQLite tracking store in a thread while the levels run, so that the mirror,
+    at the end, finds it ready (creating a fresh store's tables takes seconds). A failure
+    here is left for the mirror to meet and report."""
+
+    def prepare() -> None:
+        from poisonlab.mlflow_store import prepare_store
+
+        with contextlib.suppress(Exception):
+            prepare_store(tracking_uri)
+
+    thread = threading.Thread(target=prepare, name="prepare-mlflow-store", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_local(
     config: dict,
     output_dir: str | Path,
@@ -222,6 +238,7 @@ def run_local(
     if cache_root:
         # Entries a killed run finished, too: a resumed run takes them.
         complete_cache_entries(cache_root)
+    store = _prepare_store_meanwhile(config["mlflow"]["tracking_uri"])
     try:
         with _task_environment(scratch), _quiet_runner(output_dir / LOG_FILE):
             local.init(
@@ -259,4 +276,5 @@ def run_local(
             write_status(task.outputs["mirror_status"], output_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        store.join()
     return output_dir
