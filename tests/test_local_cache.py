@@ -1,0 +1,211 @@
+"""Local runs people can lean on (issue 18): concurrent runs on one new SQLite store (1),
+a cached second run that reruns nothing but the mirror (2), a killed run resumed (3),
+and nothing but results in the results folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.local import SCRATCH_PREFIX, clean_stale_scratch, complete_cache_entries
+from poisonlab import steps
+from poisonlab.config import canonical_json, load_config
+from poisonlab.data import INPUT_SHA256_ENV
+from poisonlab.errors import PoisonlabError
+from tests.conftest import ROOT, run_command, set_args
+
+# Every axis of a run, small: 2 levels x 1 attack x 2 models x 2 defenses = 8 children.
+TINY = [
+    "trials=2",
+    "poison.levels=[0.0,0.2]",
+    "poison.attacks=[label_flip]",
+    "train.models=[logistic_regression,decision_tree]",
+    "validate.detectors=[knn]",
+]
+TINY_CHILDREN = 8
+_EXECUTED = re.compile(r"Executing task '([^']+)'")
+
+
+def _executed(output: Path) -> list[str]:
+    """The tasks the runner ran (not taken from the cache), from the run's log."""
+    return _EXECUTED.findall((output / "pipeline.log").read_text(encoding="utf-8"))
+
+
+def _no_scratch(output: Path) -> bool:
+    return not [p for p in output.iterdir() if "poisonlab-" in p.name or p.name.startswith(".")]
+
+
+# --- units ----------------------------------------------------------------------------
+
+
+def test_only_dead_runs_scratch_is_cleaned(tmp_path):
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead, alive, unmarked = (tmp_path / f"{SCRATCH_PREFIX}{n}" for n in ("a", "b", "c"))
+    for scratch in (dead, alive, unmarked):
+        (scratch / "tmp").mkdir(parents=True)
+    (dead / "pid").write_text(finished.stdout.strip())
+    (alive / "pid").write_text(str(os.getpid()))
+    assert clean_stale_scratch(tmp_path) == [dead]
+    assert not dead.exists() and alive.exists() and unmarked.exists()
+
+
+def test_cached_metrics_get_the_file_the_cache_looks_for(tmp_path):
+    metrics, dataset = tmp_path / "run" / "gate", tmp_path / "run" / "detections"
+    entry = {
+        "gate": {"__kfp_artifact__": True, "schema_title": "system.Metrics", "uri": str(metrics)},
+        "detections": {
+            "__kfp_artifact__": True,
+            "schema_title": "system.Dataset",
+            "uri": str(dataset),
+        },
+        "Output": "pass",
+    }
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "k.json").write_text(json.dumps(entry))
+    (tmp_path / "tasks" / "half-written.json").write_text("{")
+    assert complete_cache_entries(tmp_path / "tasks") == 1
+    assert metrics.is_file() and metrics.stat().st_size == 0
+    # A missing dataset stays missing: kfp must run that task again.
+    assert not dataset.exists()
+
+
+def test_load_refuses_data_that_changed_after_the_check(tmp_path, monkeypatch):
+    source = tmp_path / "table.csv"
+    source.write_text("a,b,label\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(40)))
+    config = load_config(None, [f"dataset.source={source}", "trials=1"])
+    monkeypatch.setenv(INPUT_SHA256_ENV, "0" * 64)
+    with pytest.raises(PoisonlabError, match="dataset.source: .* changed after the run started"):
+        steps.load(canonical_json(config), str(tmp_path / "d"), str(tmp_path / "s"))
+
+
+# --- end to end -----------------------------------------------------------------------
+
+
+def _submit(output: Path, tracking: str, *extra: str, cache: Path | None = None):
+    env = {"POISONLAB_CACHE_DIR": str(cache)} if cache else None
+    return run_command(
+        "submit.py",
+        "--local",
+        *extra,
+        *set_args(*TINY, f"mlflow.tracking_uri={tracking}"),
+        "--output-dir",
+        str(output),
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_a_second_cached_run_reruns_only_the_mirror(tmp_path):
+    output, cache, tracking = tmp_path / "out", tmp_path / "cache", f"sqlite:///{tmp_path}/m.db"
+    started = time.monotonic()
+    first = _submit(output, tracking, "--cache", cache=cache)
+    first_seconds = time.monotonic() - started
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "mirror" in _executed(output) and "load" in _executed(output)
+    summary, detection = (
+        (output / "summary.csv").read_bytes(),
+        (output / "detection.csv").read_bytes(),
+    )
+    started = time.monotonic()
+    second = _submit(output, tracking, "--cache", cache=cache)
+    second_seconds = time.monotonic() - started
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert _executed(output) == ["mirror"], _executed(output)
+    assert "MLflow: experiment" in second.stdout
+    assert (output / "summary.csv").read_bytes() == summary
+    assert (output / "detection.csv").read_bytes() == detection
+    assert _no_scratch(output)
+    print(f"first {first_seconds:.1f} s, cached {second_seconds:.1f} s")
+
+
+@pytest.mark.slow
+def test_a_killed_cached_run_resumes_where_it_stopped(tmp_path):
+    output, cache, tracking = tmp_path / "out", tmp_path / "cache", f"sqlite:///{tmp_path}/m.db"
+    command = [
+        sys.executable,
+        str(ROOT / "submit.py"),
+        "--local",
+        "--cache",
+        *set_args(*TINY[:1], "poison.levels=[0.0,0.1,0.2,0.3]", *TINY[2:]),
+        "--set",
+        f"mlflow.tracking_uri={tracking}",
+        "--output-dir",
+        str(output),
+    ]
+    env = {**os.environ, "POISONLAB_CACHE_DIR": str(cache)}
+    run = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    # Killed once a level is done and the others are not: the progress lines say when. A
+    # poison after an evaluate is a later level's, started once that evaluate was cached.
+    evaluated = False
+    for line in run.stdout:
+        evaluated = evaluated or bool(re.search(r"\bevaluate\s+success", line))
+        if evaluated and re.search(r"\bpoison\s+success", line):
+            break
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (output / "summary.csv").exists()
+    scratch_base = Path(os.environ["TMPDIR"]).resolve() / f"poisonlab-{os.getuid()}"
+    left = list(scratch_base.glob(SCRATCH_PREFIX + "*"))
+    assert left  # the killed run could not clean up after itself
+    resumed = run_command(*command[1:], env={"POISONLAB_CACHE_DIR": str(cache)})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ran = _executed(output)
+    assert "load" not in ran and ran.count("evaluate") < 4 and "mirror" in ran, ran
+    assert _no_scratch(output)
+    assert not [p for p in left if p.exists()]
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_share_one_new_store(tmp_path):
+    store = tmp_path / "shared.db"
+    tracking = f"sqlite:///{store}"
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "submit.py"),
+                "--local",
+                *set_args(*TINY, f"mlflow.tracking_uri={tracking}"),
+                "--output-dir",
+                str(tmp_path / f"out{i}"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for run in runs:
+        out, err = run.communicate(timeout=900)
+        assert run.returncode == 0, err[-3000:]
+        assert "MLflow: experiment 'data-poisoning', parent run" in out, out[-2000:] + err[-2000:]
+        assert "not mirrored" not in err
+    with sqlite3.connect(store) as db:
+        parents = db.execute(
+            "select run_uuid from runs where run_uuid not in "
+            "(select run_uuid from tags where key = 'mlflow.parentRunId')"
+        ).fetchall()
+        assert len(parents) == 2
+        for (parent,) in parents:
+            (children,) = db.execute(
+                "select count(*) from tags where key = 'mlflow.parentRunId' and value = ?",
+                (parent,),
+            ).fetchone()
+            assert children == TINY_CHILDREN
