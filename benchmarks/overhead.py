@@ -99,6 +99,8 @@ def cached_pair(config: dict, workdir: Path) -> tuple[float, float]:
     """Two ``--cache`` runs into one output directory from an empty cache."""
     first = whole_command(config, workdir, "--cache")
     second = whole_command(config, workdir, "--cache")
+    size = sum(f.stat().st_size for f in (workdir / "cache").rglob("*") if f.is_file())
+    print(f"cache after one run: {size / 2**20:.1f} MiB")
     return first, second
 
 

@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -109,30 +108,6 @@ def _submit(output: Path, tracking: str, *extra: str, cache: Path | None = None)
 
 
 @pytest.mark.slow
-def test_a_second_cached_run_reruns_only_the_mirror(tmp_path):
-    output, cache, tracking = tmp_path / "out", tmp_path / "cache", f"sqlite:///{tmp_path}/m.db"
-    started = time.monotonic()
-    first = _submit(output, tracking, "--cache", cache=cache)
-    first_seconds = time.monotonic() - started
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "mirror" in _executed(output) and "load" in _executed(output)
-    summary, detection = (
-        (output / "summary.csv").read_bytes(),
-        (output / "detection.csv").read_bytes(),
-    )
-    started = time.monotonic()
-    second = _submit(output, tracking, "--cache", cache=cache)
-    second_seconds = time.monotonic() - started
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert _executed(output) == ["mirror"], _executed(output)
-    assert "MLflow: experiment" in second.stdout
-    assert (output / "summary.csv").read_bytes() == summary
-    assert (output / "detection.csv").read_bytes() == detection
-    assert _no_scratch(output)
-    print(f"first {first_seconds:.1f} s, cached {second_seconds:.1f} s")
-
-
-@pytest.mark.slow
 def test_a_killed_cached_run_resumes_where_it_stopped(tmp_path):
     output, cache, tracking = tmp_path / "out", tmp_path / "cache", f"sqlite:///{tmp_path}/m.db"
     command = [
@@ -172,25 +147,30 @@ def test_a_killed_cached_run_resumes_where_it_stopped(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_runs_at_once_share_one_new_store(tmp_path):
-    store = tmp_path / "shared.db"
+def test_two_runs_at_once_share_one_new_store_and_a_cached_rerun_runs_only_the_mirror(tmp_path):
+    """Must-holds 1 and 2 on one pair of runs (each full run costs): two runs started
+    together on one new SQLite file, one of them with --cache; then that one again."""
+    store, cache = tmp_path / "shared.db", tmp_path / "cache"
     tracking = f"sqlite:///{store}"
+    outputs = [tmp_path / "cached", tmp_path / "plain"]
     runs = [
         subprocess.Popen(
             [
                 sys.executable,
                 str(ROOT / "submit.py"),
                 "--local",
+                *flags,
                 *set_args(*TINY, f"mlflow.tracking_uri={tracking}"),
                 "--output-dir",
-                str(tmp_path / f"out{i}"),
+                str(output),
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, "POISONLAB_CACHE_DIR": str(cache)},
         )
-        for i in range(2)
+        for output, flags in zip(outputs, (["--cache"], []), strict=True)
     ]
     for run in runs:
         out, err = run.communicate(timeout=900)
@@ -209,3 +189,13 @@ def test_two_runs_at_once_share_one_new_store(tmp_path):
                 (parent,),
             ).fetchone()
             assert children == TINY_CHILDREN
+
+    cached = outputs[0]
+    assert "load" in _executed(cached) and "mirror" in _executed(cached)
+    again = _submit(cached, tracking, "--cache", cache=cache)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _executed(cached) == ["mirror"], _executed(cached)
+    assert "MLflow: experiment" in again.stdout
+    for name in ("summary.csv", "detection.csv"):
+        assert (cached / name).read_bytes() == (outputs[1] / name).read_bytes(), name
+    assert _no_scratch(cached) and _no_scratch(outputs[1])
