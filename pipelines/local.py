@@ -220,7 +220,8 @@ def run_local(
     """Run the whole pipeline locally; copy its results into ``output_dir`` and return it.
 
     With ``keep_artifacts`` every task's outputs stay in ``output_dir/artifacts``.
-    With ``enable_caching`` they stay in the cache (``cache_dir()``), and a task whose
+    With ``enable_caching`` they stay in the cache (``cache_dir()``, whatever
+    ``keep_artifacts`` says), and a task whose
     code, parameters and inputs match a finished one there is not run again; the
     MLflow mirror always runs.
     """

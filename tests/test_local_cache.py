@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipelines.local import SCRATCH_PREFIX, clean_stale_scratch, complete_cache_entries
 from poisonlab import steps
@@ -89,6 +90,22 @@ def test_load_refuses_data_that_changed_after_the_check(tmp_path, monkeypatch):
     monkeypatch.setenv(INPUT_SHA256_ENV, "0" * 64)
     with pytest.raises(PoisonlabError, match="dataset.source: .* changed after the run started"):
         steps.load(canonical_json(config), str(tmp_path / "d"), str(tmp_path / "s"))
+
+
+def test_a_cached_load_is_keyed_by_the_datas_content(tmp_path):
+    """kfp keys a task by its command, inputs and environment: the data's hash is in load's."""
+    from kfp import compiler
+
+    from pipelines.poisoning import build_pipeline
+
+    def load_env(digest: str) -> list:
+        path = tmp_path / f"{digest or 'none'}.yaml"
+        compiler.Compiler().compile(build_pipeline("img", digest), package_path=str(path))
+        spec = yaml.safe_load(path.read_text())
+        return spec["deploymentSpec"]["executors"]["exec-load"]["container"].get("env", [])
+
+    assert load_env("ab12") == [{"name": INPUT_SHA256_ENV, "value": "ab12"}]
+    assert load_env("") == []
 
 
 # --- end to end -----------------------------------------------------------------------
