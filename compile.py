@@ -10,15 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from kfp import compiler
-
-from pipelines.poisoning import build_pipeline, resolve_image
+from pipelines.poisoning import compile_pipeline, resolve_image
 from poisonlab.config import load_config
 from poisonlab.errors import run_cli
-
-
-def compile_pipeline(output: str, image: str) -> None:
-    compiler.Compiler().compile(build_pipeline(image), package_path=output)
 
 
 def main() -> int:

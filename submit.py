@@ -152,6 +152,10 @@ def run_locally(config: dict, args: argparse.Namespace) -> int:
 
     output_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     config["mlflow"]["tracking_uri"] = absolute_tracking_uri(config["mlflow"]["tracking_uri"])
+    if args.cache:
+        from pipelines.local import cache_dir
+
+        print(f"Finished tasks are reused from, and kept in, {cache_dir()} (--cache).")
     started = time.monotonic()
     run_local(
         config, output_dir, keep_artifacts=args.keep_artifacts, enable_caching=bool(args.cache)

@@ -21,8 +21,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compile import compile_pipeline  # noqa: E402
-from pipelines.poisoning import resolve_image  # noqa: E402
+from pipelines.poisoning import compile_pipeline, resolve_image  # noqa: E402
 
 VERTEX_FAN_IN_LIMIT = 100
 

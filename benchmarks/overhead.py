@@ -2,12 +2,17 @@
 work done in one process by calling the library directly.
 
     python benchmarks/overhead.py [--config configs/iris.yaml] [--set k=v ...] [--repeat 1]
+                                  [--cache]
 
 Both sides call the same steps (``poisonlab.steps``) with the same files between
 them: load; poison, validate, train and evaluate every level; report; mirror into a
 fresh MLflow sqlite store. The difference is the orchestration. A third run times
 the whole ``python submit.py --local`` command, as a user runs it (start-up and
-checks before the runner starts included). Prints a table of wall times and ratios.
+checks before the runner starts included). Prints a table of wall times and ratios, and
+the whole command's tail: from its last ``evaluate`` task line to its end.
+
+With ``--cache``, two more runs of the whole command with ``--cache`` into one output
+directory, from an empty cache: the second takes every task but the mirror from the cache.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -61,20 +67,41 @@ def on_local_runner(config: dict, workdir: Path) -> float:
     return time.perf_counter() - started
 
 
-def whole_command(config: dict, workdir: Path) -> float:
-    """``python submit.py --local`` as a user runs it: start-up and checks included."""
+_TASK_LINE = re.compile(r"^\s*(\d+) s  (\S+)\s+success", re.MULTILINE)
+TAILS: list[float] = []
+
+
+def whole_command(config: dict, workdir: Path, *flags: str) -> float:
+    """``python submit.py --local`` as a user runs it: start-up and checks included.
+    Records the run's tail (last ``evaluate`` line to the end) in ``TAILS``."""
     config_file = workdir / "config.yaml"
     config_file.write_text(yaml.safe_dump(config))
     command = [sys.executable, str(ROOT / "submit.py"), "--local", "--config", str(config_file)]
     started = time.perf_counter()
-    subprocess.run(
-        [*command, "--output-dir", str(workdir / "out")],
+    done = subprocess.run(
+        [*command, *flags, "--output-dir", str(workdir / "out")],
         cwd=ROOT,
-        env={**os.environ, "TMPDIR": str(workdir)},
+        env={**os.environ, "TMPDIR": str(workdir), "POISONLAB_CACHE_DIR": str(workdir / "cache")},
         check=True,
         capture_output=True,
+        text=True,
     )
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    lines = [(int(t), task) for t, task in _TASK_LINE.findall(done.stdout)]
+    last_evaluate = max((t for t, task in lines if task == "evaluate"), default=None)
+    if last_evaluate is not None:
+        # Task lines and "Done in" both count from the run's start (whole seconds).
+        TAILS.append(float(re.search(r"Done in (\d+) s", done.stdout)[1]) - last_evaluate)
+    return elapsed
+
+
+def cached_pair(config: dict, workdir: Path) -> tuple[float, float]:
+    """Two ``--cache`` runs into one output directory from an empty cache."""
+    first = whole_command(config, workdir, "--cache")
+    second = whole_command(config, workdir, "--cache")
+    size = sum(f.stat().st_size for f in (workdir / "cache").rglob("*") if f.is_file())
+    print(f"cache after one run: {size / 2**20:.1f} MiB")
+    return first, second
 
 
 RUNS = {
@@ -89,6 +116,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/iris.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--cache", action="store_true", help="also time a cached second run")
     args = parser.parse_args()
     config = load_config(args.config, args.set)
     times: dict[str, list[float]] = {name: [] for name in RUNS}
@@ -100,6 +128,15 @@ def main() -> None:
                 run_config = copy.deepcopy(config)
                 run_config["mlflow"]["tracking_uri"] = f"sqlite:///{workdir / 'mlflow.db'}"
                 times[name].append(run(run_config, workdir))
+    cached: list[tuple[float, float]] = []
+    if args.cache:
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(args.repeat):
+                run_config = copy.deepcopy(config)
+                run_config["mlflow"]["tracking_uri"] = f"sqlite:///{Path(tmp) / f'{i}.db'}"
+                workdir = Path(tmp) / f"cached-{i}"
+                workdir.mkdir()
+                cached.append(cached_pair(run_config, workdir))
     base = statistics.median(times["in process"])
     print(
         f"\nconfig {args.config} {' '.join(args.set)}: {config['trials']} trials, "
@@ -110,6 +147,14 @@ def main() -> None:
     for name, values in times.items():
         median = statistics.median(values)
         print(f"| {name} | {median:.1f} | {median / base:.2f} |")
+    for label, index in (("--cache, empty cache", 0), ("--cache again, same output dir", 1)):
+        if cached:
+            median = statistics.median(pair[index] for pair in cached)
+            print(f"| python submit.py --local {label} | {median:.1f} | {median / base:.2f} |")
+    if cached:
+        ratio = statistics.median(second / first for first, second in cached)
+        print(f"\ncached second run / first run: {ratio:.2f}")
+    print(f"tail of the whole command (last evaluate to the end), s: {sorted(TAILS)}")
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def submit_to_kfp(
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         if not template:
-            from compile import compile_pipeline
+            from pipelines.poisoning import compile_pipeline
 
             template_path = str(Path(tmp) / "pipeline.yaml")
             compile_pipeline(template_path, image)

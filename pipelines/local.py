@@ -2,14 +2,24 @@
 
 Tasks run as subprocesses of this Python (``SubprocessRunner(use_venv=False)``),
 so they use the installed poisonlab and install nothing. Task outputs go to a
-scratch directory; the run's results are copied to the output directory only
-once the whole pipeline has succeeded, so a failed run leaves no half-written
-results there.
+scratch directory outside the output directory; the run's results are copied to
+the output directory only once the whole pipeline has succeeded, so a failed
+run leaves no half-written results there, and the output directory holds
+results only. A run killed before it could delete its scratch directory leaves
+it to the next run, which deletes it (see ``clean_stale_scratch``).
+
+With caching on, task outputs go to the cache instead (``cache_dir``), where
+they outlive the run: kfp's local cache keys a task by its component's code,
+its parameters (the config, the level) and its input artifacts, and an input
+artifact there is named by the cached output of the task that made it, so the
+keys do not depend on the output directory or on scratch paths. A run killed
+mid-way and started again takes every task that had finished from the cache.
 """
 
 import builtins
 import contextlib
 import io
+import json
 import os
 import re
 import shutil
@@ -22,10 +32,14 @@ from pathlib import Path
 
 from pipelines.poisoning import build_pipeline, resolve_image
 from poisonlab.config import canonical_json
+from poisonlab.data import source_sha256
 from poisonlab.errors import PoisonlabError
 from poisonlab.mirror import write_status
 
 LOG_FILE = "pipeline.log"
+CACHE_ENV = "POISONLAB_CACHE_DIR"
+SCRATCH_PREFIX = "poisonlab-run-"
+_OWNER_FILE = "pid"
 _TASK_DONE = re.compile(r"Task '(?P<task>[^']+)' finished with status (?P<status>[A-Z]+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -101,6 +115,102 @@ def _task_environment(root: Path):
         tempfile.tempdir = None
 
 
+def cache_dir() -> Path:
+    """Where ``--cache`` keeps task outputs between runs: $POISONLAB_CACHE_DIR, else
+    ``poisonlab`` in the user's cache folder ($XDG_CACHE_HOME, else ~/.cache)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser().resolve()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser().resolve() / "poisonlab"
+
+
+# Artifacts whose values live in the task's metadata; the local runner writes no file.
+_FILELESS = {"system.Metrics", "system.ClassificationMetrics"}
+
+
+def complete_cache_entries(cache_root: Path) -> int:
+    """Give the cached Metrics outputs the empty file kfp's cache looks for; return how
+    many were made.
+
+    kfp's local cache treats an entry whose local artifact file is missing as a miss,
+    but the runner writes no file for Metrics and ClassificationMetrics (their values
+    are in the entry's metadata): without this, validate and evaluate never hit.
+    """
+    made = 0
+    for entry in sorted(cache_root.glob("*.json")):
+        try:
+            outputs = json.loads(entry.read_text())
+        except (OSError, ValueError):
+            continue  # half-written by a killed run: kfp reads it as a miss
+        for output in outputs.values():
+            if not isinstance(output, dict) or output.get("schema_title") not in _FILELESS:
+                continue
+            uri = Path(output.get("uri", ""))
+            if uri.is_absolute() and not uri.exists():
+                uri.parent.mkdir(parents=True, exist_ok=True)
+                uri.touch()
+                made += 1
+    return made
+
+
+def scratch_base() -> Path:
+    """The folder of every local run's scratch directory: in the system's temp folder,
+    outside any results folder."""
+    return Path(tempfile.gettempdir()).resolve() / f"poisonlab-{os.getuid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_scratch(base: Path) -> list[Path]:
+    """Delete the scratch directories in ``base`` whose run is no longer alive (killed
+    runs cannot delete their own); return them. A directory without its owner's pid
+    is one being made right now, and is left alone."""
+    removed = []
+    for scratch in sorted(base.glob(SCRATCH_PREFIX + "*")):
+        try:
+            owner = int((scratch / _OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(owner):
+            shutil.rmtree(scratch, ignore_errors=True)
+            removed.append(scratch)
+    return removed
+
+
+def _make_scratch() -> Path:
+    """A new scratch directory for this run, marked with this process's id."""
+    base = scratch_base()
+    base.mkdir(parents=True, exist_ok=True)
+    clean_stale_scratch(base)
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=base))
+    (scratch / _OWNER_FILE).write_text(str(os.getpid()))
+    return scratch
+
+
+def _prepare_store_meanwhile(tracking_uri: str) -> threading.Thread:
+    """Set up a SQLite tracking store in a thread while the levels run, so that the mirror,
+    at the end, finds it ready (creating a fresh store's tables takes seconds). A failure
+    here is left for the mirror to meet and report."""
+
+    def prepare() -> None:
+        from poisonlab.mlflow_store import prepare_store
+
+        with contextlib.suppress(Exception):
+            prepare_store(tracking_uri)
+
+    thread = threading.Thread(target=prepare, name="prepare-mlflow-store", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_local(
     config: dict,
     output_dir: str | Path,
@@ -110,13 +220,26 @@ def run_local(
     """Run the whole pipeline locally; copy its results into ``output_dir`` and return it.
 
     With ``keep_artifacts`` every task's outputs stay in ``output_dir/artifacts``.
+    With ``enable_caching`` they stay in the cache (``cache_dir()``, whatever
+    ``keep_artifacts`` says), and a task whose
+    code, parameters and inputs match a finished one there is not run again; the
+    MLflow mirror always runs.
     """
     from kfp import local
 
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".poisonlab-", dir=output_dir))
-    pipeline_root = output_dir / "artifacts" if keep_artifacts else scratch / "root"
+    scratch = _make_scratch()
+    if enable_caching:
+        cache = cache_dir()
+        pipeline_root, cache_root = cache / "artifacts", cache / "tasks"
+    else:
+        pipeline_root = output_dir / "artifacts" if keep_artifacts else scratch / "root"
+        cache_root = None
+    if cache_root:
+        # Entries a killed run finished, too: a resumed run takes them.
+        complete_cache_entries(cache_root)
+    store = _prepare_store_meanwhile(config["mlflow"]["tracking_uri"])
     try:
         with _task_environment(scratch), _quiet_runner(output_dir / LOG_FILE):
             local.init(
@@ -126,9 +249,11 @@ def run_local(
                 workspace_root=str(scratch / "workspace"),
                 raise_on_error=True,
                 enable_caching=enable_caching,
-                cache_root=str(output_dir / ".kfp_cache") if enable_caching else None,
+                cache_root=str(cache_root) if cache_root else None,
             )
-            pipeline = build_pipeline(resolve_image(config["vertex"]["image"]))
+            # Cached: load's key must change when the file behind dataset.source does.
+            digest = source_sha256(config["dataset"]["source"]) if enable_caching else ""
+            pipeline = build_pipeline(resolve_image(config["vertex"]["image"]), digest)
             try:
                 task = pipeline(
                     config=canonical_json(config), poison_levels=config["poison"]["levels"]
@@ -139,6 +264,8 @@ def run_local(
                     f"the local pipeline run failed: {first}; "
                     f"the task's log is in {output_dir / LOG_FILE}"
                 ) from None
+            if cache_root:
+                complete_cache_entries(cache_root)
             results = Path(task.outputs["results"].path)
             for item in sorted(results.iterdir()):
                 target = output_dir / item.name
@@ -150,4 +277,5 @@ def run_local(
             write_status(task.outputs["mirror_status"], output_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        store.join()
     return output_dir

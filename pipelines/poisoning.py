@@ -8,7 +8,7 @@ install nothing when a task starts: the image holds poisonlab and kfp.
 import os
 from typing import NamedTuple
 
-from kfp import dsl
+from kfp import compiler, dsl
 
 from components.evaluate import evaluate
 from components.load import load
@@ -17,6 +17,7 @@ from components.poison import poison
 from components.report import report
 from components.train import train
 from components.validate import validate
+from poisonlab.data import INPUT_SHA256_ENV
 
 PIPELINE_NAME = "poisonlab-sweep"
 IMAGE_ENV = "POISONLAB_IMAGE"
@@ -36,8 +37,13 @@ def resolve_image(config_image: str | None = None) -> str:
     return config_image or os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
 
 
-def build_pipeline(image: str):
-    """The pipeline function, with every component running on ``image``."""
+def build_pipeline(image: str, input_sha256: str = ""):
+    """The pipeline function, with every component running on ``image``.
+
+    ``input_sha256``, the dataset's content hash, goes to the load task's environment
+    (``INPUT_SHA256_ENV``): a cached local run then keys load by the data's content,
+    not only by its path.
+    """
 
     def on_image(func):
         return dsl.component(func, base_image=image, install_kfp_package=False)
@@ -55,6 +61,8 @@ def build_pipeline(image: str):
         run_key = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         # load may read gs://, where a passing network error is worth a retry.
         loaded = load_op(config=config).set_display_name("load dataset").set_retry(RETRIES)
+        if input_sha256:
+            loaded.set_env_variable(INPUT_SHA256_ENV, input_sha256)
         with dsl.ParallelFor(poison_levels, name="poison-levels") as level:
             poisoned = (
                 poison_op(
@@ -117,3 +125,8 @@ def build_pipeline(image: str):
         return PipelineOutputs(results=reported.outputs["results"], mirror_status=mirrored.output)
 
     return poisoning_pipeline
+
+
+def compile_pipeline(output: str, image: str) -> None:
+    """Write the pipeline, every component on ``image``, as KFP/Vertex YAML to ``output``."""
+    compiler.Compiler().compile(build_pipeline(image), package_path=output)

@@ -331,7 +331,7 @@ def submit_to_vertex(
         image = check_image(config["vertex"]["image"], required=not dry_run)
     with tempfile.TemporaryDirectory() as tmp:
         if not template:
-            from compile import compile_pipeline
+            from pipelines.poisoning import compile_pipeline
 
             template_path = str(Path(tmp) / "pipeline.yaml")
             compile_pipeline(template_path, image)

@@ -135,6 +135,17 @@ def is_generated(source: str) -> bool:
     return source.startswith(("sklearn:", SYNTHETIC_PREFIX))
 
 
+# Set on the load task of a cached local run: the input's SHA-256 as checked before the run.
+# It is part of the task's cache key (a changed file is a new key); load refuses other bytes.
+INPUT_SHA256_ENV = "POISONLAB_INPUT_SHA256"
+
+
+def source_sha256(source: str) -> str:
+    """The SHA-256 of a file source's bytes, as ``read_frame`` gives it, without parsing
+    them; "" for a table made by code, which its name and the config already fix."""
+    return "" if is_generated(source) else sha256_hex(read_source_bytes(source))
+
+
 def read_frame(source: str) -> tuple[pd.DataFrame, str]:
     """The raw table behind a source and the SHA-256 of its bytes.
 

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from poisonlab.errors import PoisonlabError
+from poisonlab.result_files import DETECTION_FILE, MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
 
 # Bucket naming rules (without dots-in-domain-names subtleties): 3 to 63 characters,
 # lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit.
@@ -89,8 +90,6 @@ def find_results(prefix: str, field: str = "--fetch-results", job_id: str | None
     """
     from google.api_core import exceptions
 
-    from poisonlab.report import MANIFEST_FILE
-
     bucket_name, name = parse_gs_uri(prefix, field)
     client = storage_client()
     suffix = f"/{RESULTS_ARTIFACT}/{MANIFEST_FILE}"
@@ -125,8 +124,6 @@ def download_results(results_uri: str, output_dir: str | Path) -> Path:
     Files land in a temporary directory first and are moved in only once all of
     them arrived, so a failed download leaves no half-set of results behind.
     """
-    from poisonlab.report import DETECTION_FILE, MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
-
     files = (SUMMARY_FILE, DETECTION_FILE, REPORT_FILE, MANIFEST_FILE)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -48,8 +48,18 @@ import pandas as pd
 from poisonlab.certify.evaluation import CERTIFIED_FILE, clean_curves
 from poisonlab.config import check_tracking_uri, redact_uri
 from poisonlab.errors import PoisonlabError, run_cli
+from poisonlab.mlflow_store import (
+    CLOUDPICKLE,
+    DESCRIPTION_TAG,
+    SKOPS,
+    SKOPS_TRUSTED_TYPES,
+    ensure_experiment,
+    prepare_store,
+    retry_busy,
+    run_description,
+)
 from poisonlab.quantity import QUANTITY_FILE
-from poisonlab.report import (
+from poisonlab.result_files import (
     DETECTION_FILE,
     GATE_FILE,
     MANIFEST_FILE,
@@ -247,9 +257,11 @@ def _frame(dataset) -> pd.DataFrame:
 
 
 @functools.cache
-def _pip_requirements() -> list[str]:
-    """Pinned explicitly: inferring them runs a subprocess per model (5-17 s each)."""
-    import cloudpickle
+def _pip_requirements(stored: str) -> list[str]:
+    """Pinned explicitly: inferring them runs a subprocess per model (5-17 s each).
+    ``stored``: the serialization format, whose package loading the model needs."""
+    import importlib.metadata
+
     import numpy
     import sklearn
 
@@ -257,7 +269,7 @@ def _pip_requirements() -> list[str]:
         f"scikit-learn=={sklearn.__version__}",
         f"numpy=={numpy.__version__}",
         f"pandas=={pd.__version__}",
-        f"cloudpickle=={cloudpickle.__version__}",
+        f"{stored}=={importlib.metadata.version(stored)}",
     ]
 
 
@@ -405,9 +417,9 @@ def mirror_results(
     _token_from_secret(config)
 
     with mlflow_session(tracking_uri):
+        prepare_store(tracking_uri)
         client = MlflowClient(tracking_uri)
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        experiment_id = ensure_experiment(client, experiment)
         runs = _tagged(client.search_runs, experiment_id, run_key, 1000)
         parent = next((r for r in runs if CHILD_KEY_TAG not in r.data.tags), None)
         children = {r.data.tags[CHILD_KEY_TAG]: r for r in runs if CHILD_KEY_TAG in r.data.tags}
@@ -426,7 +438,9 @@ def mirror_results(
         failed = provenance.get("failed_levels") or []
         # Which levels are missing, so the MLflow UI does not pass the run off as complete.
         failed_tag = ", ".join(f"{f['level']:g} ({f['step']})" for f in failed) or "none"
-        client.log_batch(parent_id, tags=_tag_list({**run_tags, "failed_levels": failed_tag}))
+        parent_tags = {**run_tags, "failed_levels": failed_tag}
+        parent_tags[DESCRIPTION_TAG] = run_description(config)
+        client.log_batch(parent_id, tags=_tag_list(parent_tags))
 
         params = _flatten("", {k: v for k, v in config.items() if k != "vertex"})
         params["data_sha256"] = provenance["input_sha256"]
@@ -591,19 +605,27 @@ def _log_models(
         _child_key(*key): estimator for key, estimator in models.items() if estimator is not None
     }
     example = _frame(dataset).head(5)
-    # Said once here, instead of once per model by mlflow.sklearn: cloudpickle runs code when
-    # loaded, so load these models only from a tracking server you trust.
-    print("mirror: logging models with cloudpickle; load them only from a trusted server")
     quiet = logging.getLogger("mlflow.sklearn")
     level, quiet.level = quiet.level, logging.ERROR
+    pickled = []
     try:
         for key, run_id in todo.items():
             estimator = models.get(_child_key(*key))
-            if estimator is None:
+            if estimator is None:  # a defence that kept too little to fit on
                 continue
-            _log_model(client, experiment_id, run_key, key, run_id, estimator, existing, example)
+            stored = _log_model(
+                client, experiment_id, run_key, key, run_id, estimator, existing, example
+            )
+            if stored == CLOUDPICKLE:
+                pickled.append(_child_key(*key))
     finally:
         quiet.setLevel(level)
+    if pickled:
+        # cloudpickle runs code when loaded: load those models only from a server you trust.
+        print(
+            f"mirror: {len(pickled)} of {len(todo)} models stored with cloudpickle, not skops "
+            f"(e.g. {pickled[0]}); load them only from a tracking server you trust"
+        )
     return len(todo)
 
 
@@ -616,10 +638,25 @@ def _log_model(
     estimator,
     existing,
     example,
-) -> None:
-    """One child's model with signature and input example, in an entity made (or reused) here."""
+) -> str:
+    """One child's model with signature and input example, in an entity made (or reused) here;
+    return how it was stored.
+
+    skops first (no pickle; the types it may load are ``SKOPS_TRUSTED_TYPES``), which
+    MLflow checks by loading the model back; a model skops cannot save or load that way
+    (a user's own class, LightGBM) is stored with cloudpickle, with a logged note.
+
+    Saved to a local folder and uploaded, which is what ``mlflow.sklearn.log_model``
+    does, less what costs here and tells nothing new: a new client per model, metric
+    copies (the child has none yet), and serving the input example through a second
+    load of the model (the skops save already loads it back, and the signature was
+    inferred from a prediction on that example).
+    """
+    import tempfile
+
     import mlflow.sklearn
-    from mlflow.models import infer_signature
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model, infer_signature
 
     model = existing.get(run_id) or client.create_logged_model(
         experiment_id,
@@ -630,17 +667,43 @@ def _log_model(
     with warnings.catch_warnings():
         # Fitted on arrays, shown a named frame: harmless, and noisy in the task log.
         warnings.filterwarnings("ignore", message="X has feature names")
-        mlflow.sklearn.log_model(
-            estimator,
-            name=MODEL_NAME,
-            model_id=model.model_id,
-            run_id=run_id,
-            signature=infer_signature(example, estimator.predict(example.to_numpy())),
-            input_example=example,
-            pip_requirements=_pip_requirements(),
-            # Our own freshly fitted model; skops costs ~1.5 s more per forest.
-            serialization_format="cloudpickle",
-        )
+        signature = infer_signature(example, estimator.predict(example.to_numpy()))
+    for stored in (SKOPS, CLOUDPICKLE):
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X has feature names")
+            local = Path(tmp) / MODEL_NAME
+            described = Model(
+                artifact_path=model.artifact_location,
+                model_uuid=model.model_id,
+                model_id=model.model_id,
+                run_id=run_id,
+            )
+            try:
+                mlflow.sklearn.save_model(
+                    estimator,
+                    str(local),
+                    mlflow_model=described,
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=_pip_requirements(stored),
+                    serialization_format=stored,
+                    skops_trusted_types=SKOPS_TRUSTED_TYPES if stored == SKOPS else None,
+                )
+            except Exception as error:  # noqa: BLE001 (skops refuses in many ways)
+                if stored == CLOUDPICKLE:
+                    raise
+                logging.getLogger(__name__).info(
+                    "%s: skops cannot store %s (%s); stored with cloudpickle",
+                    _child_key(*key),
+                    type(estimator).__name__,
+                    str(error).splitlines()[0][:200],
+                )
+                continue
+            client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+            client.log_model_artifacts(model.model_id, str(local))
+        client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        return stored
+    raise AssertionError("unreachable")
 
 
 # --- for the pipeline task and the command line ---------------------------------------
@@ -661,7 +724,8 @@ def mirror_status(
     try:
         manifest = json.loads((Path(results_dir) / MANIFEST_FILE).read_text())
         uri = tracking_uri or manifest["config"]["mlflow"]["tracking_uri"]
-        result = mirror_results(results_dir, tracking_uri, **kwargs)
+        # Idempotent, so a store that was busy (another run mirroring) is simply tried again.
+        result = retry_busy(lambda: mirror_results(results_dir, tracking_uri, **kwargs))
     except PoisonlabError as error:
         return _status(False, str(error), uri, started)
     # Any failure becomes a status, not a failed run.

@@ -36,16 +36,17 @@ from poisonlab.findings import (
 )
 from poisonlab.gate import gate_table
 from poisonlab.quantity import QUANTITY_FILE, quantity_answers, summarize_quantity
+from poisonlab.result_files import (  # noqa: F401 (also read from here)
+    DETECTION_FILE,
+    GATE_FILE,
+    MANIFEST_FILE,
+    MARKDOWN_FILE,
+    REPORT_FILE,
+    SUMMARY_FILE,
+)
 
 if TYPE_CHECKING:
     from poisonlab.certify.evaluation import CertifiedResults
-
-SUMMARY_FILE = "summary.csv"
-DETECTION_FILE = "detection.csv"
-GATE_FILE = "gate.csv"
-REPORT_FILE = "report.html"
-MARKDOWN_FILE = "report.md"
-MANIFEST_FILE = "manifest.json"
 
 
 def headline(config: dict[str, Any], provenance: dict) -> tuple[str, str]:

@@ -8,6 +8,7 @@ a few lines long and every step can be tested without KFP.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 from poisonlab import experiment, gate
 from poisonlab.config import check_complete, config_from_json
 from poisonlab.data import (
+    INPUT_SHA256_ENV,
     array_hash,
     load_configured,
     read_dataset,
@@ -27,6 +29,7 @@ from poisonlab.data import (
     write_dataset,
     write_splits,
 )
+from poisonlab.errors import PoisonlabError
 from poisonlab.failures import (
     contained,
     injected_failure,
@@ -53,6 +56,12 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
     config = config_from_json(config_json)
     check_complete(config, json.loads(config_json))
     dataset, input_hash = load_configured(config["dataset"])
+    expected = os.environ.get(INPUT_SHA256_ENV)
+    if expected and expected != input_hash:
+        raise PoisonlabError(
+            f"dataset.source: {config['dataset']['source']} changed after the run started "
+            "(its SHA-256 differs); start the run again"
+        )
     masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"])
     # Also checked by submit.py; here too for a pipeline started from its compiled YAML.
     check_classes_survive(dataset, masks, config)

@@ -157,7 +157,7 @@ def fake_vertex(monkeypatch) -> Iterator[Callable[..., FakeVertex]]:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> str:
     """One compiled pipeline shared by the tests that submit (compiling takes seconds)."""
-    from compile import compile_pipeline
+    from pipelines.poisoning import compile_pipeline
 
     path = tmp_path_factory.mktemp("template") / "pipeline.yaml"
     compile_pipeline(str(path), IMAGE)
