@@ -136,7 +136,8 @@ def print_accuracy_table(summary_path: Path) -> None:
     named with the reason it was chosen (manifest.json beside summary.csv)."""
     import pandas as pd
 
-    from poisonlab.report import MANIFEST_FILE, accuracy_table
+    from poisonlab.report import accuracy_table
+    from poisonlab.result_files import MANIFEST_FILE
 
     manifest = json.loads((summary_path.parent / MANIFEST_FILE).read_text(encoding="utf-8"))
     chosen = manifest.get("headline_metric", {"metric": "accuracy", "reason": ""})

@@ -36,7 +36,7 @@ from poisonlab.findings import (
 )
 from poisonlab.gate import gate_table
 from poisonlab.quantity import QUANTITY_FILE, quantity_answers, summarize_quantity
-from poisonlab.result_files import (  # noqa: F401 (also read from here)
+from poisonlab.result_files import (
     DETECTION_FILE,
     GATE_FILE,
     MANIFEST_FILE,

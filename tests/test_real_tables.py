@@ -17,7 +17,8 @@ from poisonlab.config import canonical_json, validate_config
 from poisonlab.data import load_configured, read_frame, row_id_warnings, split_masks
 from poisonlab.detectors import DETECTORS, Detector, run_detector
 from poisonlab.metrics import detection_metrics, headline_metric
-from poisonlab.report import MANIFEST_FILE, SUMMARY_FILE, Report
+from poisonlab.report import Report
+from poisonlab.result_files import MANIFEST_FILE, SUMMARY_FILE
 from poisonlab.seeding import derive_rng, derive_seed
 
 DATA = ROOT / "tests" / "data"

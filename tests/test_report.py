@@ -19,7 +19,8 @@ from poisonlab.config import validate_config
 from poisonlab.data import load_dataset, split_masks
 from poisonlab.errors import PoisonlabError
 from poisonlab.findings import breakdown_level, breakdown_points, findings, worst_levels
-from poisonlab.report import MARKDOWN_FILE, REPORT_FILE, Report, write_results
+from poisonlab.report import Report, write_results
+from poisonlab.result_files import MARKDOWN_FILE, REPORT_FILE
 
 
 class _Resources(HTMLParser):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from poisonlab.report import REPORT_FILE
+from poisonlab.result_files import REPORT_FILE
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
