@@ -71,6 +71,7 @@ def _panels(
     top: float = 0.3,
     wgap: float = 0.2,
     hgap: float = 0.55,
+    sharex: bool = False,
     sharey: bool = False,
 ) -> tuple[Figure, np.ndarray]:
     """A figure of ``n_rows`` x ``n_cols`` panels, each ``width`` x ``height`` inches.
@@ -94,7 +95,7 @@ def _panels(
         wspace=wgap / width,
         hspace=hgap / height,
     )
-    axes = figure.subplots(n_rows, n_cols, squeeze=False, sharey=sharey)
+    axes = figure.subplots(n_rows, n_cols, squeeze=False, sharex=sharex, sharey=sharey)
     return figure, axes
 
 
@@ -167,7 +168,8 @@ def defence_plot(summary: pd.DataFrame, metric: str = "accuracy") -> str | None:
     colors = _colors(_names(rows, "defense"))
     titles = [f"{attack} / {model}" for attack in attacks for model in models]
     width = max(2.75, _text_width(titles, 9) + 0.1)
-    figure, axes = _panels(len(attacks), len(models), width, 1.9, sharey=True)
+    # One level axis for all panels: a panel with one point or none still spans every level.
+    figure, axes = _panels(len(attacks), len(models), width, 1.9, sharex=True, sharey=True)
     for i, attack in enumerate(attacks):
         for j, model in enumerate(models):
             ax = axes[i][j]
@@ -178,7 +180,6 @@ def defence_plot(summary: pd.DataFrame, metric: str = "accuracy") -> str | None:
                 color = colors[defense]
                 _band(ax, frame, "poison_level", label, style, color, clip=metric != "recovery")
             if not ax.lines:  # recovery where no loss was measurable or nothing was fitted
-                ax.set_xticks([])
                 ax.text(
                     0.5,
                     0.5,
@@ -191,6 +192,7 @@ def defence_plot(summary: pd.DataFrame, metric: str = "accuracy") -> str | None:
                 )
             ax.set_title(f"{attack} / {model}", fontsize=9)
             ax.grid(alpha=0.3)
+            ax.tick_params(axis="x", labelbottom=True)  # every row keeps its level numbers
             if i == len(attacks) - 1:
                 ax.set_xlabel("poison level")
         axes[i][0].set_ylabel(metric)
@@ -344,9 +346,9 @@ def certified_plot(curves: pd.DataFrame, points: pd.DataFrame) -> str | None:
     if curves.empty:
         return None
     models = _names(curves, "model")
-    width = max(3.9, _text_width(models, "large") + 0.1)
+    width = max(3.5, _text_width(models, "large") + 0.1)
     # top: the secondary axis's ticks and label, then the title above them
-    figure, axes = _panels(1, len(models), width, 2.25, top=0.8, sharey=True)
+    figure, axes = _panels(1, len(models), width, 2.1, top=0.8, sharey=True)
     colors = {"label_flips": "tab:blue", "modified": "tab:orange", "added_or_removed": "tab:green"}
     for ax, model in zip(axes[0], models, strict=True):
         for unit, frame in curves[curves["model"] == model].groupby("unit", sort=False):
