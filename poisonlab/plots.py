@@ -125,13 +125,12 @@ def _band(
     With ``clip`` the band stays within [0, 1], where scores live: with few
     trials a Student-t interval can reach far beyond.
     """
-    (line,) = ax.plot(
-        frame[x], frame["mean"], marker="o", markersize=3, linestyle=style, label=label, color=color
-    )
-    low, high = frame["ci_low"], frame["ci_high"]
+    xs, mean = frame[x].to_numpy(), frame["mean"].to_numpy()
+    (line,) = ax.plot(xs, mean, marker="o", markersize=3, linestyle=style, label=label, color=color)
+    low, high = frame["ci_low"].to_numpy(), frame["ci_high"].to_numpy()
     if clip:
         low, high = low.clip(0.0, 1.0), high.clip(0.0, 1.0)
-    ax.fill_between(frame[x], low, high, alpha=0.18, linewidth=0, color=line.get_color())
+    ax.fill_between(xs, low, high, alpha=0.18, linewidth=0, color=line.get_color())
 
 
 def _curves(
