@@ -28,6 +28,7 @@ from poisonlab.mlflow_store import (
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
     SKOPS,
+    prepare_store,
     retry_busy,
 )
 from tests.conftest import ROOT
@@ -142,7 +143,19 @@ def test_two_processes_set_up_one_fresh_store_at_once(tmp_path):
         assert process.returncode == 0, err.decode()[-2000:]
     with sqlite3.connect(tmp_path / "fresh.db") as db:
         tables = {row[0] for row in db.execute("select name from sqlite_master")}
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
     assert {"experiments", "runs", "metrics"} <= tables
+    assert mode == "wal"  # set up by poisonlab: write-ahead log
+
+
+def test_a_store_that_existed_keeps_its_journal_mode(tmp_path):
+    path = tmp_path / "theirs.db"
+    with sqlite3.connect(path) as db:
+        db.execute("create table notes (text)")
+    prepare_store(f"sqlite:///{path}")
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert "runs" in {row[0] for row in db.execute("select name from sqlite_master")}
 
 
 def test_a_busy_store_is_tried_again_and_other_errors_are_not():
