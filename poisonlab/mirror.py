@@ -32,10 +32,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import os
+import pickle
 import shlex
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -608,16 +612,23 @@ def _log_models(
     quiet = logging.getLogger("mlflow.sklearn")
     level, quiet.level = quiet.level, logging.ERROR
     pickled = []
+    # Saved once per distinct model: at level 0 every attack trains on the same clean rows,
+    # and a defence that flagged nothing trains on the undefended rows, so children share.
+    saved: dict[str, tuple[Path, str]] = {}
     try:
-        for key, run_id in todo.items():
-            estimator = models.get(_child_key(*key))
-            if estimator is None:  # a defence that kept too little to fit on
-                continue
-            stored = _log_model(
-                client, experiment_id, run_key, key, run_id, estimator, existing, example
-            )
-            if stored == CLOUDPICKLE:
-                pickled.append(_child_key(*key))
+        with tempfile.TemporaryDirectory() as scratch:
+            for key, run_id in todo.items():
+                estimator = models.get(_child_key(*key))
+                if estimator is None:  # a defence that kept too little to fit on
+                    continue
+                digest = _content_digest(estimator)
+                if digest not in saved:
+                    folder = Path(scratch) / str(len(saved)) / MODEL_NAME
+                    saved[digest] = folder, save_model_folder(estimator, example, folder, key)
+                folder, stored = saved[digest]
+                _upload_model(client, experiment_id, run_key, key, run_id, folder, existing)
+                if stored == CLOUDPICKLE:
+                    pickled.append(_child_key(*key))
     finally:
         quiet.setLevel(level)
     if pickled:
@@ -629,34 +640,67 @@ def _log_models(
     return len(todo)
 
 
-def _log_model(
-    client,
-    experiment_id: str,
-    run_key: str,
-    key: ChildKey,
-    run_id: str,
-    estimator,
-    existing,
-    example,
-) -> str:
-    """One child's model with signature and input example, in an entity made (or reused) here;
-    return how it was stored.
+def _content_digest(estimator) -> str:
+    """SHA-256 of a fitted model's pickle: equal for the same model fitted on the same rows
+    with the same seed. A model pickle cannot take is equal to itself only."""
+    try:
+        return hashlib.sha256(pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)).hexdigest()
+    except Exception:  # noqa: BLE001 (a user's model may hold anything)
+        return f"object-{id(estimator)}"
+
+
+def save_model_folder(estimator, example: pd.DataFrame, folder: Path, key: ChildKey) -> str:
+    """Save ``estimator`` as an MLflow model in ``folder``, with signature and input
+    example; return how it was stored.
 
     skops first (no pickle; the types it may load are ``SKOPS_TRUSTED_TYPES``), which
     MLflow checks by loading the model back; a model skops cannot save or load that way
     (a user's own class, LightGBM) is stored with cloudpickle, with a logged note.
-
-    Saved to a local folder and uploaded, which is what ``mlflow.sklearn.log_model``
-    does, less what costs here and tells nothing new: a new client per model, metric
-    copies (the child has none yet), and serving the input example through a second
-    load of the model (the skops save already loads it back, and the signature was
-    inferred from a prediction on that example).
+    The folder names no run or model entity yet: ``_upload_model`` fills those in.
     """
-    import tempfile
-
     import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    with warnings.catch_warnings():
+        # Fitted on arrays, shown a named frame: harmless, and noisy in the task log.
+        warnings.filterwarnings("ignore", message="X has feature names")
+        signature = infer_signature(example, estimator.predict(example.to_numpy()))
+        for stored in (SKOPS, CLOUDPICKLE):
+            try:
+                mlflow.sklearn.save_model(
+                    estimator,
+                    str(folder),
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=_pip_requirements(stored),
+                    serialization_format=stored,
+                    skops_trusted_types=SKOPS_TRUSTED_TYPES if stored == SKOPS else None,
+                )
+                return stored
+            except Exception as error:  # noqa: BLE001 (skops refuses in many ways)
+                if stored == CLOUDPICKLE:
+                    raise
+                shutil.rmtree(folder, ignore_errors=True)
+                logging.getLogger(__name__).info(
+                    "%s: skops cannot store %s (%s); stored with cloudpickle",
+                    _child_key(*key),
+                    type(estimator).__name__,
+                    str(error).splitlines()[0][:200],
+                )
+    raise AssertionError("unreachable")
+
+
+def _upload_model(
+    client, experiment_id: str, run_key: str, key: ChildKey, run_id: str, folder: Path, existing
+) -> None:
+    """Upload a saved model folder as the child's model, in an entity made (or reused) here.
+
+    What ``mlflow.sklearn.log_model`` does, less what costs here and tells nothing new: a
+    new client per model, metric copies (the child has none yet), and serving the input
+    example through a second load of the model (the skops save already loads it back).
+    """
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
-    from mlflow.models import Model, infer_signature
+    from mlflow.models import Model
 
     model = existing.get(run_id) or client.create_logged_model(
         experiment_id,
@@ -664,46 +708,14 @@ def _log_model(
         source_run_id=run_id,
         tags={RUN_KEY_TAG: run_key, CHILD_KEY_TAG: _child_key(*key)},
     )
-    with warnings.catch_warnings():
-        # Fitted on arrays, shown a named frame: harmless, and noisy in the task log.
-        warnings.filterwarnings("ignore", message="X has feature names")
-        signature = infer_signature(example, estimator.predict(example.to_numpy()))
-    for stored in (SKOPS, CLOUDPICKLE):
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="X has feature names")
-            local = Path(tmp) / MODEL_NAME
-            described = Model(
-                artifact_path=model.artifact_location,
-                model_uuid=model.model_id,
-                model_id=model.model_id,
-                run_id=run_id,
-            )
-            try:
-                mlflow.sklearn.save_model(
-                    estimator,
-                    str(local),
-                    mlflow_model=described,
-                    signature=signature,
-                    input_example=example,
-                    pip_requirements=_pip_requirements(stored),
-                    serialization_format=stored,
-                    skops_trusted_types=SKOPS_TRUSTED_TYPES if stored == SKOPS else None,
-                )
-            except Exception as error:  # noqa: BLE001 (skops refuses in many ways)
-                if stored == CLOUDPICKLE:
-                    raise
-                logging.getLogger(__name__).info(
-                    "%s: skops cannot store %s (%s); stored with cloudpickle",
-                    _child_key(*key),
-                    type(estimator).__name__,
-                    str(error).splitlines()[0][:200],
-                )
-                continue
-            client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
-            client.log_model_artifacts(model.model_id, str(local))
-        client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-        return stored
-    raise AssertionError("unreachable")
+    described = Model.load(folder)
+    described.artifact_path = model.artifact_location
+    described.model_uuid = described.model_id = model.model_id
+    described.run_id = run_id
+    described.save(folder / "MLmodel")
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+    client.log_model_artifacts(model.model_id, str(folder))
+    client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
 
 
 # --- for the pipeline task and the command line ---------------------------------------

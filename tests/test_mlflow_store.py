@@ -21,7 +21,13 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from poisonlab.mirror import CHILD_KEY_TAG, MODEL_NAME, _log_model, representative_models
+from poisonlab.mirror import (
+    CHILD_KEY_TAG,
+    MODEL_NAME,
+    _upload_model,
+    representative_models,
+    save_model_folder,
+)
 from poisonlab.mlflow_store import (
     CLOUDPICKLE,
     DESCRIPTION_TAG,
@@ -69,6 +75,10 @@ def test_models_are_stored_with_skops_and_load_back_as_fitted(small_run, monkeyp
             Path(urlparse(model.artifact_location).path, "MLmodel").read_text()
         )
         assert described["flavors"]["sklearn"]["serialization_format"] == SKOPS, model.tags
+        # Children with the same model share one save; each folder still names its own run.
+        assert (described["run_id"], described["model_id"]) == (model.source_run_id, model.model_id)
+    level_0 = [m for m in models if m.tags[CHILD_KEY_TAG].startswith("0/")]
+    assert len({m.source_run_id for m in level_0}) == len(level_0) > 1
     manifest = json.loads((small_run / "manifest.json").read_text())
     config = manifest["config"]
     dataset, _ = load_configured(config["dataset"])
@@ -84,6 +94,18 @@ class _OwnLogisticRegression(LogisticRegression):
     """A user's own estimator class: a type skops is not told to trust."""
 
 
+def _save_and_upload(client, experiment_id, run_id, name, estimator, example):
+    """One child's model as the mirror logs it: saved to a folder, then uploaded."""
+    import tempfile
+
+    key = (0.1, "a", name, "none")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) / MODEL_NAME
+        stored = save_model_folder(estimator, example, folder, key)
+        _upload_model(client, experiment_id, "k", key, run_id, folder, {})
+    return stored
+
+
 def test_a_model_skops_will_not_load_is_stored_with_cloudpickle(tmp_path, caplog):
     import mlflow
 
@@ -97,26 +119,12 @@ def test_a_model_skops_will_not_load_is_stored_with_cloudpickle(tmp_path, caplog
     mlflow.set_tracking_uri(uri)
     try:
         with caplog.at_level(logging.INFO, logger="poisonlab.mirror"):
-            own = _log_model(
-                client,
-                experiment_id,
-                "k",
-                (0.1, "a", "own", "none"),
-                run_id,
-                _OwnLogisticRegression().fit(X, y),
-                {},
-                example,
+            own = _save_and_upload(
+                client, experiment_id, run_id, "own", _OwnLogisticRegression().fit(X, y), example
             )
         run_id_2 = client.create_run(experiment_id).info.run_id
-        tree = _log_model(
-            client,
-            experiment_id,
-            "k",
-            (0.1, "a", "tree", "none"),
-            run_id_2,
-            DecisionTreeClassifier().fit(X, y),
-            {},
-            example,
+        tree = _save_and_upload(
+            client, experiment_id, run_id_2, "tree", DecisionTreeClassifier().fit(X, y), example
         )
     finally:
         mlflow.set_tracking_uri(None)
