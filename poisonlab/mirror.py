@@ -31,17 +31,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
-import hashlib
 import json
-import logging
 import os
-import pickle
 import shlex
-import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,12 +49,19 @@ from poisonlab.errors import PoisonlabError, run_cli
 from poisonlab.mlflow_store import (
     CLOUDPICKLE,
     DESCRIPTION_TAG,
-    SKOPS,
-    SKOPS_TRUSTED_TYPES,
     ensure_experiment,
     prepare_store,
     retry_busy,
     run_description,
+)
+from poisonlab.model_folders import (
+    MODEL_NAME,
+    ChildKey,
+    SavingMeanwhile,
+    child_key,
+    example_rows,
+    feature_frame,
+    save_model_folders,
 )
 from poisonlab.quantity import QUANTITY_FILE
 from poisonlab.result_files import (
@@ -77,7 +78,6 @@ CHILD_KEY_TAG = "poisonlab.child_key"
 PARENT_TAG = "mlflow.parentRunId"
 JOB_TAG = "kfp.pipeline_job_name"
 MIRROR_STATUS_FILE = "mirror.json"
-MODEL_NAME = "model"
 # Files of a results directory that become artifacts of the parent run.
 ARTIFACT_PATTERNS = (
     REPORT_FILE,
@@ -207,8 +207,6 @@ def _one_line(error: BaseException, tracking_uri: str) -> str:
 
 # --- representative models ------------------------------------------------------------
 
-ChildKey = tuple[float, str, str, str]  # poison_level, attack, model, defense
-
 
 def representative_models(dataset, config: dict[str, Any]) -> dict[ChildKey, Any]:
     """Trial 0's fitted model for every level x attack x model x defense.
@@ -254,27 +252,6 @@ def _load_data(manifest: dict, data_path: str | Path | None):
     if input_hash != manifest["provenance"]["input_sha256"]:
         return None, f"no dataset input or models: {settings['source']} changed since the run"
     return dataset, ""
-
-
-def _frame(dataset) -> pd.DataFrame:
-    return pd.DataFrame(dataset.X, columns=dataset.feature_names)
-
-
-@functools.cache
-def _pip_requirements(stored: str) -> list[str]:
-    """Pinned explicitly: inferring them runs a subprocess per model (5-17 s each).
-    ``stored``: the serialization format, whose package loading the model needs."""
-    import importlib.metadata
-
-    import numpy
-    import sklearn
-
-    return [
-        f"scikit-learn=={sklearn.__version__}",
-        f"numpy=={numpy.__version__}",
-        f"pandas=={pd.__version__}",
-        f"{stored}=={importlib.metadata.version(stored)}",
-    ]
 
 
 # --- logging --------------------------------------------------------------------------
@@ -323,10 +300,6 @@ def certified_headline(results_dir: Path) -> dict[str, float]:
         f"certified_accuracy_{model}_{unit}_r{radius}": value
         for model, unit, radius, value in curves[columns].itertuples(index=False)
     }
-
-
-def _child_key(level: float, attack: str, model: str, defense: str) -> str:
-    return f"{level:g}/{attack}/{model}/{defense}"
 
 
 def _summary_metrics(rows: pd.DataFrame, prefix: str = "") -> dict[str, float]:
@@ -397,8 +370,6 @@ def mirror_results(
     ``models_path`` holds the trial-0 models the pipeline fitted (without it they
     are fitted again, see ``representative_models``).
     """
-    from mlflow.tracking import MlflowClient
-
     results_dir = Path(results_dir)
     for name in (SUMMARY_FILE, DETECTION_FILE, MANIFEST_FILE):
         if not (results_dir / name).is_file():
@@ -420,7 +391,14 @@ def mirror_results(
     detection = pd.read_csv(results_dir / DETECTION_FILE)
     _token_from_secret(config)
 
-    with mlflow_session(tracking_uri):
+    # Started first: MLflow's import alone takes seconds the other process can use.
+    pipeline_models = models_path if log_models and data_path is not None else None
+    with (
+        _models_saved_meanwhile(pipeline_models, data_path) as saving,
+        mlflow_session(tracking_uri),
+    ):
+        from mlflow.tracking import MlflowClient
+
         prepare_store(tracking_uri)
         client = MlflowClient(tracking_uri)
         experiment_id = ensure_experiment(client, experiment)
@@ -475,7 +453,7 @@ def mirror_results(
         group = ["poison_level", "attack", "model", "defense"]
         pending = {}
         for (level, attack, model, defense), rows in summary.groupby(group, sort=False):
-            key = _child_key(level, attack, model, defense)
+            key = child_key(level, attack, model, defense)
             child_metrics = _summary_metrics(rows)
             level_detection = detection[
                 (detection["poison_level"] == level) & (detection["attack"] == attack)
@@ -512,18 +490,18 @@ def mirror_results(
             }
             pending[(float(level), attack, model, defense)] = (child, child_params, child_metrics)
 
-        # Models before metrics: log_model copies every metric already on the run onto the
-        # model, one history request per metric, which would triple the mirror's time.
+        # Params and metrics first, while the models are still being saved (elsewhere).
+        for child, child_params, child_metrics in pending.values():
+            _log(client, child, child_params, child_metrics, stamp)
         new_models = 0
         if not log_models:
             note = "models not logged (mlflow.log_models false, or --no-models)"
         elif dataset is not None:
             child_ids = {key: child.info.run_id for key, (child, _, _) in pending.items()}
             new_models = _log_models(
-                client, experiment_id, run_key, dataset, config, child_ids, models_path
+                client, experiment_id, run_key, dataset, config, child_ids, models_path, saving
             )
-        for child, child_params, child_metrics in pending.values():
-            _log(client, child, child_params, child_metrics, stamp)
+        for child, _, _ in pending.values():
             if child.info.status != "FINISHED":
                 client.set_terminated(child.info.run_id)
         if parent.info.status != "FINISHED":
@@ -557,7 +535,7 @@ def dataset_input(dataset, source: str, sha256: str):
 
     from poisonlab.data import is_generated
 
-    frame = _frame(dataset)
+    frame = feature_frame(dataset)
     frame["label"] = [dataset.class_names[i] for i in dataset.y]
     logged = mlflow.data.from_pandas(
         frame,
@@ -581,13 +559,15 @@ def _log_models(
     config: dict,
     child_ids: dict,
     models_path: str | Path | None = None,
+    saving: SavingMeanwhile | None = None,
 ) -> int:
     """Log each child's representative model unless it has one already; return how many.
 
-    The models are the pipeline's own (``models_path``), else fitted again. The
-    model entity is created here, in the run's experiment and tagged with the run
-    key, so a re-mirror finds it; one left unfinished by a failed mirror is filled
-    in rather than duplicated.
+    The models are the pipeline's own (``models_path``), else fitted again; ``saving``,
+    their folders being saved by ``save_model_folders`` in another process. The model
+    entity is created here, in the run's experiment and tagged with the run key, so a
+    re-mirror finds it; one left unfinished by a failed mirror is filled in rather than
+    duplicated.
     """
     existing = _logged_models(client, experiment_id, run_key)
     todo = {
@@ -597,40 +577,28 @@ def _log_models(
     }
     if not todo:
         return 0
-    if models_path is not None:
-        from poisonlab.experiment import read_models
+    with tempfile.TemporaryDirectory() as scratch:
+        saved = saving.result() if saving is not None else None
+        if saved is None:
+            if models_path is not None:
+                from poisonlab.experiment import read_models
 
-        models = read_models(models_path)
-    else:
-        models = representative_models(dataset, config)
-    # Matched by child key: levels come back from summary.csv with 6 significant digits.
-    # None: a defence kept too little to fit on (experiment.can_fit); no model to log.
-    models = {
-        _child_key(*key): estimator for key, estimator in models.items() if estimator is not None
-    }
-    example = _frame(dataset).head(5)
-    quiet = logging.getLogger("mlflow.sklearn")
-    level, quiet.level = quiet.level, logging.ERROR
-    pickled = []
-    # Saved once per distinct model: at level 0 every attack trains on the same clean rows,
-    # and a defence that flagged nothing trains on the undefended rows, so children share.
-    saved: dict[str, tuple[Path, str]] = {}
-    try:
-        with tempfile.TemporaryDirectory() as scratch:
-            for key, run_id in todo.items():
-                estimator = models.get(_child_key(*key))
-                if estimator is None:  # a defence that kept too little to fit on
-                    continue
-                digest = _content_digest(estimator)
-                if digest not in saved:
-                    folder = Path(scratch) / str(len(saved)) / MODEL_NAME
-                    saved[digest] = folder, save_model_folder(estimator, example, folder, key)
-                folder, stored = saved[digest]
-                _upload_model(client, experiment_id, run_key, key, run_id, folder, existing)
-                if stored == CLOUDPICKLE:
-                    pickled.append(_child_key(*key))
-    finally:
-        quiet.setLevel(level)
+                models = read_models(models_path)
+            else:
+                models = representative_models(dataset, config)
+            wanted = {child_key(*key) for key in todo}
+            models = {key: model for key, model in models.items() if child_key(*key) in wanted}
+            saved = save_model_folders(models, example_rows(dataset), Path(scratch))
+        pickled = []
+        for key, run_id in todo.items():
+            # Matched by child key: levels come back from summary.csv with 6 significant
+            # digits. None saved: a defence kept too little to fit on (experiment.can_fit).
+            if child_key(*key) not in saved:
+                continue
+            folder, stored = saved[child_key(*key)]
+            _upload_model(client, experiment_id, run_key, key, run_id, Path(folder), existing)
+            if stored == CLOUDPICKLE:
+                pickled.append(child_key(*key))
     if pickled:
         # cloudpickle runs code when loaded: load those models only from a server you trust.
         print(
@@ -640,54 +608,22 @@ def _log_models(
     return len(todo)
 
 
-def _content_digest(estimator) -> str:
-    """SHA-256 of a fitted model's pickle: equal for the same model fitted on the same rows
-    with the same seed. A model pickle cannot take is equal to itself only."""
-    try:
-        return hashlib.sha256(pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)).hexdigest()
-    except Exception:  # noqa: BLE001 (a user's model may hold anything)
-        return f"object-{id(estimator)}"
-
-
-def save_model_folder(estimator, example: pd.DataFrame, folder: Path, key: ChildKey) -> str:
-    """Save ``estimator`` as an MLflow model in ``folder``, with signature and input
-    example; return how it was stored.
-
-    skops first (no pickle; the types it may load are ``SKOPS_TRUSTED_TYPES``), which
-    MLflow checks by loading the model back; a model skops cannot save or load that way
-    (a user's own class, LightGBM) is stored with cloudpickle, with a logged note.
-    The folder names no run or model entity yet: ``_upload_model`` fills those in.
-    """
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
-    with warnings.catch_warnings():
-        # Fitted on arrays, shown a named frame: harmless, and noisy in the task log.
-        warnings.filterwarnings("ignore", message="X has feature names")
-        signature = infer_signature(example, estimator.predict(example.to_numpy()))
-        for stored in (SKOPS, CLOUDPICKLE):
-            try:
-                mlflow.sklearn.save_model(
-                    estimator,
-                    str(folder),
-                    signature=signature,
-                    input_example=example,
-                    pip_requirements=_pip_requirements(stored),
-                    serialization_format=stored,
-                    skops_trusted_types=SKOPS_TRUSTED_TYPES if stored == SKOPS else None,
-                )
-                return stored
-            except Exception as error:  # noqa: BLE001 (skops refuses in many ways)
-                if stored == CLOUDPICKLE:
-                    raise
-                shutil.rmtree(folder, ignore_errors=True)
-                logging.getLogger(__name__).info(
-                    "%s: skops cannot store %s (%s); stored with cloudpickle",
-                    _child_key(*key),
-                    type(estimator).__name__,
-                    str(error).splitlines()[0][:200],
-                )
-    raise AssertionError("unreachable")
+@contextlib.contextmanager
+def _models_saved_meanwhile(
+    models_path: str | Path | None, data_path: str | Path | None
+) -> Iterator[SavingMeanwhile | None]:
+    """The pipeline's models (``models_path``) saved by a second process while this one
+    logs the runs; None without them. Only for the pipeline's models: there a mirror is
+    the run's first, and every model is new."""
+    if models_path is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        saving = SavingMeanwhile(models_path, data_path, Path(scratch))
+        try:
+            yield saving
+        finally:
+            saving.close()
 
 
 def _upload_model(
@@ -706,7 +642,7 @@ def _upload_model(
         experiment_id,
         name=MODEL_NAME,
         source_run_id=run_id,
-        tags={RUN_KEY_TAG: run_key, CHILD_KEY_TAG: _child_key(*key)},
+        tags={RUN_KEY_TAG: run_key, CHILD_KEY_TAG: child_key(*key)},
     )
     described = Model.load(folder)
     described.artifact_path = model.artifact_location

@@ -26,7 +26,6 @@ from poisonlab.mirror import (
     MODEL_NAME,
     _upload_model,
     representative_models,
-    save_model_folder,
 )
 from poisonlab.mlflow_store import (
     CLOUDPICKLE,
@@ -37,6 +36,7 @@ from poisonlab.mlflow_store import (
     prepare_store,
     retry_busy,
 )
+from poisonlab.model_folders import save_model_folder
 from tests.conftest import ROOT
 
 
@@ -118,7 +118,7 @@ def test_a_model_skops_will_not_load_is_stored_with_cloudpickle(tmp_path, caplog
     example = pd.DataFrame(X[:5], columns=["a", "b"])
     mlflow.set_tracking_uri(uri)
     try:
-        with caplog.at_level(logging.INFO, logger="poisonlab.mirror"):
+        with caplog.at_level(logging.INFO, logger="poisonlab.model_folders"):
             own = _save_and_upload(
                 client, experiment_id, run_id, "own", _OwnLogisticRegression().fit(X, y), example
             )
@@ -185,3 +185,13 @@ def test_a_busy_store_is_tried_again_and_other_errors_are_not():
     with pytest.raises(sqlite3.OperationalError):
         retry_busy(lambda: (_ for _ in ()).throw(locked), retries=2, sleep=waits.append)
     assert waits == [1.0, 2.0, 1.0, 2.0]
+
+
+def test_a_failed_saving_process_says_why_and_leaves_saving_to_the_mirror(tmp_path, caplog):
+    from poisonlab.model_folders import SavingMeanwhile
+
+    saving = SavingMeanwhile(tmp_path / "no-models.pkl", tmp_path / "no-data.parquet", tmp_path)
+    with caplog.at_level(logging.WARNING, logger="poisonlab.model_folders"):
+        assert saving.result() is None
+    assert "no-models.pkl" in caplog.text or "No such file" in caplog.text
+    saving.close()
