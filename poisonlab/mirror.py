@@ -61,6 +61,7 @@ from poisonlab.model_folders import (
     child_key,
     example_rows,
     feature_frame,
+    read_model_files,
     save_model_folders,
 )
 from poisonlab.quantity import QUANTITY_FILE
@@ -360,15 +361,15 @@ def mirror_results(
     tags: dict[str, str] | None = None,
     data_path: str | Path | None = None,
     log_models: bool | None = None,
-    models_path: str | Path | None = None,
+    models_paths: list[str | Path] | None = None,
 ) -> MirrorResult:
     """Mirror one run's results into MLflow, creating only what is missing.
 
     ``tags`` link the runs to the pipeline job and task; ``data_path`` is the
     pipeline's loaded dataset (without it the config's source is read again and
     checked against the recorded hash) for the dataset input and the models;
-    ``models_path`` holds the trial-0 models the pipeline fitted (without it they
-    are fitted again, see ``representative_models``).
+    ``models_paths``, the files of trial-0 models the pipeline fitted, one per level
+    (without them the models are fitted again, see ``representative_models``).
     """
     results_dir = Path(results_dir)
     for name in (SUMMARY_FILE, DETECTION_FILE, MANIFEST_FILE):
@@ -392,7 +393,7 @@ def mirror_results(
     _token_from_secret(config)
 
     # Started first: MLflow's import alone takes seconds the other process can use.
-    pipeline_models = models_path if log_models and data_path is not None else None
+    pipeline_models = models_paths if log_models and data_path is not None else None
     with (
         _models_saved_meanwhile(pipeline_models, data_path) as saving,
         mlflow_session(tracking_uri),
@@ -499,7 +500,7 @@ def mirror_results(
         elif dataset is not None:
             child_ids = {key: child.info.run_id for key, (child, _, _) in pending.items()}
             new_models = _log_models(
-                client, experiment_id, run_key, dataset, config, child_ids, models_path, saving
+                client, experiment_id, run_key, dataset, config, child_ids, models_paths, saving
             )
         for child, _, _ in pending.values():
             if child.info.status != "FINISHED":
@@ -558,12 +559,12 @@ def _log_models(
     dataset,
     config: dict,
     child_ids: dict,
-    models_path: str | Path | None = None,
+    models_paths: list[str | Path] | None = None,
     saving: SavingMeanwhile | None = None,
 ) -> int:
     """Log each child's representative model unless it has one already; return how many.
 
-    The models are the pipeline's own (``models_path``), else fitted again; ``saving``,
+    The models are the pipeline's own (``models_paths``), else fitted again; ``saving``,
     their folders being saved by ``save_model_folders`` in another process. The model
     entity is created here, in the run's experiment and tagged with the run key, so a
     re-mirror finds it; one left unfinished by a failed mirror is filled in rather than
@@ -580,10 +581,8 @@ def _log_models(
     with tempfile.TemporaryDirectory() as scratch:
         saved = saving.result() if saving is not None else None
         if saved is None:
-            if models_path is not None:
-                from poisonlab.experiment import read_models
-
-                models = read_models(models_path)
+            if models_paths is not None:
+                models = read_model_files(models_paths)
             else:
                 models = representative_models(dataset, config)
             wanted = {child_key(*key) for key in todo}
@@ -610,16 +609,16 @@ def _log_models(
 
 @contextlib.contextmanager
 def _models_saved_meanwhile(
-    models_path: str | Path | None, data_path: str | Path | None
+    models_paths: list[str | Path] | None, data_path: str | Path | None
 ) -> Iterator[SavingMeanwhile | None]:
-    """The pipeline's models (``models_path``) saved by a second process while this one
+    """The pipeline's models (``models_paths``) saved by a second process while this one
     logs the runs; None without them. Only for the pipeline's models: there a mirror is
     the run's first, and every model is new."""
-    if models_path is None:
+    if models_paths is None:
         yield None
         return
     with tempfile.TemporaryDirectory() as scratch:
-        saving = SavingMeanwhile(models_path, data_path, Path(scratch))
+        saving = SavingMeanwhile(models_paths, data_path, Path(scratch))
         try:
             yield saving
         finally:

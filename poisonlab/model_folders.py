@@ -4,11 +4,12 @@ The mirror logs one representative model per child run (trial 0's). Saving them 
 most of a mirror's work (skops writes every tree of a forest and MLflow reads it back
 to check it), so the mirror has it done by a second process while it logs the runs:
 
-    python -m poisonlab.model_folders MODELS DATA SCRATCH
+    python -m poisonlab.model_folders DATA SCRATCH MODELS...
 
-saves the models of ``MODELS`` (``experiment.write_models``' file), with an input
-example from the dataset file ``DATA``, into folders under ``SCRATCH``, and writes
-``SCRATCH/saved.json``: per child key, the folder and how the model was stored.
+saves the models of the ``MODELS`` files (``experiment.write_models``' files, one per
+level), with an input example from the dataset file ``DATA``, into folders under
+``SCRATCH``, and writes ``SCRATCH/saved.json``: per child key, the folder and how the
+model was stored.
 """
 
 from __future__ import annotations
@@ -155,9 +156,10 @@ class SavingMeanwhile:
     threads, and a fork of it may hang) that reads the models and data files itself.
     """
 
-    def __init__(self, models_path: str | Path, data_path: str | Path, scratch: Path):
+    def __init__(self, models_paths: list[str | Path], data_path: str | Path, scratch: Path):
         self.scratch = scratch
-        command = [sys.executable, "-m", __name__, str(models_path), str(data_path), str(scratch)]
+        command = [sys.executable, "-m", __name__, str(data_path), str(scratch)]
+        command += [str(path) for path in models_paths]
         # Its messages go to a file: a pipe nobody reads until the end could fill and stall it.
         with open(scratch / ERRORS_FILE, "w") as errors:
             self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
@@ -181,13 +183,22 @@ class SavingMeanwhile:
             self.process.wait()
 
 
-def main(argv: list[str]) -> int:
-    from poisonlab.data import read_dataset
+def read_model_files(paths: list[str | Path]) -> dict[ChildKey, Any]:
+    """The trial-0 models of every level's file, in one dict by child key."""
     from poisonlab.experiment import read_models
 
-    models_path, data_path, scratch = argv
+    models = {}
+    for path in paths:
+        models.update(read_models(path))
+    return models
+
+
+def main(argv: list[str]) -> int:
+    from poisonlab.data import read_dataset
+
+    data_path, scratch, *models_paths = argv
     saved = save_model_folders(
-        read_models(models_path), example_rows(read_dataset(data_path)), Path(scratch)
+        read_model_files(models_paths), example_rows(read_dataset(data_path)), Path(scratch)
     )
     (Path(scratch) / SAVED_FILE).write_text(json.dumps(saved))
     return 0
