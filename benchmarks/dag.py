@@ -45,22 +45,25 @@ def _longest_chain(spec: dict, component: str) -> int:
 
 
 def dag_shape(spec: dict) -> dict[str, int]:
-    """Tasks outside and inside the loop, critical path, artifacts collected per level."""
+    """Tasks outside and inside the loop, critical path, artifacts one task collects per level."""
     root = spec["root"]["dag"]["tasks"]
     loops = [name for name, task in root.items() if "parameterIterator" in task]
     assert len(loops) == 1, "expected one ParallelFor over the poison levels"
     loop = root[loops[0]]
-    collected = [
-        source
+    # Vertex's limit is per fan-in: what one task collects from the loop (report and
+    # mirror each collect the levels' results).
+    collected = max(
+        sum(
+            source.get("taskOutputArtifact", {}).get("producerTask") == loops[0]
+            for source in task.get("inputs", {}).get("artifacts", {}).values()
+        )
         for task in root.values()
-        for source in task.get("inputs", {}).get("artifacts", {}).values()
-        if source.get("taskOutputArtifact", {}).get("producerTask") == loops[0]
-    ]
+    )
     return {
         "outside_loop": len(root) - 1,
         "in_loop": len(spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]),
         "critical_path": _longest_chain(spec, "root"),
-        "collected_per_level": len(collected),
+        "collected_per_level": collected,
     }
 
 

@@ -55,9 +55,10 @@ def in_process(config: dict, workdir: Path) -> float:
         steps.train(text, poisoned, detections, models)
         steps.evaluate(text, level, data, splits, poisoned, detections, models, level_results)
         levels.append(level_results)
-    results, models = workdir / "results", str(workdir / "models.pkl")
-    steps.report(text, levels, data, str(results), f"in-process-{workdir.name}", models)
-    mirror_results(results, config["mlflow"]["tracking_uri"], data_path=data, models_path=models)
+    results = workdir / "results"
+    steps.report(text, levels, data, str(results), f"in-process-{workdir.name}")
+    models = steps.level_model_files(levels)
+    mirror_results(results, config["mlflow"]["tracking_uri"], data_path=data, models_paths=models)
     return time.perf_counter() - started
 
 

@@ -1,4 +1,4 @@
-from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
 
 
 def report(
@@ -9,12 +9,8 @@ def report(
     results: Output[Artifact],
     report_html: Output[HTML],
     report_summary: Output[Markdown],
-    models: Output[Model],
 ):
-    """Fan-in: summary.csv, detection.csv, report.html, report.md and manifest.json of the run.
-
-    ``models``: every level's trial-0 models, which the mirror logs to MLflow.
-    """
+    """Fan-in: summary.csv, detection.csv, report.html, report.md and manifest.json of the run."""
     import shutil
 
     from poisonlab import steps
@@ -25,7 +21,6 @@ def report(
         data.path,
         results.path,
         run_key,
-        models.path,
     )
     shutil.copyfile(f"{results.path}/report.html", report_html.path)
     shutil.copyfile(f"{results.path}/report.md", report_summary.path)

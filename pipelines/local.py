@@ -40,7 +40,7 @@ LOG_FILE = "pipeline.log"
 CACHE_ENV = "POISONLAB_CACHE_DIR"
 SCRATCH_PREFIX = "poisonlab-run-"
 _OWNER_FILE = "pid"
-_TASK_DONE = re.compile(r"Task '(?P<task>[^']+)' finished with status (?P<status>[A-Z]+)")
+_TASK_DONE = re.compile(r"Task '(?P<task>[^']+)' finished with status (?P<status>SUCCESS|FAILURE)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -61,8 +61,8 @@ class _ProgressLog(io.TextIOBase):
             self.pending += text
             *lines, self.pending = self.pending.split("\n")
             for line in lines:
-                done = _TASK_DONE.search(_ANSI.sub("", line))
-                if done:
+                # Tasks in parallel threads print in pieces: two messages may share a line.
+                for done in _TASK_DONE.finditer(_ANSI.sub("", line)):
                     elapsed = time.monotonic() - self.started
                     status = done["status"].lower()
                     self.console.write(f"  {elapsed:5.0f} s  {done['task']:<10} {status}\n")

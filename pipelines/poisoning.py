@@ -117,7 +117,7 @@ def build_pipeline(image: str, input_sha256: str = ""):
                 task_name=dsl.PIPELINE_TASK_NAME_PLACEHOLDER,
                 results=reported.outputs["results"],
                 data=loaded.outputs["data"],
-                models=reported.outputs["models"],
+                level_results=dsl.Collected(evaluated.outputs["level_results"]),
             )
             .set_display_name("mirror to MLflow")
             .set_caching_options(False)

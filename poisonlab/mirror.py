@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
-import logging
 import os
 import shlex
+import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,12 +49,20 @@ from poisonlab.errors import PoisonlabError, run_cli
 from poisonlab.mlflow_store import (
     CLOUDPICKLE,
     DESCRIPTION_TAG,
-    SKOPS,
-    SKOPS_TRUSTED_TYPES,
     ensure_experiment,
     prepare_store,
     retry_busy,
     run_description,
+)
+from poisonlab.model_folders import (
+    MODEL_NAME,
+    ChildKey,
+    SavingMeanwhile,
+    child_key,
+    example_rows,
+    feature_frame,
+    read_model_files,
+    save_model_folders,
 )
 from poisonlab.quantity import QUANTITY_FILE
 from poisonlab.result_files import (
@@ -73,7 +79,6 @@ CHILD_KEY_TAG = "poisonlab.child_key"
 PARENT_TAG = "mlflow.parentRunId"
 JOB_TAG = "kfp.pipeline_job_name"
 MIRROR_STATUS_FILE = "mirror.json"
-MODEL_NAME = "model"
 # Files of a results directory that become artifacts of the parent run.
 ARTIFACT_PATTERNS = (
     REPORT_FILE,
@@ -203,8 +208,6 @@ def _one_line(error: BaseException, tracking_uri: str) -> str:
 
 # --- representative models ------------------------------------------------------------
 
-ChildKey = tuple[float, str, str, str]  # poison_level, attack, model, defense
-
 
 def representative_models(dataset, config: dict[str, Any]) -> dict[ChildKey, Any]:
     """Trial 0's fitted model for every level x attack x model x defense.
@@ -250,27 +253,6 @@ def _load_data(manifest: dict, data_path: str | Path | None):
     if input_hash != manifest["provenance"]["input_sha256"]:
         return None, f"no dataset input or models: {settings['source']} changed since the run"
     return dataset, ""
-
-
-def _frame(dataset) -> pd.DataFrame:
-    return pd.DataFrame(dataset.X, columns=dataset.feature_names)
-
-
-@functools.cache
-def _pip_requirements(stored: str) -> list[str]:
-    """Pinned explicitly: inferring them runs a subprocess per model (5-17 s each).
-    ``stored``: the serialization format, whose package loading the model needs."""
-    import importlib.metadata
-
-    import numpy
-    import sklearn
-
-    return [
-        f"scikit-learn=={sklearn.__version__}",
-        f"numpy=={numpy.__version__}",
-        f"pandas=={pd.__version__}",
-        f"{stored}=={importlib.metadata.version(stored)}",
-    ]
 
 
 # --- logging --------------------------------------------------------------------------
@@ -319,10 +301,6 @@ def certified_headline(results_dir: Path) -> dict[str, float]:
         f"certified_accuracy_{model}_{unit}_r{radius}": value
         for model, unit, radius, value in curves[columns].itertuples(index=False)
     }
-
-
-def _child_key(level: float, attack: str, model: str, defense: str) -> str:
-    return f"{level:g}/{attack}/{model}/{defense}"
 
 
 def _summary_metrics(rows: pd.DataFrame, prefix: str = "") -> dict[str, float]:
@@ -383,18 +361,16 @@ def mirror_results(
     tags: dict[str, str] | None = None,
     data_path: str | Path | None = None,
     log_models: bool | None = None,
-    models_path: str | Path | None = None,
+    models_paths: list[str | Path] | None = None,
 ) -> MirrorResult:
     """Mirror one run's results into MLflow, creating only what is missing.
 
     ``tags`` link the runs to the pipeline job and task; ``data_path`` is the
     pipeline's loaded dataset (without it the config's source is read again and
     checked against the recorded hash) for the dataset input and the models;
-    ``models_path`` holds the trial-0 models the pipeline fitted (without it they
-    are fitted again, see ``representative_models``).
+    ``models_paths``, the files of trial-0 models the pipeline fitted, one per level
+    (without them the models are fitted again, see ``representative_models``).
     """
-    from mlflow.tracking import MlflowClient
-
     results_dir = Path(results_dir)
     for name in (SUMMARY_FILE, DETECTION_FILE, MANIFEST_FILE):
         if not (results_dir / name).is_file():
@@ -416,7 +392,14 @@ def mirror_results(
     detection = pd.read_csv(results_dir / DETECTION_FILE)
     _token_from_secret(config)
 
-    with mlflow_session(tracking_uri):
+    # Started first: MLflow's import alone takes seconds the other process can use.
+    pipeline_models = models_paths if log_models and data_path is not None else None
+    with (
+        _models_saved_meanwhile(pipeline_models, data_path) as saving,
+        mlflow_session(tracking_uri),
+    ):
+        from mlflow.tracking import MlflowClient
+
         prepare_store(tracking_uri)
         client = MlflowClient(tracking_uri)
         experiment_id = ensure_experiment(client, experiment)
@@ -471,7 +454,7 @@ def mirror_results(
         group = ["poison_level", "attack", "model", "defense"]
         pending = {}
         for (level, attack, model, defense), rows in summary.groupby(group, sort=False):
-            key = _child_key(level, attack, model, defense)
+            key = child_key(level, attack, model, defense)
             child_metrics = _summary_metrics(rows)
             level_detection = detection[
                 (detection["poison_level"] == level) & (detection["attack"] == attack)
@@ -508,18 +491,18 @@ def mirror_results(
             }
             pending[(float(level), attack, model, defense)] = (child, child_params, child_metrics)
 
-        # Models before metrics: log_model copies every metric already on the run onto the
-        # model, one history request per metric, which would triple the mirror's time.
+        # Params and metrics first, while the models are still being saved (elsewhere).
+        for child, child_params, child_metrics in pending.values():
+            _log(client, child, child_params, child_metrics, stamp)
         new_models = 0
         if not log_models:
             note = "models not logged (mlflow.log_models false, or --no-models)"
         elif dataset is not None:
             child_ids = {key: child.info.run_id for key, (child, _, _) in pending.items()}
             new_models = _log_models(
-                client, experiment_id, run_key, dataset, config, child_ids, models_path
+                client, experiment_id, run_key, dataset, config, child_ids, models_paths, saving
             )
-        for child, child_params, child_metrics in pending.values():
-            _log(client, child, child_params, child_metrics, stamp)
+        for child, _, _ in pending.values():
             if child.info.status != "FINISHED":
                 client.set_terminated(child.info.run_id)
         if parent.info.status != "FINISHED":
@@ -553,7 +536,7 @@ def dataset_input(dataset, source: str, sha256: str):
 
     from poisonlab.data import is_generated
 
-    frame = _frame(dataset)
+    frame = feature_frame(dataset)
     frame["label"] = [dataset.class_names[i] for i in dataset.y]
     logged = mlflow.data.from_pandas(
         frame,
@@ -576,14 +559,16 @@ def _log_models(
     dataset,
     config: dict,
     child_ids: dict,
-    models_path: str | Path | None = None,
+    models_paths: list[str | Path] | None = None,
+    saving: SavingMeanwhile | None = None,
 ) -> int:
     """Log each child's representative model unless it has one already; return how many.
 
-    The models are the pipeline's own (``models_path``), else fitted again. The
-    model entity is created here, in the run's experiment and tagged with the run
-    key, so a re-mirror finds it; one left unfinished by a failed mirror is filled
-    in rather than duplicated.
+    The models are the pipeline's own (``models_paths``), else fitted again; ``saving``,
+    their folders being saved by ``save_model_folders`` in another process. The model
+    entity is created here, in the run's experiment and tagged with the run key, so a
+    re-mirror finds it; one left unfinished by a failed mirror is filled in rather than
+    duplicated.
     """
     existing = _logged_models(client, experiment_id, run_key)
     todo = {
@@ -593,33 +578,26 @@ def _log_models(
     }
     if not todo:
         return 0
-    if models_path is not None:
-        from poisonlab.experiment import read_models
-
-        models = read_models(models_path)
-    else:
-        models = representative_models(dataset, config)
-    # Matched by child key: levels come back from summary.csv with 6 significant digits.
-    # None: a defence kept too little to fit on (experiment.can_fit); no model to log.
-    models = {
-        _child_key(*key): estimator for key, estimator in models.items() if estimator is not None
-    }
-    example = _frame(dataset).head(5)
-    quiet = logging.getLogger("mlflow.sklearn")
-    level, quiet.level = quiet.level, logging.ERROR
-    pickled = []
-    try:
+    with tempfile.TemporaryDirectory() as scratch:
+        saved = saving.result() if saving is not None else None
+        if saved is None:
+            if models_paths is not None:
+                models = read_model_files(models_paths)
+            else:
+                models = representative_models(dataset, config)
+            wanted = {child_key(*key) for key in todo}
+            models = {key: model for key, model in models.items() if child_key(*key) in wanted}
+            saved = save_model_folders(models, example_rows(dataset), Path(scratch))
+        pickled = []
         for key, run_id in todo.items():
-            estimator = models.get(_child_key(*key))
-            if estimator is None:  # a defence that kept too little to fit on
+            # Matched by child key: levels come back from summary.csv with 6 significant
+            # digits. None saved: a defence kept too little to fit on (experiment.can_fit).
+            if child_key(*key) not in saved:
                 continue
-            stored = _log_model(
-                client, experiment_id, run_key, key, run_id, estimator, existing, example
-            )
+            folder, stored = saved[child_key(*key)]
+            _upload_model(client, experiment_id, run_key, key, run_id, Path(folder), existing)
             if stored == CLOUDPICKLE:
-                pickled.append(_child_key(*key))
-    finally:
-        quiet.setLevel(level)
+                pickled.append(child_key(*key))
     if pickled:
         # cloudpickle runs code when loaded: load those models only from a server you trust.
         print(
@@ -629,81 +607,50 @@ def _log_models(
     return len(todo)
 
 
-def _log_model(
-    client,
-    experiment_id: str,
-    run_key: str,
-    key: ChildKey,
-    run_id: str,
-    estimator,
-    existing,
-    example,
-) -> str:
-    """One child's model with signature and input example, in an entity made (or reused) here;
-    return how it was stored.
+@contextlib.contextmanager
+def _models_saved_meanwhile(
+    models_paths: list[str | Path] | None, data_path: str | Path | None
+) -> Iterator[SavingMeanwhile | None]:
+    """The pipeline's models (``models_paths``) saved by a second process while this one
+    logs the runs; None without them. Only for the pipeline's models: there a mirror is
+    the run's first, and every model is new."""
+    if models_paths is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        saving = SavingMeanwhile(models_paths, data_path, Path(scratch))
+        try:
+            yield saving
+        finally:
+            saving.close()
 
-    skops first (no pickle; the types it may load are ``SKOPS_TRUSTED_TYPES``), which
-    MLflow checks by loading the model back; a model skops cannot save or load that way
-    (a user's own class, LightGBM) is stored with cloudpickle, with a logged note.
 
-    Saved to a local folder and uploaded, which is what ``mlflow.sklearn.log_model``
-    does, less what costs here and tells nothing new: a new client per model, metric
-    copies (the child has none yet), and serving the input example through a second
-    load of the model (the skops save already loads it back, and the signature was
-    inferred from a prediction on that example).
+def _upload_model(
+    client, experiment_id: str, run_key: str, key: ChildKey, run_id: str, folder: Path, existing
+) -> None:
+    """Upload a saved model folder as the child's model, in an entity made (or reused) here.
+
+    What ``mlflow.sklearn.log_model`` does, less what costs here and tells nothing new: a
+    new client per model, metric copies (the child has none yet), and serving the input
+    example through a second load of the model (the skops save already loads it back).
     """
-    import tempfile
-
-    import mlflow.sklearn
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
-    from mlflow.models import Model, infer_signature
+    from mlflow.models import Model
 
     model = existing.get(run_id) or client.create_logged_model(
         experiment_id,
         name=MODEL_NAME,
         source_run_id=run_id,
-        tags={RUN_KEY_TAG: run_key, CHILD_KEY_TAG: _child_key(*key)},
+        tags={RUN_KEY_TAG: run_key, CHILD_KEY_TAG: child_key(*key)},
     )
-    with warnings.catch_warnings():
-        # Fitted on arrays, shown a named frame: harmless, and noisy in the task log.
-        warnings.filterwarnings("ignore", message="X has feature names")
-        signature = infer_signature(example, estimator.predict(example.to_numpy()))
-    for stored in (SKOPS, CLOUDPICKLE):
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="X has feature names")
-            local = Path(tmp) / MODEL_NAME
-            described = Model(
-                artifact_path=model.artifact_location,
-                model_uuid=model.model_id,
-                model_id=model.model_id,
-                run_id=run_id,
-            )
-            try:
-                mlflow.sklearn.save_model(
-                    estimator,
-                    str(local),
-                    mlflow_model=described,
-                    signature=signature,
-                    input_example=example,
-                    pip_requirements=_pip_requirements(stored),
-                    serialization_format=stored,
-                    skops_trusted_types=SKOPS_TRUSTED_TYPES if stored == SKOPS else None,
-                )
-            except Exception as error:  # noqa: BLE001 (skops refuses in many ways)
-                if stored == CLOUDPICKLE:
-                    raise
-                logging.getLogger(__name__).info(
-                    "%s: skops cannot store %s (%s); stored with cloudpickle",
-                    _child_key(*key),
-                    type(estimator).__name__,
-                    str(error).splitlines()[0][:200],
-                )
-                continue
-            client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
-            client.log_model_artifacts(model.model_id, str(local))
-        client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-        return stored
-    raise AssertionError("unreachable")
+    described = Model.load(folder)
+    described.artifact_path = model.artifact_location
+    described.model_uuid = described.model_id = model.model_id
+    described.run_id = run_id
+    described.save(folder / "MLmodel")
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+    client.log_model_artifacts(model.model_id, str(folder))
+    client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
 
 
 # --- for the pipeline task and the command line ---------------------------------------

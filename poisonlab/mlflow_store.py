@@ -104,15 +104,36 @@ def prepare_store(tracking_uri: str) -> None:
     """Create a SQLite store's tables if it has none, one process at a time.
 
     Cheap on a store that is ready; a run may call it early (while its levels run)
-    so that the mirror finds the store set up.
+    so that the mirror finds the store set up. A store created here is put in
+    SQLite's write-ahead-log mode (``use_write_ahead_log``); one that existed is left
+    as it was.
     """
     from mlflow.tracking import MlflowClient
 
-    if sqlite_path(tracking_uri) is None:
+    path = sqlite_path(tracking_uri)
+    if path is None:
         return
     with store_lock(tracking_uri):
+        fresh = path.stat().st_size == 0  # store_lock made the file if it was missing
+        if fresh:
+            use_write_ahead_log(path)
         # The client creates the store, and with it the tables, on first use.
         retry_busy(lambda: MlflowClient(tracking_uri).search_experiments(max_results=1))
+
+
+def use_write_ahead_log(path: Path) -> None:
+    """Put the SQLite database at ``path`` in write-ahead-log mode (it stays so).
+
+    A mirror writes a few hundred small transactions; in SQLite's default rollback
+    journal each one syncs the disk several times, in WAL mode once, which halves the
+    mirror's time here, and readers (``mlflow ui``, another run's mirror) no longer
+    block the writer. WAL needs a local disk (SQLite's documentation: not a network
+    file system), where a sqlite:/// store belongs anyway.
+    """
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as database:
+        database.execute("PRAGMA journal_mode=WAL")
 
 
 def ensure_experiment(client, name: str) -> str:

@@ -273,6 +273,12 @@ def _attached(parquet_path: str | Path) -> dict[str, Any]:
     return json.loads(meta.get(b"poisonlab", b"{}"))
 
 
+def level_model_files(level_dirs: list[str]) -> list[Path]:
+    """The files of trial 0's models (what the mirror logs) of every level that did not fail."""
+    kept, _ = split_failures([Path(d) / RECORDS_FILE for d in level_dirs])
+    return [Path(path).parent / MODELS_FILE for path in kept]
+
+
 def confusion_matrices(level_dir: str) -> dict[str, tuple[list[str], list[list[int]]]]:
     """Per model: class names and the confusion matrix without defence, over trials and attacks.
 
@@ -299,12 +305,8 @@ def report(
     data_path: str,
     results_dir: str,
     run_key: str,
-    models_path: str | None = None,
 ) -> None:
-    """Summaries, report and manifest of the whole run, from every level's ``evaluate`` output.
-
-    With ``models_path``, the levels' trial-0 models go there in one file, for the mirror.
-    """
+    """Summaries, report and manifest of the whole run, from every level's ``evaluate`` output."""
     from poisonlab.report import write_results
 
     config = _checked(config_json)
@@ -325,10 +327,5 @@ def report(
     certified_paths = [d / CERTIFIED_RECORDS_FILE for d in kept_dirs]
     found = [path for path in certified_paths if path.is_file()]
     certified = experiment.read_records(found) if found else None
-    if models_path:
-        models = {}
-        for level_dir in kept_dirs:
-            models.update(experiment.read_models(level_dir / MODELS_FILE))
-        experiment.write_models(models, models_path)
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     write_results(records, config, provenance, results_dir, run_key, confusion, quantity, certified)

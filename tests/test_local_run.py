@@ -63,3 +63,17 @@ def test_bad_config_exits_with_one_line_before_running(tmp_path):
         assert len(lines) == 1 and field in lines[0], result.stderr
         assert "Traceback" not in result.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_every_finished_task_gets_a_console_line_when_two_share_a_log_line():
+    """Loop iterations print from parallel threads; two messages can land on one line."""
+    import io
+
+    from pipelines.local import _ProgressLog
+
+    console = io.StringIO()
+    progress = _ProgressLog(io.StringIO(), console)
+    progress.write("Task 'train' finished with status SUCCESS")
+    progress.write("Task 'evaluate' finished with status \x1b[92mSUCCESS\x1b[0m\n")
+    tasks = [line.split()[2] for line in console.getvalue().splitlines()]
+    assert tasks == ["train", "evaluate"]

@@ -293,10 +293,11 @@ def test_token_secret_is_read_from_secret_manager_with_the_tasks_credentials():
         load_config(None, ["mlflow.token_secret=hunter2"])
 
 
-def test_the_report_hands_the_mirror_the_models_train_fitted_for_trial_0(tmp_path):
+def test_the_levels_hand_the_mirror_the_models_train_fitted_for_trial_0(tmp_path):
     """The pipeline's own trial-0 models reach the mirror: one per child, none refitted."""
     from poisonlab import steps
     from poisonlab.config import canonical_json
+    from poisonlab.model_folders import read_model_files
 
     config = load_config(None, ["trials=2", "poison.levels=[0.0,0.3]", "train.models=[svm]"])
     text = canonical_json(config)
@@ -313,9 +314,7 @@ def test_the_report_hands_the_mirror_the_models_train_fitted_for_trial_0(tmp_pat
         for (trial, attack, model, defense), estimator in experiment.read_models(m).items():
             if trial == 0:
                 trained[(level, attack, model, defense)] = estimator
-    models_path = tmp_path / "models.pkl"
-    steps.report(text, level_dirs, data, str(tmp_path / "results"), "run", str(models_path))
-    handed = experiment.read_models(models_path)
+    handed = read_model_files(steps.level_model_files(level_dirs))
     assert set(handed) == set(trained) and len(handed) == 2 * 2 * 1 * 3
     dataset, _ = load_dataset("sklearn:iris")
     for key, estimator in handed.items():

@@ -21,15 +21,22 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from poisonlab.mirror import CHILD_KEY_TAG, MODEL_NAME, _log_model, representative_models
+from poisonlab.mirror import (
+    CHILD_KEY_TAG,
+    MODEL_NAME,
+    _upload_model,
+    representative_models,
+)
 from poisonlab.mlflow_store import (
     CLOUDPICKLE,
     DESCRIPTION_TAG,
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
     SKOPS,
+    prepare_store,
     retry_busy,
 )
+from poisonlab.model_folders import save_model_folder
 from tests.conftest import ROOT
 
 
@@ -68,6 +75,10 @@ def test_models_are_stored_with_skops_and_load_back_as_fitted(small_run, monkeyp
             Path(urlparse(model.artifact_location).path, "MLmodel").read_text()
         )
         assert described["flavors"]["sklearn"]["serialization_format"] == SKOPS, model.tags
+        # Children with the same model share one save; each folder still names its own run.
+        assert (described["run_id"], described["model_id"]) == (model.source_run_id, model.model_id)
+    level_0 = [m for m in models if m.tags[CHILD_KEY_TAG].startswith("0/")]
+    assert len({m.source_run_id for m in level_0}) == len(level_0) > 1
     manifest = json.loads((small_run / "manifest.json").read_text())
     config = manifest["config"]
     dataset, _ = load_configured(config["dataset"])
@@ -83,6 +94,18 @@ class _OwnLogisticRegression(LogisticRegression):
     """A user's own estimator class: a type skops is not told to trust."""
 
 
+def _save_and_upload(client, experiment_id, run_id, name, estimator, example):
+    """One child's model as the mirror logs it: saved to a folder, then uploaded."""
+    import tempfile
+
+    key = (0.1, "a", name, "none")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) / MODEL_NAME
+        stored = save_model_folder(estimator, example, folder, key)
+        _upload_model(client, experiment_id, "k", key, run_id, folder, {})
+    return stored
+
+
 def test_a_model_skops_will_not_load_is_stored_with_cloudpickle(tmp_path, caplog):
     import mlflow
 
@@ -95,27 +118,13 @@ def test_a_model_skops_will_not_load_is_stored_with_cloudpickle(tmp_path, caplog
     example = pd.DataFrame(X[:5], columns=["a", "b"])
     mlflow.set_tracking_uri(uri)
     try:
-        with caplog.at_level(logging.INFO, logger="poisonlab.mirror"):
-            own = _log_model(
-                client,
-                experiment_id,
-                "k",
-                (0.1, "a", "own", "none"),
-                run_id,
-                _OwnLogisticRegression().fit(X, y),
-                {},
-                example,
+        with caplog.at_level(logging.INFO, logger="poisonlab.model_folders"):
+            own = _save_and_upload(
+                client, experiment_id, run_id, "own", _OwnLogisticRegression().fit(X, y), example
             )
         run_id_2 = client.create_run(experiment_id).info.run_id
-        tree = _log_model(
-            client,
-            experiment_id,
-            "k",
-            (0.1, "a", "tree", "none"),
-            run_id_2,
-            DecisionTreeClassifier().fit(X, y),
-            {},
-            example,
+        tree = _save_and_upload(
+            client, experiment_id, run_id_2, "tree", DecisionTreeClassifier().fit(X, y), example
         )
     finally:
         mlflow.set_tracking_uri(None)
@@ -142,7 +151,19 @@ def test_two_processes_set_up_one_fresh_store_at_once(tmp_path):
         assert process.returncode == 0, err.decode()[-2000:]
     with sqlite3.connect(tmp_path / "fresh.db") as db:
         tables = {row[0] for row in db.execute("select name from sqlite_master")}
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
     assert {"experiments", "runs", "metrics"} <= tables
+    assert mode == "wal"  # set up by poisonlab: write-ahead log
+
+
+def test_a_store_that_existed_keeps_its_journal_mode(tmp_path):
+    path = tmp_path / "theirs.db"
+    with sqlite3.connect(path) as db:
+        db.execute("create table notes (text)")
+    prepare_store(f"sqlite:///{path}")
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert "runs" in {row[0] for row in db.execute("select name from sqlite_master")}
 
 
 def test_a_busy_store_is_tried_again_and_other_errors_are_not():
@@ -164,3 +185,13 @@ def test_a_busy_store_is_tried_again_and_other_errors_are_not():
     with pytest.raises(sqlite3.OperationalError):
         retry_busy(lambda: (_ for _ in ()).throw(locked), retries=2, sleep=waits.append)
     assert waits == [1.0, 2.0, 1.0, 2.0]
+
+
+def test_a_failed_saving_process_says_why_and_leaves_saving_to_the_mirror(tmp_path, caplog):
+    from poisonlab.model_folders import SavingMeanwhile
+
+    saving = SavingMeanwhile(tmp_path / "no-models.pkl", tmp_path / "no-data.parquet", tmp_path)
+    with caplog.at_level(logging.WARNING, logger="poisonlab.model_folders"):
+        assert saving.result() is None
+    assert "no-models.pkl" in caplog.text or "No such file" in caplog.text
+    saving.close()
