@@ -305,29 +305,30 @@ def train_level(
     fit is made once per model, random state and training rows (scikit-learn's
     estimators are deterministic given their ``random_state``), and the fitted
     object is shared by every key it serves, in pickle's file too: a third of
-    the default config's fits.
+    the default config's fits. BLAS runs on one thread (``models.one_blas_thread``).
     """
-    from poisonlab.models import fit_model
+    from poisonlab.models import fit_model, one_blas_thread
 
     models = {}
     fitted: dict[tuple[str, int, str], Any] = {}
-    for s in sets:
-        for model in config["train"]["models"]:
-            random_state = derive_seed(config["seed"], "model", s.trial, model)
-            for defense in defenses(config):
-                keep = (
-                    slice(None)
-                    if defense == NO_DEFENSE
-                    else ~detections[(s.trial, s.attack, defense)].flags
-                )
-                if defense != NO_DEFENSE and not can_fit(s.data.y[keep]):
-                    models[(s.trial, s.attack, model, defense)] = None
-                    continue
-                X, y = s.data.X[keep], s.data.y[keep]
-                same = (model, random_state, array_hash(X, y))
-                if same not in fitted:
-                    fitted[same] = fit_model(model, config["train"][model], X, y, random_state)
-                models[(s.trial, s.attack, model, defense)] = fitted[same]
+    with one_blas_thread():
+        for s in sets:
+            for model in config["train"]["models"]:
+                random_state = derive_seed(config["seed"], "model", s.trial, model)
+                for defense in defenses(config):
+                    keep = (
+                        slice(None)
+                        if defense == NO_DEFENSE
+                        else ~detections[(s.trial, s.attack, defense)].flags
+                    )
+                    if defense != NO_DEFENSE and not can_fit(s.data.y[keep]):
+                        models[(s.trial, s.attack, model, defense)] = None
+                        continue
+                    X, y = s.data.X[keep], s.data.y[keep]
+                    same = (model, random_state, array_hash(X, y))
+                    if same not in fitted:
+                        fitted[same] = fit_model(model, config["train"][model], X, y, random_state)
+                    models[(s.trial, s.attack, model, defense)] = fitted[same]
     return models
 
 
@@ -371,16 +372,17 @@ def predict_level(
     A model shared by several keys (``train_level``) predicts once, its
     predictions shared too.
     """
-    from poisonlab.models import predict_classes
+    from poisonlab.models import one_blas_thread, predict_classes
 
     predictions, done = {}, {}
-    for key, estimator in models.items():
-        if estimator is None:
-            continue
-        once = (key[0], id(estimator))  # the trial's test split, this fitted object
-        if once not in done:
-            done[once] = predict_classes(estimator, dataset.X[test_masks[key[0]]])
-        predictions[key] = done[once]
+    with one_blas_thread():
+        for key, estimator in models.items():
+            if estimator is None:
+                continue
+            once = (key[0], id(estimator))  # the trial's test split, this fitted object
+            if once not in done:
+                done[once] = predict_classes(estimator, dataset.X[test_masks[key[0]]])
+            predictions[key] = done[once]
     return predictions
 
 
@@ -410,6 +412,7 @@ def evaluate_level(
     (detector ``class_balance``), which the validation gate checks.
     """
     from poisonlab.metrics import detection_metrics
+    from poisonlab.models import one_blas_thread
 
     if predictions is None:
         predictions = predict_level(models, dataset, test_masks)
@@ -418,6 +421,30 @@ def evaluate_level(
     for (trial, attack, model, defense), estimator in models.items():
         if estimator is None:  # the defence kept too little to fit on (can_fit)
             rows.append((level, trial, attack, model, defense, "", UNFITTED, 1.0))
+    with one_blas_thread():
+        rows.extend(_model_records(models, dataset, test_masks, infos, level, predictions))
+    masks = {(s.trial, s.attack): s.data.mask for s in sets}
+    reference = np.bincount(dataset.y, minlength=dataset.n_classes)
+    for s in sets:
+        shift = class_shift(s.data.y, reference)
+        rows.append((level, s.trial, s.attack, "", "", CLASS_BALANCE, CLASS_SHIFT, shift))
+    for (trial, attack, detector), d in detections.items():
+        scores = detection_metrics(masks[(trial, attack)], d.scores, d.flags)
+        for metric, value in scores.items():
+            rows.append((level, trial, attack, "", "", detector, metric, value))
+    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def _model_records(
+    models: dict[ModelKey, Any],
+    dataset: Dataset,
+    test_masks: np.ndarray,
+    infos: dict[tuple[int, str], dict[str, Any]],
+    level: float,
+    predictions: Predictions,
+) -> list[tuple]:
+    """The fitted models' record rows (``evaluate_level``)."""
+    rows = []
     scored = {}  # a model shared by several keys (train_level) is scored once
     for (trial, attack, model, defense), predicted in predictions.items():
         estimator = models[(trial, attack, model, defense)]
@@ -442,16 +469,7 @@ def evaluate_level(
                 scores["subpopulation_accuracy"] = float(right.mean())
         for metric, value in scores.items():
             rows.append((level, trial, attack, model, defense, "", metric, value))
-    masks = {(s.trial, s.attack): s.data.mask for s in sets}
-    reference = np.bincount(dataset.y, minlength=dataset.n_classes)
-    for s in sets:
-        shift = class_shift(s.data.y, reference)
-        rows.append((level, s.trial, s.attack, "", "", CLASS_BALANCE, CLASS_SHIFT, shift))
-    for (trial, attack, detector), d in detections.items():
-        scores = detection_metrics(masks[(trial, attack)], d.scores, d.flags)
-        for metric, value in scores.items():
-            rows.append((level, trial, attack, "", "", detector, metric, value))
-    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+    return rows
 
 
 def _test_scores(
