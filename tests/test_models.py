@@ -42,3 +42,18 @@ def test_values_scikit_learn_refuses_are_still_refused(bad):
         predict_classes(fitted, wrong)
     with pytest.raises(ValueError, match="infinity"):
         class_scores(fitted, wrong, 3)
+
+
+def test_one_blas_thread_limits_blas_and_gives_the_same_fit():
+    from threadpoolctl import threadpool_info
+
+    from poisonlab.models import one_blas_thread
+
+    X, y = load_iris(return_X_y=True)
+    params = MODELS["logistic_regression"].defaults
+    before = fit_model("logistic_regression", params, X, y, random_state=0)
+    with one_blas_thread():
+        blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        inside = fit_model("logistic_regression", params, X, y, random_state=0)
+    assert blas and set(blas) == {1}
+    assert np.array_equal(before.predict_proba(X), inside.predict_proba(X))
