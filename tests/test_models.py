@@ -13,7 +13,13 @@ from poisonlab.models import MODELS, class_scores, fit_model, is_finite, predict
 def test_is_finite_means_finite_in_float32_too():
     X = np.arange(12.0).reshape(4, 3)
     assert is_finite(X) and is_finite(X.astype(np.int64))
-    for bad in (np.nan, np.inf, -np.inf, 1e39):  # 1e39 overflows float32, where trees compute
+    for bad in (
+        np.nan,
+        np.inf,
+        -np.inf,
+        1e39,
+        -1e39,
+    ):  # 1e39 overflows float32, where trees compute
         changed = X.copy()
         changed[2, 1] = bad
         assert not is_finite(changed), bad
