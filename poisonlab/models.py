@@ -190,7 +190,7 @@ def one_blas_thread() -> contextlib.AbstractContextManager:
     Each is small, and the pipeline already runs levels side by side, one per
     core: BLAS threads on top only compete for the cores. Measured on 2 busy
     cores, a logistic regression's fit on Iris took 16 to 25 ms on one thread
-    against 51 to 250 ms on two. Entering costs about 10 ms (threadpoolctl
+    against 51 to 250 ms on two. Entering costs 5 to 10 ms (threadpoolctl
     looks up the loaded libraries): once per level, not per fit.
     """
     from threadpoolctl import threadpool_limits
