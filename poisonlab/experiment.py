@@ -299,26 +299,36 @@ def train_level(
     """Fit every model on every poisoned set, and again on the rows each detector kept.
 
     A model's random state depends on the trial and model only, so poisoned and
-    defended fits of a trial differ in their data alone.
+    defended fits of a trial differ in their data alone. Where the data are the
+    same too, the fit is the same: at level 0 every attack's set is the clean
+    split, and a defence whose detector flagged nothing keeps every row. So a
+    fit is made once per model, random state and training rows (scikit-learn's
+    estimators are deterministic given their ``random_state``), and the fitted
+    object is shared by every key it serves, in pickle's file too: a third of
+    the default config's fits. BLAS runs on one thread (``models.one_blas_thread``).
     """
-    from poisonlab.models import fit_model
+    from poisonlab.models import fit_model, one_blas_thread
 
     models = {}
-    for s in sets:
-        for model in config["train"]["models"]:
-            random_state = derive_seed(config["seed"], "model", s.trial, model)
-            for defense in defenses(config):
-                keep = (
-                    slice(None)
-                    if defense == NO_DEFENSE
-                    else ~detections[(s.trial, s.attack, defense)].flags
-                )
-                if defense != NO_DEFENSE and not can_fit(s.data.y[keep]):
-                    models[(s.trial, s.attack, model, defense)] = None
-                    continue
-                models[(s.trial, s.attack, model, defense)] = fit_model(
-                    model, config["train"][model], s.data.X[keep], s.data.y[keep], random_state
-                )
+    fitted: dict[tuple[str, int, str], Any] = {}
+    with one_blas_thread():
+        for s in sets:
+            for model in config["train"]["models"]:
+                random_state = derive_seed(config["seed"], "model", s.trial, model)
+                for defense in defenses(config):
+                    keep = (
+                        slice(None)
+                        if defense == NO_DEFENSE
+                        else ~detections[(s.trial, s.attack, defense)].flags
+                    )
+                    if defense != NO_DEFENSE and not can_fit(s.data.y[keep]):
+                        models[(s.trial, s.attack, model, defense)] = None
+                        continue
+                    X, y = s.data.X[keep], s.data.y[keep]
+                    same = (model, random_state, array_hash(X, y))
+                    if same not in fitted:
+                        fitted[same] = fit_model(model, config["train"][model], X, y, random_state)
+                    models[(s.trial, s.attack, model, defense)] = fitted[same]
     return models
 
 
@@ -357,12 +367,23 @@ CONFUSION_COLUMNS = ["poison_level", "attack", "model", "defense", "true", "pred
 def predict_level(
     models: dict[ModelKey, Any], dataset: Dataset, test_masks: np.ndarray
 ) -> Predictions:
-    """Every fitted model's predicted class codes on its trial's clean test split."""
-    return {
-        key: np.asarray(estimator.predict(dataset.X[test_masks[key[0]]]))
-        for key, estimator in models.items()
-        if estimator is not None
-    }
+    """Every fitted model's predicted class codes on its trial's clean test split.
+
+    A model shared by several keys (``train_level``) predicts once, its
+    predictions shared too.
+    """
+    from poisonlab.models import one_blas_thread, predict_classes
+
+    predictions, done = {}, {}
+    with one_blas_thread():
+        for key, estimator in models.items():
+            if estimator is None:
+                continue
+            once = (key[0], id(estimator))  # the trial's test split, this fitted object
+            if once not in done:
+                done[once] = predict_classes(estimator, dataset.X[test_masks[key[0]]])
+            predictions[key] = done[once]
+    return predictions
 
 
 def evaluate_level(
@@ -390,8 +411,8 @@ def evaluate_level(
     poisoned set's class shift from the loaded dataset's class proportions
     (detector ``class_balance``), which the validation gate checks.
     """
-    from poisonlab.metrics import classification_metrics, detection_metrics, roc_auc
-    from poisonlab.models import class_scores
+    from poisonlab.metrics import detection_metrics
+    from poisonlab.models import one_blas_thread
 
     if predictions is None:
         predictions = predict_level(models, dataset, test_masks)
@@ -400,15 +421,38 @@ def evaluate_level(
     for (trial, attack, model, defense), estimator in models.items():
         if estimator is None:  # the defence kept too little to fit on (can_fit)
             rows.append((level, trial, attack, model, defense, "", UNFITTED, 1.0))
+    with one_blas_thread():
+        rows.extend(_model_records(models, dataset, test_masks, infos, level, predictions))
+    masks = {(s.trial, s.attack): s.data.mask for s in sets}
+    reference = np.bincount(dataset.y, minlength=dataset.n_classes)
+    for s in sets:
+        shift = class_shift(s.data.y, reference)
+        rows.append((level, s.trial, s.attack, "", "", CLASS_BALANCE, CLASS_SHIFT, shift))
+    for (trial, attack, detector), d in detections.items():
+        scores = detection_metrics(masks[(trial, attack)], d.scores, d.flags)
+        for metric, value in scores.items():
+            rows.append((level, trial, attack, "", "", detector, metric, value))
+    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def _model_records(
+    models: dict[ModelKey, Any],
+    dataset: Dataset,
+    test_masks: np.ndarray,
+    infos: dict[tuple[int, str], dict[str, Any]],
+    level: float,
+    predictions: Predictions,
+) -> list[tuple]:
+    """The fitted models' record rows (``evaluate_level``)."""
+    rows = []
+    scored = {}  # a model shared by several keys (train_level) is scored once
     for (trial, attack, model, defense), predicted in predictions.items():
         estimator = models[(trial, attack, model, defense)]
         test = test_masks[trial]
-        scores = classification_metrics(dataset.y[test], predicted, dataset.n_classes)
-        ranked = class_scores(estimator, dataset.X[test], dataset.n_classes)
-        if ranked is not None:
-            auc = roc_auc(dataset.y[test], ranked)
-            if auc == auc:  # NaN: fewer than two classes in the test split
-                scores["roc_auc"] = auc
+        once = (trial, id(estimator))
+        if once not in scored:
+            scored[once] = _test_scores(estimator, dataset, test, predicted)
+        scores = dict(scored[once])
         info = infos.get((trial, attack), {})
         if "trigger_features" in info:
             others = test & (dataset.y != info["target_class"])
@@ -425,16 +469,24 @@ def evaluate_level(
                 scores["subpopulation_accuracy"] = float(right.mean())
         for metric, value in scores.items():
             rows.append((level, trial, attack, model, defense, "", metric, value))
-    masks = {(s.trial, s.attack): s.data.mask for s in sets}
-    reference = np.bincount(dataset.y, minlength=dataset.n_classes)
-    for s in sets:
-        shift = class_shift(s.data.y, reference)
-        rows.append((level, s.trial, s.attack, "", "", CLASS_BALANCE, CLASS_SHIFT, shift))
-    for (trial, attack, detector), d in detections.items():
-        scores = detection_metrics(masks[(trial, attack)], d.scores, d.flags)
-        for metric, value in scores.items():
-            rows.append((level, trial, attack, "", "", detector, metric, value))
-    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+    return rows
+
+
+def _test_scores(
+    estimator: Any, dataset: Dataset, test: np.ndarray, predicted: np.ndarray
+) -> dict[str, float]:
+    """A fitted model's scores on a clean test split: ``classification_metrics``, and
+    ``roc_auc`` where it has class scores and the split two classes or more."""
+    from poisonlab.metrics import classification_metrics, roc_auc
+    from poisonlab.models import class_scores
+
+    scores = classification_metrics(dataset.y[test], predicted, dataset.n_classes)
+    ranked = class_scores(estimator, dataset.X[test], dataset.n_classes)
+    if ranked is not None:
+        auc = roc_auc(dataset.y[test], ranked)
+        if auc == auc:  # NaN: fewer than two classes in the test split
+            scores["roc_auc"] = auc
+    return scores
 
 
 def confusion_level(

@@ -4,9 +4,11 @@ A level scores hundreds of small prediction vectors, where scikit-learn's
 argument checks cost more than the arithmetic: accuracy, F1, precision and
 recall are counted here with numpy (80 microseconds for a classifier's scores,
 against 3.7 ms with scikit-learn's ``f1_score``; the tests check them against
-scikit-learn), and the ranking scores (ROC-AUC, average precision) are
-scikit-learn's, with its parameter validation off.
-scikit-learn is imported by the ranking scores alone, so the report, which
+scikit-learn). ROC-AUC is computed from ranks (``binary_roc_auc``), about 60
+times faster than scikit-learn's ``roc_auc_score``, whose input checks cost a
+level's evaluation half its time; average precision is scikit-learn's, with
+its parameter validation off.
+scikit-learn is imported by average precision alone, so the report, which
 needs only ``headline_metric``, starts without it.
 """
 
@@ -49,18 +51,50 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     Two classes: the AUC of the positive class's (code 1) score. More: the macro
     mean of one-vs-rest AUCs over the classes present in ``y_true`` (a class
     absent from the test split has no positives to rank, so it is left out of
-    the mean); NaN if fewer than two classes are present.
+    the mean); NaN if fewer than two classes are present. The same numbers as
+    scikit-learn's ``roc_auc_score`` (``multi_class="ovr"`` for more classes).
     """
-    import sklearn
-    from sklearn.metrics import roc_auc_score
-
     y_true = np.asarray(y_true)
     present = np.unique(y_true)
     if len(present) < 2:
         return float("nan")
     classes = [1] if scores.shape[1] == 2 else present
-    with sklearn.config_context(skip_parameter_validation=True):
-        return float(np.mean([roc_auc_score(y_true == c, scores[:, c]) for c in classes]))
+    return float(np.mean([binary_roc_auc(y_true == c, scores[:, c]) for c in classes]))
+
+
+def binary_roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` ranking the ``positive`` rows above the rest.
+
+    The Mann-Whitney U statistic over the product of the class sizes, with tied
+    scores sharing their average rank: the probability that a random positive
+    row outscores a random negative one, ties counting one half. It equals the
+    trapezoidal area under the ROC curve exactly (Hanley and McNeil, "The
+    meaning and use of the area under a receiver operating characteristic (ROC)
+    curve", Radiology 143, 1982; Mason and Graham, "Areas beneath the relative
+    operating characteristics (ROC) and relative operating levels (ROL) curves",
+    QJRMS 128, 2002). The rank sums are whole or half numbers, exact in floating
+    point, so the one division is the only rounding.
+
+    Needs positive and negative rows; scores must be finite (scikit-learn
+    raises on NaN and infinity too).
+    """
+    positive = np.asarray(positive, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_positive = int(positive.sum())
+    n_negative = len(positive) - n_positive
+    if n_positive == 0 or n_negative == 0:
+        raise ValueError("ROC-AUC needs positive and negative rows")
+    if not np.isfinite(scores).all():
+        raise ValueError("ROC-AUC scores contain NaN or infinity")
+    rank_sum = float(average_ranks(scores)[positive].sum())
+    return (rank_sum - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative)
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, tied values sharing the mean of their ranks (``scipy.stats.rankdata``)."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)  # the rank of each group of ties' last value
+    return (last - (counts - 1) / 2)[inverse]
 
 
 # The smallest class's share of rows under which report.metric auto picks balanced accuracy.
@@ -107,7 +141,7 @@ def detection_metrics(mask: np.ndarray, scores: np.ndarray, flags: np.ndarray) -
     clean ones, so they are left out when undefined.
     """
     import sklearn
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import average_precision_score
 
     metrics = {"flag_rate": float(flags.mean()) if len(flags) else 0.0}
     if not mask.any():
@@ -119,7 +153,7 @@ def detection_metrics(mask: np.ndarray, scores: np.ndarray, flags: np.ndarray) -
         f1=float(_f1(hits, n_poisoned, n_flagged)),
     )
     if not mask.all():
+        metrics["roc_auc"] = binary_roc_auc(mask, scores)
         with sklearn.config_context(skip_parameter_validation=True):
-            metrics["roc_auc"] = float(roc_auc_score(mask, scores))
             metrics["average_precision"] = float(average_precision_score(mask, scores))
     return metrics
