@@ -20,6 +20,7 @@ import builtins
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -78,14 +79,25 @@ class _ProgressLog(io.TextIOBase):
 def _quiet_runner(log_path: Path):
     """Send the runner's output to ``log_path``; undo its patching of ``print``."""
     original_print = builtins.print
+    root = logging.getLogger()
+    original_level, original_handlers = root.level, root.handlers[:]
     with open(log_path, "w", encoding="utf-8") as log:
         progress = _ProgressLog(log, sys.stdout)
+        # kfp sets up and resets the root logger around each task; parallel tasks race on
+        # it, and a task that finishes after another's reset logged nothing ("finished"
+        # lines went missing). What it resets to is this: INFO, into the same log.
+        handler = logging.StreamHandler(progress)
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
         try:
             with contextlib.redirect_stdout(progress), contextlib.redirect_stderr(progress):
                 yield
         finally:
             # Parallel tasks race on kfp's indented print and can leave it patched.
             builtins.print = original_print
+            root.handlers[:] = original_handlers
+            root.setLevel(original_level)
 
 
 # Two tasks run at once locally; threaded BLAS in each would fight over the cores

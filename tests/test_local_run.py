@@ -77,3 +77,23 @@ def test_every_finished_task_gets_a_console_line_when_two_share_a_log_line():
     progress.write("Task 'evaluate' finished with status \x1b[92mSUCCESS\x1b[0m\n")
     tasks = [line.split()[2] for line in console.getvalue().splitlines()]
     assert tasks == ["train", "evaluate"]
+
+
+def test_a_task_that_finishes_after_another_tasks_logger_reset_still_gets_its_line(tmp_path):
+    """kfp sets up and resets the root logger around each task; with tasks in parallel a
+    reset can come while another task still runs, whose "finished" line then vanished."""
+    import contextlib
+    import io
+    import logging
+
+    from kfp.local.logging_utils import local_logger_context
+
+    from pipelines.local import _quiet_runner
+
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console), _quiet_runner(tmp_path / "pipeline.log"):
+        with local_logger_context():  # another task's, set up and reset
+            pass
+        logging.info("Task 'evaluate' finished with status SUCCESS")
+    assert "evaluate   success" in console.getvalue()
+    assert "finished with status SUCCESS" in (tmp_path / "pipeline.log").read_text()
