@@ -8,7 +8,8 @@ default Iris config) runs the way a task runs it (``_KFP_RUNTIME=true``, one BLA
 thread), twice in one fresh process: the second call is the step's work alone, so
 the process's CPU time less twice that is what starting costs. The command's cost is
 ``python submit.py --local`` from its start to the runner's first task process (the
-checks, the imports, compiling the pipeline), which this script stops there.
+checks, the imports, compiling the pipeline), where the script stops it; its CPU time
+includes its threads (the MLflow store's set-up starts just before the runner).
 
 Numbers are CPU seconds (user + system), which other work on the machine sways less
 than wall seconds; wall seconds are printed too. ``--against DIR`` measures another
