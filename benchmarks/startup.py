@@ -163,10 +163,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     roots = [ROOT, *([args.against.resolve()] if args.against else [])]
     steps = args.steps.split(",")
-    works = {}
-    for root in roots:
-        works[root] = Path(tempfile.mkdtemp(prefix="startup-"))
-        _run(PREPARE, [str(works[root])], root, TASK_ENV)
+    scratch = tempfile.TemporaryDirectory(prefix="startup-")
+    works = {root: Path(scratch.name) / str(i) for i, root in enumerate(roots)}
+    for root, work in works.items():
+        work.mkdir()
+        _run(PREPARE, [str(work)], root, TASK_ENV)
     runs: dict[tuple[str, Path], list[dict[str, float]]] = {}
     for _ in range(args.repeat):
         for root in roots:
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         for step in steps:
             for root in roots:
                 runs.setdefault((step, root), []).append(task_cost(root, works[root], step))
+    scratch.cleanup()
 
     def median(key: tuple[str, Path], field: str) -> float:
         return statistics.median(run[field] for run in runs[key])
