@@ -50,6 +50,13 @@ def test_overrides_leave_the_input_untouched():
         (["seeed=3"], "seeed", '"seed"'),
         (["train.decision_tree.max_dept=2"], "train.decision_tree.max_dept", '"max_depth"'),
         (["train.decision_tree.max_depth=-1"], "train.decision_tree", "max_depth"),
+        # Ensembles are check-fitted with two members: a bad size is still caught.
+        (["train.random_forest.n_estimators=0"], "train.random_forest", "n_estimators"),
+        (
+            ["train.models=[gradient_boosting]", "train.gradient_boosting.max_iter=-1"],
+            "train.gradient_boosting",
+            "max_iter",
+        ),
     ],
 )
 def test_bad_values_name_the_field_and_the_fix(overrides, field, hint):

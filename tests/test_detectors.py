@@ -65,6 +65,35 @@ def test_changing_the_mask_leaves_every_score_unchanged(iris):
             np.testing.assert_array_equal(detection.flags, other[key].flags)
 
 
+def _blas_threads() -> dict[str, int]:
+    from threadpoolctl import threadpool_info
+
+    return {
+        lib["filepath"]: lib["num_threads"]
+        for lib in threadpool_info()
+        if lib["user_api"] == "blas"
+    }
+
+
+def test_detectors_run_with_one_blas_thread_and_give_the_rest_back(iris, monkeypatch):
+    """Each call is limited, not only the first (the libraries are found once per process)."""
+    from threadpoolctl import threadpool_limits
+
+    seen = []
+
+    def recording(X, y, *, seed, n_classes):
+        seen.append(_blas_threads())
+        return DETECTORS["zscore"].detect(X, y, seed=seed, n_classes=n_classes)
+
+    monkeypatch.setitem(DETECTORS, "recording", Detector(recording, {}))
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        for _ in range(2):
+            run_detector("recording", iris.X, iris.y, seed=0, n_classes=3, params={})
+            assert _blas_threads() == before
+    assert len(seen) == 2 and all(set(threads.values()) == {1} for threads in seen)
+
+
 def test_detectors_are_called_with_the_training_split_only(iris, monkeypatch):
     """A recording detector sees exactly each trial's training rows, never a test row."""
     seen = []
