@@ -87,7 +87,9 @@ def _quiet_runner(log_path: Path):
         # it, and a task that finishes after another's reset logged nothing ("finished"
         # lines went missing). What it resets to is this: INFO, into the same log.
         handler = logging.StreamHandler(progress)
-        handler.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s.%(msecs)03d - %(levelname)s - %(message)s", "%H:%M:%S")
+        )
         root.handlers[:] = [handler]
         root.setLevel(logging.INFO)
         try:
