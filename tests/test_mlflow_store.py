@@ -190,7 +190,7 @@ def test_a_busy_store_is_tried_again_and_other_errors_are_not():
 def test_a_failed_saving_process_says_why_and_leaves_saving_to_the_mirror(tmp_path, caplog):
     from poisonlab.model_folders import SavingMeanwhile
 
-    saving = SavingMeanwhile(tmp_path / "no-models.pkl", tmp_path / "no-data.parquet", tmp_path)
+    saving = SavingMeanwhile([tmp_path / "no-models.pkl"], tmp_path / "no-data.parquet", tmp_path)
     with caplog.at_level(logging.WARNING, logger="poisonlab.model_folders"):
         assert saving.result() is None
     assert "no-models.pkl" in caplog.text or "No such file" in caplog.text
