@@ -591,11 +591,14 @@ def _summarize(records: pd.DataFrame, keys: list[str], order: dict[str, list[str
     Rows are sorted by level, then by each key in ``order`` (config order; names
     not listed there come after, alphabetically).
     """
+    from poisonlab.metrics import METRIC_BOUNDS
     from poisonlab.stats import mean_ci
 
     rows = []
+    metric_at = keys.index("metric")
     for group, frame in records.groupby(keys, sort=False):
-        mean, low, high, n = mean_ci(frame["value"].to_numpy())
+        bounds = METRIC_BOUNDS.get(group[metric_at])
+        mean, low, high, n = mean_ci(frame["value"].to_numpy(), bounds=bounds)
         rows.append((*group, mean, low, high, n))
     summary = pd.DataFrame(rows, columns=[*keys, "mean", "ci_low", "ci_high", "n"])
     return _sort(summary, keys, order)

@@ -98,6 +98,30 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 # The smallest class's share of rows under which report.metric auto picks balanced accuracy.
+# The range of every metric poisonlab records that has one: shares and areas in [0, 1];
+# defence_cost, a difference of two shares, in [-1, 1]. Intervals are cut to it.
+METRIC_BOUNDS = {
+    **dict.fromkeys(
+        [
+            "accuracy",
+            "balanced_accuracy",
+            "f1_macro",
+            "roc_auc",
+            "attack_success_rate",
+            "subpopulation_accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "average_precision",
+            "flag_rate",
+            "class_shift",
+            "certified_accuracy",
+        ],
+        (0.0, 1.0),
+    ),
+    "defence_cost": (-1.0, 1.0),
+}
+
 IMBALANCE_SHARE = 0.2
 
 

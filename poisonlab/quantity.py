@@ -21,7 +21,7 @@ import pandas as pd
 from poisonlab.attacks import apply_attack
 from poisonlab.data import Dataset, load_dataset, split_masks
 from poisonlab.errors import PoisonlabError
-from poisonlab.metrics import classification_metrics
+from poisonlab.metrics import METRIC_BOUNDS, classification_metrics
 from poisonlab.seeding import derive_rng, derive_seed
 from poisonlab.stats import mean_ci
 
@@ -103,7 +103,8 @@ def summarize_quantity(records: pd.DataFrame, config: dict[str, Any]) -> pd.Data
     for (level, n_train, model, metric), frame in records.groupby(
         ["poison_level", "n_train", "model", "metric"], sort=False
     ):
-        mean, low, high, n = mean_ci(frame["value"].to_numpy())
+        bounds = METRIC_BOUNDS.get(metric)
+        mean, low, high, n = mean_ci(frame["value"].to_numpy(), bounds=bounds)
         rows.append((level, int(n_train), model, metric, mean, low, high, n))
     summary = pd.DataFrame(rows, columns=QUANTITY_COLUMNS)
     model_rank = {m: i for i, m in enumerate(config["train"]["models"])}

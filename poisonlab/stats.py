@@ -11,9 +11,17 @@ import numpy as np
 from scipy.special import stdtrit
 
 
-def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float, int]:
+def mean_ci(
+    values: np.ndarray,
+    confidence: float = 0.95,
+    bounds: tuple[float, float] | None = None,
+) -> tuple[float, float, float, int]:
     """Mean and Student-t confidence interval of ``values``: (mean, low, high, n).
 
+    ``bounds``: the range the measured quantity cannot leave (a proportion's
+    [0, 1]); the interval is cut to it. With few trials near a bound a t interval
+    reaches past it (accuracy up to 1.02); the cut one covers the true value
+    exactly when the uncut one does, and shows no impossible value.
     With a single value the interval is undefined and returned as NaN.
     """
     values = np.asarray(values, dtype=float)
@@ -25,7 +33,10 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float,
     if n == 1:
         return mean, math.nan, math.nan, 1
     half = float(stdtrit(n - 1, (1 + confidence) / 2) * values.std(ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half, n
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return mean, low, high, n
 
 
 def ratio_of_means_ci(

@@ -114,3 +114,32 @@ def test_ratio_of_means_interval_is_seeded_and_brackets_the_ratio():
     assert first == ratio_of_means_ci(won, lost, np.random.default_rng(1))
     ratio, low, high, n = first
     assert ratio == won.mean() / lost.mean() and n == 4 and low <= ratio <= high
+
+
+def test_an_interval_is_cut_to_the_range_its_quantity_cannot_leave():
+    """Two trials near perfect accuracy: the t interval reaches past 1; cut, it stops at 1
+    and keeps its other end and the mean."""
+    from poisonlab.stats import mean_ci
+
+    values = np.array([0.97, 1.0])
+    mean, low, high, n = mean_ci(values)
+    assert high > 1.0  # what a t interval gives here
+    cut = mean_ci(values, bounds=(0.0, 1.0))
+    assert cut == (mean, low, 1.0, n)
+    assert mean_ci(np.array([0.0, 0.04]), bounds=(0.0, 1.0))[1] == 0.0
+
+
+def test_summary_intervals_stay_in_each_metrics_range():
+    """Two trials of a tree on Iris: accuracies near 1, flag rates near 0."""
+    from poisonlab.config import load_config
+    from poisonlab.experiment import run_experiment
+    from poisonlab.metrics import METRIC_BOUNDS
+
+    overrides = ["trials=2", "poison.levels=[0.0,0.1]", "train.models=[decision_tree]"]
+    summary, detection, _ = run_experiment(load_config(None, overrides))
+    for table in (summary, detection):
+        for metric, rows in table.groupby("metric"):
+            if metric in METRIC_BOUNDS:
+                low, high = METRIC_BOUNDS[metric]
+                assert (rows["ci_low"].dropna() >= low).all(), metric
+                assert (rows["ci_high"].dropna() <= high).all(), metric

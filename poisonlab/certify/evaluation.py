@@ -128,6 +128,7 @@ def _filled(records: pd.DataFrame) -> pd.DataFrame:
 
 def summarize_certified(records: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
     """certified.csv: mean certified accuracy over trials with its 95% CI, per radius."""
+    from poisonlab.metrics import METRIC_BOUNDS
     from poisonlab.stats import mean_ci
 
     if records.empty:
@@ -135,7 +136,8 @@ def summarize_certified(records: pd.DataFrame, config: dict[str, Any]) -> pd.Dat
     keys = ["poison_level", "attack", "model", "unit", "radius"]
     rows = []
     for group, frame in _filled(records).groupby(keys, sort=False):
-        rows.append((*group, *mean_ci(frame["certified_accuracy"].to_numpy())))
+        values = frame["certified_accuracy"].to_numpy()
+        rows.append((*group, *mean_ci(values, bounds=METRIC_BOUNDS["certified_accuracy"])))
     table = pd.DataFrame(rows, columns=CERTIFIED_COLUMNS)
     attacks = {a: i for i, a in enumerate(config["poison"]["attacks"])}
     models = {m: i for i, m in enumerate(config["train"]["models"])}
