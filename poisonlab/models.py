@@ -10,6 +10,7 @@ kind is built by ``make_model``, the one place a model comes from.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -184,18 +185,27 @@ def is_finite(X: np.ndarray) -> bool:
     return bool(X.min() >= -_FLOAT32_MAX and X.max() <= _FLOAT32_MAX)
 
 
+@functools.cache
+def _thread_pools():
+    """The BLAS and OpenMP libraries this process has loaded, found once: finding them
+    scans every loaded library (5 to 10 ms), more than a small detector's work. A
+    library first loaded later (by a user's code) is not limited."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def one_blas_thread() -> contextlib.AbstractContextManager:
-    """BLAS (NumPy's and SciPy's OpenBLAS) on one thread, for a level's fits and predictions.
+    """BLAS (NumPy's and SciPy's OpenBLAS) on one thread, for a level's fits and
+    predictions and every detector call; the previous limits come back on exit.
 
     Each is small, and the pipeline already runs levels side by side, one per
     core: BLAS threads on top only compete for the cores. Measured on 2 busy
     cores, a logistic regression's fit on Iris took 16 to 25 ms on one thread
-    against 51 to 250 ms on two. Entering costs 5 to 10 ms (threadpoolctl
-    looks up the loaded libraries): once per level, not per fit.
+    against 51 to 250 ms on two, and k-fold detectors spent 10x the CPU time
+    waking threads.
     """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
+    return _thread_pools().limit(limits=1, user_api="blas")
 
 
 def predict_classes(estimator: BaseEstimator, X: np.ndarray) -> np.ndarray:

@@ -7,17 +7,16 @@ schema (``poisonlab.detectors.user``). ``run_detector`` runs either kind.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from poisonlab.detectors.base import Detection, Detector
 from poisonlab.detectors.label_quality import confident_learning, ensemble
 from poisonlab.detectors.neighbours import knn_disagreement
 from poisonlab.detectors.outliers import TUKEY_FAR, iqr_range, isolation_forest, zscore_range
 from poisonlab.detectors.user import SECTION_KINDS, TableNames, run_gate
+from poisonlab.models import one_blas_thread
 
 DETECTORS: dict[str, Detector] = {
     "knn": Detector(knn_disagreement, {"k": 10, "threshold": 0.5, "max_reference": 20000}),
@@ -90,15 +89,6 @@ def detector_kind(name: str, section: Any) -> str | None:
     return None
 
 
-@cache
-def _thread_pools() -> ThreadpoolController:
-    """The BLAS and OpenMP libraries this process has loaded, found once: finding them
-    scans every loaded library, which cost more than a small detector's work when it
-    was done on every call. A library first loaded later (by a user's gate) is not
-    limited."""
-    return ThreadpoolController()
-
-
 def run_detector(
     name: str,
     X: np.ndarray,
@@ -115,7 +105,7 @@ def run_detector(
     single-threaded: the many small fits of k-fold detectors spend more time
     waking threads than computing (10x the CPU time on 2 busy cores).
     """
-    with _thread_pools().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         if name in DETECTORS:
             return DETECTORS[name].detect(X, y, seed=seed, n_classes=n_classes, **params)
         if names is None:
