@@ -11,6 +11,10 @@ the whole ``python submit.py --local`` command, as a user runs it (start-up and
 checks before the runner starts included). Prints a table of wall times and ratios, and
 the whole command's tail: from its last ``evaluate`` task line to its end.
 
+Each way's CPU time (user + system, its task processes and threads included) is
+printed beside its wall time: two cores cannot finish a run in less wall time than
+half its CPU time, whatever the order its tasks run in.
+
 With ``--cache``, two more runs of the whole command with ``--cache`` into one output
 directory, from an empty cache: the second takes every task but the mirror from the cache.
 """
@@ -21,6 +25,7 @@ import argparse
 import copy
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -105,6 +110,14 @@ def cached_pair(config: dict, workdir: Path) -> tuple[float, float]:
     return first, second
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its waited-for children so far (user + system)."""
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 RUNS = {
     "in process": in_process,
     "KFP local runner": on_local_runner,
@@ -121,6 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config, args.set)
     times: dict[str, list[float]] = {name: [] for name in RUNS}
+    cpu: dict[str, list[float]] = {name: [] for name in RUNS}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
             for k, (name, run) in enumerate(RUNS.items()):
@@ -128,7 +142,9 @@ def main() -> None:
                 workdir.mkdir()
                 run_config = copy.deepcopy(config)
                 run_config["mlflow"]["tracking_uri"] = f"sqlite:///{workdir / 'mlflow.db'}"
+                cpu_before = cpu_seconds()
                 times[name].append(run(run_config, workdir))
+                cpu[name].append(cpu_seconds() - cpu_before)
     cached: list[tuple[float, float]] = []
     if args.cache:
         with tempfile.TemporaryDirectory() as tmp:
@@ -143,15 +159,18 @@ def main() -> None:
         f"\nconfig {args.config} {' '.join(args.set)}: {config['trials']} trials, "
         f"{len(config['poison']['levels'])} levels, median of {args.repeat}"
     )
-    print("| how | wall time (s) | ratio to in-process |")
-    print("|---|---:|---:|")
+    print("| how | wall time (s) | ratio to in-process | CPU time (s) | half the CPU time (s) |")
+    print("|---|---:|---:|---:|---:|")
     for name, values in times.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median:.1f} | {median / base:.2f} |")
+        median, cpu_median = statistics.median(values), statistics.median(cpu[name])
+        print(
+            f"| {name} | {median:.1f} | {median / base:.2f} | {cpu_median:.1f} "
+            f"| {cpu_median / 2:.1f} |"
+        )
     for label, index in (("--cache, empty cache", 0), ("--cache again, same output dir", 1)):
         if cached:
             median = statistics.median(pair[index] for pair in cached)
-            print(f"| python submit.py --local {label} | {median:.1f} | {median / base:.2f} |")
+            print(f"| python submit.py --local {label} | {median:.1f} | {median / base:.2f} | | |")
     if cached:
         ratio = statistics.median(second / first for first, second in cached)
         print(f"\ncached second run / first run: {ratio:.2f}")
