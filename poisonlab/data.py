@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,14 @@ def _check_csv_header(data: bytes, source: str) -> None:
     """Reject repeated column names, which pandas would silently rename to ``a.1``."""
     first_line = data.lstrip().split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")
     header = next(csv.reader([first_line]), [])
+    separator = next(
+        (sep for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), None
+    )
+    if separator:
+        raise PoisonlabError(
+            f"dataset.source: {source} separates its header with {separator!r}, not commas; "
+            "save it as comma-separated CSV (or Parquet)"
+        )
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise PoisonlabError(
@@ -200,20 +209,22 @@ def _impute(features: pd.DataFrame, method: str) -> pd.DataFrame:
 
 def _encode(features: pd.DataFrame, columns: list[str], method: str) -> pd.DataFrame:
     """Turn text columns into numbers: one 0/1 column per value, or sorted value codes."""
-    encoded = features.copy()
-    for column in columns:
+    parts = []
+    for column in features.columns:
+        if str(column) not in columns:
+            parts.append(features[[column]])
+            continue
         values = features[column].astype(str)
         categories = sorted(set(values))
         if method == "ordinal":
-            encoded[column] = values.map({v: float(i) for i, v in enumerate(categories)})
+            codes = values.map({v: float(i) for i, v in enumerate(categories)})
+            parts.append(codes.to_frame(column))
             continue
-        position = encoded.columns.get_loc(column)
-        encoded = encoded.drop(columns=[column])
-        for offset, category in enumerate(categories):
-            encoded.insert(
-                position + offset, f"{column}={category}", (values == category).astype(float)
-            )
-    return encoded
+        # All of a column's 0/1 columns in one frame: one insert per value fragments the
+        # table (pandas warns once per insert, hundreds of lines for a column of names).
+        onehot = {f"{column}={c}": (values == c).to_numpy(dtype=float) for c in categories}
+        parts.append(pd.DataFrame(onehot, index=features.index))
+    return pd.concat(parts, axis=1)
 
 
 def _class_labels(values: pd.Series, label: str, source: str) -> np.ndarray:
@@ -226,7 +237,8 @@ def _class_labels(values: pd.Series, label: str, source: str) -> np.ndarray:
                 "not class labels; set dataset.label_column to the column of classes"
             )
         return np.array([str(int(v)) for v in numbers], dtype=object)
-    return values.astype(str).to_numpy()
+    # "yes " and "yes" are one class; spaces around a label are an export's artefact.
+    return values.astype(str).str.strip().to_numpy()
 
 
 def _drop_columns(frame: pd.DataFrame, label: str, drop: list[str], source: str) -> pd.DataFrame:
@@ -247,12 +259,23 @@ def _drop_columns(frame: pd.DataFrame, label: str, drop: list[str], source: str)
     return frame.drop(columns=[c for c in frame.columns if str(c) in drop])
 
 
+# Words that name a key column: ``customer_id``, ``CustomerID``, ``Order Key``, ``rownames``.
+_KEY_WORDS = frozenset({"id", "ids", "key", "index", "rownames", "uuid", "guid"})
+
+
+def has_key_name(name: str) -> bool:
+    """Whether a column's name has a word that names a key (``id``, ``key``, ``uuid``...)."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", name))
+    return any(word.lower() in _KEY_WORDS for word in re.split(r"[^0-9A-Za-z]+", spaced))
+
+
 def looks_like_row_id(values: pd.Series) -> bool:
     """Whether a column looks like a row identifier rather than a feature.
 
-    Unique per row and either text, or whole numbers that run in sequence:
-    increasing in file order (an export's row number or key, possibly with gaps)
-    or a shuffled 0..n-1 / 1..n. A model would learn the row's position from it.
+    Unique per row and either text, or whole numbers that are a key: increasing
+    in file order (an export's row number, possibly with gaps), a shuffled
+    0..n-1 / 1..n, or in any order under a key's name (``customer_id``). A model
+    would learn the row's position from it.
     """
     n = len(values)
     if n < 10 or values.isna().any() or values.nunique() != n:
@@ -261,7 +284,11 @@ def looks_like_row_id(values: pd.Series) -> bool:
         numbers = values.to_numpy(dtype=np.float64)
         if not np.all(numbers == np.round(numbers)):
             return False
-        return bool(np.all(np.diff(numbers) > 0)) or numbers.max() - numbers.min() == n - 1
+        return (
+            bool(np.all(np.diff(numbers) > 0))
+            or numbers.max() - numbers.min() == n - 1
+            or has_key_name(str(values.name))
+        )
     return pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
 
 
@@ -276,6 +303,55 @@ def row_id_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
         for column in frame.columns
         if str(column) != label and str(column) not in dropped and looks_like_row_id(frame[column])
     ]
+
+
+def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
+    """One line per thing in a readable table that would quietly mislead a run, with the fix.
+
+    Row identifiers (``row_id_warnings``); text columns of nearly one value per row,
+    which encoding turns into a feature per row; columns mostly missing, which
+    imputing mostly invents; rows repeated exactly, which can sit in train and test
+    at once; and class names that differ only in case, counted as separate classes.
+    """
+    warnings = row_id_warnings(frame, dataset_config)
+    label = _label_column(frame, dataset_config["label_column"], dataset_config["source"])
+    dropped = set(dataset_config.get("drop_columns") or [])
+    kept = frame[[c for c in frame.columns if str(c) not in dropped]]
+    n = len(kept)
+    for column in kept.columns:
+        values = kept[column]
+        if str(column) == label or looks_like_row_id(values):
+            continue
+        distinct = values.nunique()
+        if not pd.api.types.is_numeric_dtype(values) and n >= 10 and distinct > n / 2:
+            warnings.append(
+                f"dataset: text column {str(column)!r} has {distinct} distinct values in {n} "
+                "rows, so encoding makes nearly a feature per row; add it to "
+                "dataset.drop_columns"
+            )
+        missing = int(values.isna().sum())
+        if missing > n / 2:
+            warnings.append(
+                f"dataset: column {str(column)!r} is empty in {missing} of {n} rows, so "
+                "dataset.impute would invent most of it; add it to dataset.drop_columns"
+            )
+    repeats = int(kept.duplicated().sum())
+    if repeats:
+        warnings.append(
+            f"dataset: {repeats} rows repeat another row exactly, so a copy can be tested on "
+            "while its twin trains, which flatters every score; remove the repeats"
+        )
+    names = sorted({str(v).strip() for v in kept[label].dropna()})
+    folded: dict[str, list[str]] = {}
+    for name in names:
+        folded.setdefault(name.casefold(), []).append(name)
+    for variants in folded.values():
+        if len(variants) > 1:
+            warnings.append(
+                f"dataset.label_column: classes {variants} of {label!r} differ only in case, "
+                "so they count as different classes; write each class one way in the file"
+            )
+    return warnings
 
 
 def frame_to_dataset(
@@ -315,6 +391,13 @@ def frame_to_dataset(
         )
     features = frame.drop(columns=[label])
     labels = frame[label]
+    # No fill can make a column of nothing into a feature (the mean of nothing is NaN).
+    empty = [str(c) for c in features.columns if features[c].isna().all()]
+    if empty:
+        raise PoisonlabError(
+            f"dataset.source: columns {empty} of {source} are empty in every row; "
+            "add them to dataset.drop_columns"
+        )
     missing = [str(c) for c in features.columns if features[c].isna().any()]
     if missing and impute is None:
         raise PoisonlabError(
@@ -336,7 +419,8 @@ def frame_to_dataset(
     if non_numeric and encode is None:
         raise PoisonlabError(
             f"dataset.source: feature columns {non_numeric} of {source} are not numeric; "
-            f"drop them, or set dataset.encode to one of {', '.join(ENCODE_METHODS)}"
+            "add them to dataset.drop_columns, or set dataset.encode to one of "
+            f"{', '.join(ENCODE_METHODS)}"
         )
     if non_numeric:
         features = _encode(features, non_numeric, encode)
@@ -390,17 +474,26 @@ def load_configured(dataset_config: dict) -> tuple[Dataset, str]:
     )
 
 
-def split_masks(y: np.ndarray, test_size: float, seed: int, trials: int) -> np.ndarray:
+def split_masks(
+    y: np.ndarray,
+    test_size: float,
+    seed: int,
+    trials: int,
+    class_names: list[str] | None = None,
+) -> np.ndarray:
     """Boolean ``(trials, n)`` array, True where a row is in that trial's test set.
 
     Each trial's split is stratified and depends only on the seed and the trial
-    index, so all poison levels of a trial share it.
+    index, so all poison levels of a trial share it. ``class_names`` name a class
+    too small to split in the error.
     """
     counts = np.bincount(y)
     if counts[counts > 0].min() < 2:
+        lone = int(np.flatnonzero(counts == 1)[0])
+        name = repr(class_names[lone]) if class_names else f"code {lone}"
         raise PoisonlabError(
-            "dataset.source: a class has fewer than 2 rows, so no stratified test set can hold it; "
-            "add rows or drop that class"
+            f"dataset.label_column: class {name} has 1 row, so no stratified split can put it "
+            "in both train and test; add rows of it or remove it from the file"
         )
     n = len(y)
     n_test = int(np.ceil(test_size * n))

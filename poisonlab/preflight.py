@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from poisonlab.attacks import dataset_attack_params, n_poisoned
-from poisonlab.data import Dataset, frame_to_dataset, read_frame, row_id_warnings, split_masks
+from poisonlab.data import Dataset, frame_to_dataset, read_frame, split_masks, table_warnings
 from poisonlab.errors import PoisonlabError
 
 
@@ -45,6 +45,22 @@ def check_classes_survive(dataset: Dataset, test_masks: np.ndarray, config: dict
                     f"rows under {poisoned.attack} (trial {poisoned.trial}); "
                     f"use levels below {safe:.3f}"
                 )
+
+
+def untested_class_warnings(dataset: Dataset, test_masks: np.ndarray) -> list[str]:
+    """One line per class with no row in some trial's test split: no score of that
+    trial measures it (balanced accuracy averages over the classes tested)."""
+    warnings = []
+    for code, name in enumerate(dataset.class_names):
+        untested = sum(not (dataset.y[mask] == code).any() for mask in test_masks)
+        if untested:
+            rows = int((dataset.y == code).sum())
+            warnings.append(
+                f"dataset.label_column: class {name!r} has {rows} rows, too few for a test "
+                f"row in {untested} of {len(test_masks)} trials, so no score there measures "
+                "it; add rows of it, or raise dataset.test_size"
+            )
+    return warnings
 
 
 def sample_rows(y: np.ndarray, per_class: int = 5) -> np.ndarray:
@@ -80,8 +96,9 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
     """Read and check the configured dataset against the whole config; return it.
 
     Raises PoisonlabError (one line, naming the field and the fix) on any
-    problem a pipeline task would otherwise meet later. A column that looks like
-    a row identifier gets a one-line warning on stderr, and the run goes on.
+    problem a pipeline task would otherwise meet later. What would quietly mislead
+    (a row identifier, repeated rows: ``table_warnings``) gets a one-line warning on
+    stderr, and the run goes on.
     """
     settings = config["dataset"]
     frame, _ = read_frame(settings["source"])
@@ -94,13 +111,19 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
         settings["drop_columns"],
     )
     # After the checks: an error stays the one line printed.
-    for warning in row_id_warnings(frame, settings):
+    for warning in table_warnings(frame, settings):
         print(f"warning: {warning}", file=sys.stderr)
     # Attack parameters naming classes or features must fit this dataset.
     dataset_attack_params(config, dataset.class_names, dataset.feature_names)
     test_masks = split_masks(
-        dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"]
+        dataset.y,
+        config["dataset"]["test_size"],
+        config["seed"],
+        config["trials"],
+        dataset.class_names,
     )
+    for warning in untested_class_warnings(dataset, test_masks):
+        print(f"warning: {warning}", file=sys.stderr)
     check_classes_survive(dataset, test_masks, config)
     check_user_code(dataset, config)
     return dataset

@@ -1,0 +1,188 @@
+"""Warehouse exports as users bring them (tests/data/README.md): keys of several shapes,
+text columns of a value per row, mostly empty columns, repeated rows, labels written
+several ways, a class too small to test, other separators. Each either loads as the
+user means it, or gives one line naming the field and the fix, or a warning line."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from poisonlab.config import validate_config
+from poisonlab.data import (
+    frame_to_dataset,
+    has_key_name,
+    load_dataset,
+    looks_like_row_id,
+    read_frame,
+    split_masks,
+    table_warnings,
+)
+from poisonlab.errors import PoisonlabError
+from poisonlab.preflight import untested_class_warnings
+
+DATA = ROOT / "tests" / "data"
+PENGUINS_RAW = str(DATA / "penguins_raw.csv")
+AFFAIRS = str(DATA / "affairs.csv")
+MTCARS = str(DATA / "mtcars.csv")
+
+
+def _settings(source: str, label: str, **dataset) -> dict:
+    return validate_config({"dataset": {"source": source, "label_column": label, **dataset}})[
+        "dataset"
+    ]
+
+
+def _penguins(tmp_path, edit, name: str = "penguins.csv") -> str:
+    """The real penguins table, changed by ``edit``, as a user's CSV in ``tmp_path``."""
+    frame = pd.read_csv(PENGUINS_RAW)
+    path = tmp_path / name
+    edit(frame).to_csv(path, index=False)
+    return str(path)
+
+
+# --- keys -----------------------------------------------------------------------------
+
+
+def test_integer_keys_out_of_order_are_found_by_their_name():
+    """Affairs' rownames are unique keys 4..9029, not in file order: warned. Its
+    whole-number features (age, education) are not keys and not warned about."""
+    frame, _ = read_frame(AFFAIRS)
+    assert not frame["rownames"].is_monotonic_increasing
+    (warning,) = table_warnings(frame, _settings(AFFAIRS, "children", encode="onehot"))
+    assert "'rownames' looks like a row identifier" in warning
+    renamed = frame["rownames"].rename("visits")  # the same numbers under a feature's name
+    assert not looks_like_row_id(renamed)
+
+
+@pytest.mark.parametrize(
+    ("name", "is_key"),
+    [("customer_id", True), ("CustomerID", True), ("Order Key", True), ("userId", True)]
+    + [("UUID", True), ("Individual ID", True), ("idea", False), ("width", False)]
+    + [("Sample Number", False), ("paid", False)],
+)
+def test_key_names(name, is_key):
+    assert has_key_name(name) is is_key
+
+
+def test_a_text_key_names_drop_columns_as_the_fix():
+    """mtcars' row names are car names: the error says where to leave them out."""
+    with pytest.raises(PoisonlabError, match=r"\['rownames'\].*add them to dataset\.drop_columns"):
+        load_dataset(MTCARS, "cyl")
+    dataset, _ = load_dataset(MTCARS, "cyl", drop_columns=["rownames"])
+    assert dataset.class_names == ["4", "6", "8"]
+
+
+# --- text and missing values ----------------------------------------------------------
+
+
+def test_near_unique_text_and_mostly_empty_columns_are_warned_about():
+    """penguins_raw: 'Individual ID' has 190 values in 344 rows, 'Comments' is empty in
+    290; the islands, the sexes with gaps and the constant 'Region' are ordinary."""
+    frame, _ = read_frame(PENGUINS_RAW)
+    settings = _settings(
+        PENGUINS_RAW, "Species", drop_columns=["rownames"], impute="median", encode="onehot"
+    )
+    found = table_warnings(frame, settings)
+    assert len(found) == 2
+    assert "'Individual ID' has 190 distinct values in 344 rows" in found[0]
+    assert "'Comments' is empty in 290 of 344 rows" in found[1]
+    assert all(line.endswith("add it to dataset.drop_columns") for line in found)
+
+
+def test_one_hot_of_many_values_is_quiet_and_exact():
+    """One 0/1 column per value, in place, without a pandas warning per value."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dataset, _ = load_dataset(
+            PENGUINS_RAW, "Species", drop_columns=["rownames"], impute="median", encode="onehot"
+        )
+    frame = pd.read_csv(PENGUINS_RAW)
+    names = dataset.feature_names
+    ids = [n for n in names if n.startswith("Individual ID=")]
+    assert len(ids) == frame["Individual ID"].nunique()
+    column = names.index("Island=Biscoe")
+    assert names[column - 1] == "Region=Anvers" and names[column + 2] == "Island=Torgersen"
+    assert dataset.X[:, column].sum() == (frame["Island"] == "Biscoe").sum()
+    assert dataset.class_names[0] == "Adelie Penguin (Pygoscelis adeliae)"
+
+
+def test_a_column_empty_in_every_row_names_drop_columns(tmp_path):
+    source = _penguins(tmp_path, lambda f: f.assign(**{"Delta 15 N (o/oo)": np.nan}))
+    with pytest.raises(PoisonlabError) as error:
+        load_dataset(source, "Species", drop_columns=["rownames"], impute="median")
+    assert str(error.value) == (
+        f"dataset.source: columns ['Delta 15 N (o/oo)'] of {source} are empty in every row; "
+        "add them to dataset.drop_columns"
+    )
+
+
+# --- rows and labels ------------------------------------------------------------------
+
+
+def test_repeated_rows_are_counted_in_a_warning(tmp_path):
+    source = _penguins(tmp_path, lambda f: pd.concat([f, f.iloc[10:40]]))
+    frame, _ = read_frame(source)
+    settings = _settings(source, "Species", drop_columns=["rownames", "Individual ID", "Comments"])
+    (warning,) = table_warnings(frame, settings)
+    assert warning.startswith("dataset: 30 rows repeat another row exactly")
+
+
+def test_labels_with_stray_spaces_are_one_class_and_case_variants_are_warned(tmp_path):
+    def relabel(frame: pd.DataFrame) -> pd.DataFrame:
+        species = frame["Species"].str.split().str[0]
+        species[::7] = species[::7] + " "
+        species[3] = "ADELIE"
+        return frame.assign(Species=species)
+
+    source = _penguins(tmp_path, relabel)
+    settings = _settings(source, "Species", drop_columns=["rownames", "Individual ID"])
+    frame, _ = read_frame(source)
+    dataset = frame_to_dataset(frame, "Species", source, "median", "onehot", ["rownames"])
+    assert dataset.class_names == ["ADELIE", "Adelie", "Chinstrap", "Gentoo"]
+    case = [w for w in table_warnings(frame, settings) if "differ only in case" in w]
+    assert case == [
+        "dataset.label_column: classes ['ADELIE', 'Adelie'] of 'Species' differ only in case, "
+        "so they count as different classes; write each class one way in the file"
+    ]
+
+
+def test_a_class_too_small_to_split_is_named():
+    """mtcars by carburettors: one car has 6."""
+    dataset, _ = load_dataset(MTCARS, "carb", drop_columns=["rownames"])
+    assert np.bincount(dataset.y)[dataset.class_names.index("6")] == 1
+    with pytest.raises(PoisonlabError, match=r"^dataset\.label_column: class '6' has 1 row"):
+        split_masks(dataset.y, 0.2, 42, 2, dataset.class_names)
+
+
+def test_a_class_too_small_to_test_is_warned_about(tmp_path):
+    """Three rows of a fourth class: the stratified split trains on all three, so no
+    test score measures it, and the warning says so."""
+    source = _penguins(tmp_path, lambda f: f.assign(Species=["Hybrid"] * 3 + list(f.Species[3:])))
+    dataset, _ = load_dataset(
+        source, "Species", drop_columns=["rownames"], impute="median", encode="ordinal"
+    )
+    hybrid = dataset.class_names.index("Hybrid")
+    masks = split_masks(dataset.y, 0.2, 42, 2, dataset.class_names)
+    assert not (dataset.y[masks.any(axis=0)] == hybrid).any()
+    (warning,) = untested_class_warnings(dataset, masks)
+    assert warning.startswith(
+        "dataset.label_column: class 'Hybrid' has 3 rows, too few for a test row in 2 of 2 trials"
+    )
+    assert untested_class_warnings(dataset, split_masks(dataset.y, 0.5, 42, 2)) == []
+
+
+# --- other separators -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_file_not_separated_by_commas_says_so(tmp_path, separator):
+    path = tmp_path / "penguins.csv"
+    pd.read_csv(PENGUINS_RAW).to_csv(path, sep=separator, index=False)
+    with pytest.raises(PoisonlabError) as error:
+        read_frame(str(path))
+    assert f"separates its header with {separator!r}, not commas" in str(error.value)
