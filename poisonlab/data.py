@@ -195,6 +195,9 @@ def _impute(features: pd.DataFrame, method: str) -> pd.DataFrame:
         values = features[column]
         if not values.isna().any():
             continue
+        if pd.api.types.is_numeric_dtype(values):
+            # Parquet's nullable Int64/boolean refuse a fill that is not of their kind (a mean).
+            values = values.astype(np.float64)
         if method == "most_frequent" or not pd.api.types.is_numeric_dtype(values):
             counts = values.value_counts()
             # Ties broken by the sorted value, so the fill does not depend on row order.
