@@ -315,13 +315,22 @@ REPEATS_SHARE = 0.01
 def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
     """One line per thing in a readable table that would quietly mislead a run, with the fix.
 
-    Row identifiers (``row_id_warnings``); text columns of nearly one value per row,
-    which encoding turns into a feature per row; columns mostly missing, which
-    imputing mostly invents; rows repeated exactly (over 1% of them), which can sit in
-    train and test at once; and class names that differ only in case, counted as separate classes.
+    A label column taken by default (the last column); row identifiers
+    (``row_id_warnings``); text columns of nearly one value per row, which encoding
+    turns into a feature per row; columns mostly missing, which imputing mostly
+    invents; rows repeated exactly (over 1% of them), which as copies of one record
+    sit in train and test at once; class names that differ only in case, counted as
+    separate classes.
     """
-    warnings = row_id_warnings(frame, dataset_config)
+    warnings = []
     label = _label_column(frame, dataset_config["label_column"], dataset_config["source"])
+    if dataset_config["label_column"] is None and label != "target":
+        warnings.append(
+            f"dataset.label_column is not set, so the last column, {label!r} "
+            f"({frame[label].nunique()} classes), is the label; set dataset.label_column "
+            "to say which column holds the classes"
+        )
+    warnings += row_id_warnings(frame, dataset_config)
     dropped = set(dataset_config.get("drop_columns") or [])
     kept = frame[[c for c in frame.columns if str(c) not in dropped]]
     n = len(kept)
@@ -346,8 +355,9 @@ def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
     # A repeat or two move a score less than one test row does (Iris repeats 1 of 150).
     if repeats > REPEATS_SHARE * n:
         warnings.append(
-            f"dataset: {repeats} rows repeat another row exactly, so a copy can be tested on "
-            "while its twin trains, which flatters every score; remove the repeats"
+            f"dataset: {repeats} rows repeat another row exactly; copies of one record in "
+            "train and test flatter every score: remove copies (rows that merely look alike "
+            "are fine)"
         )
     names = sorted({str(v).strip() for v in kept[label].dropna()})
     folded: dict[str, list[str]] = {}
@@ -393,9 +403,15 @@ def frame_to_dataset(
         frame = _drop_columns(frame, label, drop_columns, source)
     missing_labels = int(frame[label].isna().sum())
     if missing_labels:
+        # Not chosen by the user: the likelier fix is naming the label column.
+        fix = (
+            "drop those rows (labels are never imputed)"
+            if label_column is not None
+            else "set dataset.label_column (by default the last column is the label)"
+        )
         raise PoisonlabError(
             f"dataset.label_column: {label!r} of {source} has {missing_labels} missing labels; "
-            "drop those rows (labels are never imputed)"
+            f"{fix}"
         )
     features = frame.drop(columns=[label])
     labels = frame[label]

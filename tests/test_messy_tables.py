@@ -129,7 +129,8 @@ def test_repeated_rows_are_counted_in_a_warning(tmp_path):
     frame, _ = read_frame(source)
     settings = _settings(source, "Species", drop_columns=["rownames", "Individual ID", "Comments"])
     (warning,) = table_warnings(frame, settings)
-    assert warning.startswith("dataset: 30 rows repeat another row exactly")
+    assert warning.startswith("dataset: 30 rows repeat another row exactly;")
+    assert table_warnings(read_frame(PENGUINS_RAW)[0], settings) == []
 
 
 def test_labels_with_stray_spaces_are_one_class_and_case_variants_are_warned(tmp_path):
@@ -207,3 +208,14 @@ def test_parquet_nullable_and_categorical_columns_load_like_csv(tmp_path):
         want, _ = load_dataset(str(plain), "Species", impute=method, encode="onehot")
         assert got.feature_names == want.feature_names
         np.testing.assert_array_equal(got.X, want.X)
+
+
+def test_a_label_taken_by_default_is_said_and_its_gaps_point_at_label_column():
+    """penguins_raw's last column is 'Comments': taken as the label when none is set."""
+    with pytest.raises(PoisonlabError, match=r"290 missing labels; set dataset\.label_column"):
+        load_dataset(PENGUINS_RAW, drop_columns=["rownames"], impute="median", encode="onehot")
+    frame, _ = read_frame(AFFAIRS)
+    (warning, _) = table_warnings(frame, _settings(AFFAIRS, None, encode="onehot"))
+    assert warning.startswith("dataset.label_column is not set, so the last column, 'rating'")
+    iris, _ = read_frame("sklearn:iris")  # its label is "target": no warning
+    assert table_warnings(iris, validate_config({})["dataset"]) == []
