@@ -23,6 +23,7 @@ from poisonlab.data import (
     table_warnings,
 )
 from poisonlab.errors import PoisonlabError
+from poisonlab.metrics import headline_metric
 from poisonlab.preflight import untested_class_warnings
 
 DATA = ROOT / "tests" / "data"
@@ -219,3 +220,20 @@ def test_a_label_taken_by_default_is_said_and_its_gaps_point_at_label_column():
     assert warning.startswith("dataset.label_column is not set, so the last column, 'rating'")
     iris, _ = read_frame("sklearn:iris")  # its label is "target": no warning
     assert table_warnings(iris, validate_config({})["dataset"]) == []
+
+
+# --- the headline metric --------------------------------------------------------------
+
+
+def test_auto_metric_weighs_the_smallest_class_against_an_equal_share():
+    """Digits' ten even classes (about 10% each) are not imbalanced; mtcars by
+    carburettors (one car of 32 in a class, 6 classes) is; two classes keep 20%."""
+    digits, _ = load_dataset("sklearn:digits")
+    metric, why = headline_metric("auto", np.bincount(digits.y).tolist())
+    assert metric == "accuracy" and "40% of an equal share among 10 classes" in why
+    cars, _ = load_dataset(MTCARS, "carb", drop_columns=["rownames"])
+    metric, why = headline_metric("auto", np.bincount(cars.y).tolist())
+    assert metric == "balanced_accuracy"
+    assert why.startswith("report.metric auto: the smallest class holds 3.1% of the rows")
+    assert headline_metric("auto", [79, 21])[0] == "accuracy"
+    assert headline_metric("auto", [81, 19])[0] == "balanced_accuracy"
