@@ -492,15 +492,25 @@ def load_dataset(
     return dataset, input_hash
 
 
+def read_configured(dataset_config: dict) -> tuple[pd.DataFrame, Dataset, str]:
+    """The raw table, its checked Dataset and the input's SHA-256, with the options of a
+    validated config's ``dataset`` section (the raw table is for ``table_warnings``)."""
+    frame, input_hash = read_frame(dataset_config["source"])
+    dataset = frame_to_dataset(
+        frame,
+        dataset_config["label_column"],
+        dataset_config["source"],
+        dataset_config.get("impute"),
+        dataset_config.get("encode"),
+        dataset_config.get("drop_columns"),
+    )
+    return frame, dataset, input_hash
+
+
 def load_configured(dataset_config: dict) -> tuple[Dataset, str]:
     """``load_dataset`` with the options of a validated config's ``dataset`` section."""
-    return load_dataset(
-        dataset_config["source"],
-        dataset_config["label_column"],
-        impute=dataset_config.get("impute"),
-        encode=dataset_config.get("encode"),
-        drop_columns=dataset_config.get("drop_columns"),
-    )
+    _, dataset, input_hash = read_configured(dataset_config)
+    return dataset, input_hash
 
 
 def split_masks(

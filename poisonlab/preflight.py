@@ -12,9 +12,10 @@ import sys
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from poisonlab.attacks import dataset_attack_params, n_poisoned
-from poisonlab.data import Dataset, frame_to_dataset, read_frame, split_masks, table_warnings
+from poisonlab.data import Dataset, read_configured, split_masks, table_warnings
 from poisonlab.errors import PoisonlabError
 
 
@@ -92,27 +93,25 @@ def check_user_code(dataset: Dataset, config: dict[str, Any]) -> None:
             run_gate(name, config["validate"][name], X, y, names)
 
 
+def data_warnings(
+    frame: pd.DataFrame, dataset: Dataset, test_masks: np.ndarray, settings: dict[str, Any]
+) -> list[str]:
+    """What in the table would quietly mislead the run (``table_warnings``) and the
+    classes some trial cannot test: printed before the run, kept in the provenance
+    and shown in the report."""
+    return table_warnings(frame, settings) + untested_class_warnings(dataset, test_masks)
+
+
 def check_experiment(config: dict[str, Any]) -> Dataset:
     """Read and check the configured dataset against the whole config; return it.
 
     Raises PoisonlabError (one line, naming the field and the fix) on any
     problem a pipeline task would otherwise meet later. What would quietly mislead
-    (a row identifier, repeated rows: ``table_warnings``) gets a one-line warning on
-    stderr, and the run goes on.
+    (``data_warnings``) gets a one-line warning each on stderr once every check has
+    passed (so an error stays the one line printed), and the run goes on.
     """
     settings = config["dataset"]
-    frame, _ = read_frame(settings["source"])
-    dataset = frame_to_dataset(
-        frame,
-        settings["label_column"],
-        settings["source"],
-        settings["impute"],
-        settings["encode"],
-        settings["drop_columns"],
-    )
-    # After the checks: an error stays the one line printed.
-    for warning in table_warnings(frame, settings):
-        print(f"warning: {warning}", file=sys.stderr)
+    frame, dataset, _ = read_configured(settings)
     # Attack parameters naming classes or features must fit this dataset.
     dataset_attack_params(config, dataset.class_names, dataset.feature_names)
     test_masks = split_masks(
@@ -122,8 +121,8 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
         config["trials"],
         dataset.class_names,
     )
-    for warning in untested_class_warnings(dataset, test_masks):
-        print(f"warning: {warning}", file=sys.stderr)
     check_classes_survive(dataset, test_masks, config)
     check_user_code(dataset, config)
+    for warning in data_warnings(frame, dataset, test_masks, settings):
+        print(f"warning: {warning}", file=sys.stderr)
     return dataset

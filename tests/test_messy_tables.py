@@ -237,3 +237,42 @@ def test_auto_metric_weighs_the_smallest_class_against_an_equal_share():
     assert why.startswith("report.metric auto: the smallest class holds 3.1% of the rows")
     assert headline_metric("auto", [79, 21])[0] == "accuracy"
     assert headline_metric("auto", [81, 19])[0] == "balanced_accuracy"
+
+
+# --- the warnings reach the report ----------------------------------------------------
+
+
+def test_the_load_step_keeps_the_warnings_and_the_report_shows_them(tmp_path):
+    """What submit.py printed before the run is in the provenance and the report."""
+    from poisonlab import steps
+    from poisonlab.config import canonical_json
+    from poisonlab.report import Report
+
+    config = validate_config(
+        {
+            "dataset": {
+                "source": PENGUINS_RAW,
+                "label_column": "Species",
+                "drop_columns": ["rownames"],
+                "impute": "median",
+                "encode": "onehot",
+            },
+            "trials": 2,
+        }
+    )
+    provenance = steps.load(
+        canonical_json(config), str(tmp_path / "data.parquet"), str(tmp_path / "splits.parquet")
+    )
+    frame, _ = read_frame(PENGUINS_RAW)
+    assert provenance["data_warnings"] == table_warnings(frame, config["dataset"])
+    assert len(provenance["data_warnings"]) == 2
+    summary = pd.DataFrame(
+        [(level, "label_flip", "decision_tree", "none", "accuracy", 0.9) for level in (0.0, 0.1)],
+        columns=["poison_level", "attack", "model", "defense", "metric", "mean"],
+    ).assign(ci_low=0.8, ci_high=1.0, n=2)
+    detection = pd.DataFrame(
+        columns=["poison_level", "attack", "detector", "metric", "mean", "ci_low", "ci_high", "n"]
+    )
+    markdown = Report(summary, detection, config, provenance).markdown()
+    for warning in provenance["data_warnings"]:
+        assert f"- Data warning: {warning}" in markdown
