@@ -88,7 +88,13 @@ def _parse_bytes(data: bytes, source: str) -> pd.DataFrame:
             return pd.read_parquet(io.BytesIO(data))
         _check_csv_header(data, source)
         return pd.read_csv(io.BytesIO(data))
-    except (ValueError, pa.ArrowException, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        # Warehouse tools often export Latin-1 or UTF-16; pandas would guess nothing.
+        raise PoisonlabError(
+            f"dataset.source: {source} is not UTF-8 text (it holds byte "
+            f"{error.object[error.start]:#04x}); save it as UTF-8 CSV, or as Parquet"
+        ) from None
+    except (ValueError, pa.ArrowException) as error:
         kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise PoisonlabError(

@@ -276,3 +276,14 @@ def test_the_load_step_keeps_the_warnings_and_the_report_shows_them(tmp_path):
     markdown = Report(summary, detection, config, provenance).markdown()
     for warning in provenance["data_warnings"]:
         assert f"- Data warning: {warning}" in markdown
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_a_file_not_in_utf8_says_so(tmp_path, encoding):
+    path = tmp_path / "penguins.csv"
+    frame = pd.read_csv(PENGUINS_RAW).rename(columns={"Island": "Île"})
+    frame.to_csv(path, index=False, encoding=encoding)
+    with pytest.raises(PoisonlabError) as error:
+        read_frame(str(path))
+    assert str(error.value).startswith(f"dataset.source: {path} is not UTF-8 text (it holds byte")
+    assert str(error.value).endswith("save it as UTF-8 CSV, or as Parquet")
