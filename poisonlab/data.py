@@ -317,6 +317,20 @@ def row_id_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
     ]
 
 
+def holds_dates(values: pd.Series) -> bool:
+    """Whether a column holds dates or times: a datetime type, or text whose distinct
+    values all read as ISO 8601 (``2007-11-11``, ``2012-01-04T13:19:16Z``)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return True
+    distinct = pd.Series(values.dropna().unique())
+    if distinct.empty or not all(isinstance(v, str) for v in distinct):
+        return False
+    # Only text with a date's shape is parsed: "N1A1" or "Biscoe" never is.
+    if not distinct.str.fullmatch(r"\d{4}-\d{2}-\d{2}([ T][0-9:.]+Z?)?").all():
+        return False
+    return bool(pd.to_datetime(distinct, errors="coerce", format="ISO8601").notna().all())
+
+
 # The share of rows repeating another row above which ``table_warnings`` says so.
 REPEATS_SHARE = 0.01
 
@@ -327,7 +341,8 @@ def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
     A label column taken by default (the last column); row identifiers
     (``row_id_warnings``); text columns of nearly one value per row, which encoding
     turns into a feature per row; columns mostly missing, which imputing mostly
-    invents; rows repeated exactly (over 1% of them), which as copies of one record
+    invents; dates, which encoding treats as unrelated values; rows repeated exactly
+    (over 1% of them), which as copies of one record
     sit in train and test at once; class names that differ only in case, counted as
     separate classes.
     """
@@ -354,6 +369,12 @@ def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
                 f"dataset: text column {str(column)!r} has {distinct} distinct values in {n} "
                 "rows, so encoding makes nearly a feature per row; add it to "
                 "dataset.drop_columns"
+            )
+        elif is_text and holds_dates(values):
+            warnings.append(
+                f"dataset: column {str(column)!r} holds dates, which encoding treats as "
+                f"{distinct} unrelated values; add it to dataset.drop_columns, or give a "
+                "number made from it (a year, days since a start)"
             )
         missing = int(values.isna().sum())
         if missing > n / 2:

@@ -81,18 +81,20 @@ def test_a_text_key_names_drop_columns_as_the_fix():
 # --- text and missing values ----------------------------------------------------------
 
 
-def test_near_unique_text_and_mostly_empty_columns_are_warned_about():
-    """penguins_raw: 'Individual ID' has 190 values in 344 rows, 'Comments' is empty in
-    290; the islands, the sexes with gaps and the constant 'Region' are ordinary."""
+def test_near_unique_text_dates_and_mostly_empty_columns_are_warned_about():
+    """penguins_raw: 'Individual ID' has 190 values in 344 rows, 'Date Egg' 50 dates,
+    'Comments' is empty in 290; the islands, the sexes with gaps and the constant
+    'Region' are ordinary."""
     frame, _ = read_frame(PENGUINS_RAW)
     settings = _settings(
         PENGUINS_RAW, "Species", drop_columns=["rownames"], impute="median", encode="onehot"
     )
     found = table_warnings(frame, settings)
-    assert len(found) == 2
+    assert len(found) == 3
     assert "'Individual ID' has 190 distinct values in 344 rows" in found[0]
-    assert "'Comments' is empty in 290 of 344 rows" in found[1]
-    assert all(line.endswith("add it to dataset.drop_columns") for line in found)
+    assert "'Date Egg' holds dates, which encoding treats as 50 unrelated values" in found[1]
+    assert "'Comments' is empty in 290 of 344 rows" in found[2]
+    assert all("add it to dataset.drop_columns" in line for line in found)
 
 
 def test_one_hot_of_many_values_is_quiet_and_exact():
@@ -128,7 +130,9 @@ def test_a_column_empty_in_every_row_names_drop_columns(tmp_path):
 def test_repeated_rows_are_counted_in_a_warning(tmp_path):
     source = _penguins(tmp_path, lambda f: pd.concat([f, f.iloc[10:40]]))
     frame, _ = read_frame(source)
-    settings = _settings(source, "Species", drop_columns=["rownames", "Individual ID", "Comments"])
+    settings = _settings(
+        source, "Species", drop_columns=["rownames", "Individual ID", "Comments", "Date Egg"]
+    )
     (warning,) = table_warnings(frame, settings)
     assert warning.startswith("dataset: 30 rows repeat another row exactly;")
     assert table_warnings(read_frame(PENGUINS_RAW)[0], settings) == []
@@ -265,7 +269,7 @@ def test_the_load_step_keeps_the_warnings_and_the_report_shows_them(tmp_path):
     )
     frame, _ = read_frame(PENGUINS_RAW)
     assert provenance["data_warnings"] == table_warnings(frame, config["dataset"])
-    assert len(provenance["data_warnings"]) == 2
+    assert len(provenance["data_warnings"]) == 3
     summary = pd.DataFrame(
         [(level, "label_flip", "decision_tree", "none", "accuracy", 0.9) for level in (0.0, 0.1)],
         columns=["poison_level", "attack", "model", "defense", "metric", "mean"],
