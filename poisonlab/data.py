@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import gzip
 import hashlib
 import io
 import json
@@ -83,6 +84,14 @@ def _parse_bytes(data: bytes, source: str) -> pd.DataFrame:
             f"dataset.source: {source} is empty; give a file with a header and rows"
         )
     suffix = Path(source).suffix.lower()
+    if data[:2] == b"\x1f\x8b" and suffix not in (".parquet", ".pq"):
+        # Warehouse exports are often gzipped CSV (``.csv.gz``): read the CSV inside.
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise PoisonlabError(
+                f"dataset.source: {source} is a damaged gzip file ({error}); export it again"
+            ) from None
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(io.BytesIO(data))

@@ -5,6 +5,8 @@ user means it, or gives one line naming the field and the fix, or a warning line
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import warnings
 
 import numpy as np
@@ -291,3 +293,16 @@ def test_a_file_not_in_utf8_says_so(tmp_path, encoding):
         read_frame(str(path))
     assert str(error.value).startswith(f"dataset.source: {path} is not UTF-8 text (it holds byte")
     assert str(error.value).endswith("save it as UTF-8 CSV, or as Parquet")
+
+
+def test_a_gzipped_csv_reads_as_its_csv(tmp_path):
+    """A warehouse's ``.csv.gz`` export: the same table; the hash is of the file's bytes."""
+    path = tmp_path / "affairs.csv.gz"
+    raw = (DATA / "affairs.csv").read_bytes()
+    path.write_bytes(gzip.compress(raw, mtime=0))
+    frame, digest = read_frame(str(path))
+    pd.testing.assert_frame_equal(frame, read_frame(AFFAIRS)[0])
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(PoisonlabError, match="is a damaged gzip file"):
+        read_frame(str(path))
