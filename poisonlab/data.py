@@ -349,11 +349,10 @@ def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
 
     A label column taken by default (the last column); row identifiers
     (``row_id_warnings``); text columns of nearly one value per row, which encoding
-    turns into a feature per row; columns mostly missing, which imputing mostly
-    invents; dates, which encoding treats as unrelated values; rows repeated exactly
-    (over 1% of them), which as copies of one record
-    sit in train and test at once; class names that differ only in case, counted as
-    separate classes.
+    turns into a feature per row; dates, which encoding treats as unrelated values;
+    columns mostly missing, which imputing mostly invents; rows repeated exactly
+    (over 1% of them), which as copies of one record sit in train and test at once;
+    class names that differ only in case, counted as separate classes.
     """
     warnings = []
     label = _label_column(frame, dataset_config["label_column"], dataset_config["source"])
@@ -387,9 +386,14 @@ def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
             )
         missing = int(values.isna().sum())
         if missing > n / 2:
+            effect = (
+                "dataset.impute: drop_rows would drop those rows"
+                if dataset_config.get("impute") == "drop_rows"
+                else "dataset.impute would invent most of it"
+            )
             warnings.append(
                 f"dataset: column {str(column)!r} is empty in {missing} of {n} rows, so "
-                "dataset.impute would invent most of it; add it to dataset.drop_columns"
+                f"{effect}; add it to dataset.drop_columns"
             )
     # Rows compared by a hash of their values: 20 times faster than comparing the values.
     repeats = int(pd.util.hash_pandas_object(kept, index=False).duplicated().sum())
