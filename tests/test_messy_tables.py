@@ -306,3 +306,22 @@ def test_a_gzipped_csv_reads_as_its_csv(tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(PoisonlabError, match="is a damaged gzip file"):
         read_frame(str(path))
+
+
+def test_no_detector_is_said_to_find_rows_it_does_not_find():
+    """mpg by maker with zscore alone: a range check finds no label flips (F1 0)."""
+    from poisonlab.findings import findings
+
+    detection = pd.DataFrame(
+        [(0.1, "label_flip", "zscore", m, 0.0) for m in ("f1", "precision", "recall")],
+        columns=["poison_level", "attack", "detector", "metric", "mean"],
+    )
+    summary = pd.DataFrame(
+        [(level, "label_flip", "random_forest", "none", "accuracy", 0.9) for level in (0, 0.1)],
+        columns=["poison_level", "attack", "model", "defense", "metric", "mean"],
+    )
+    points = pd.DataFrame(columns=["attack", "model", "breakdown_level"])
+    sentence = findings(summary, detection, points, 0.1)[-1]
+    assert (
+        sentence == "At 10% label_flip no detector finds the poisoned rows (best F1 0.00, zscore)."
+    )
