@@ -62,7 +62,13 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
             f"dataset.source: {config['dataset']['source']} changed after the run started "
             "(its SHA-256 differs); start the run again"
         )
-    masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"])
+    masks = split_masks(
+        dataset.y,
+        config["dataset"]["test_size"],
+        config["seed"],
+        config["trials"],
+        dataset.class_names,
+    )
     # Also checked by submit.py; here too for a pipeline started from its compiled YAML.
     check_classes_survive(dataset, masks, config)
     warnings = data_warnings(frame, dataset, masks, config["dataset"])
