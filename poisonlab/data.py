@@ -326,6 +326,21 @@ def row_id_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
     ]
 
 
+def missing_markers(values: pd.Series, most: int = 3) -> list[str]:
+    """The few text values of a column of numbers (``?``, ``-``, ``n.a.``): how some
+    exports write a missing number. Encoding would turn every number into a
+    category; [] when the column is numbers, or text of its own kind."""
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        return []
+    distinct = pd.Series(values.dropna().unique())
+    numbers = pd.to_numeric(distinct, errors="coerce")
+    others = distinct[numbers.isna()]
+    # Mostly numbers: nine in ten distinct values, and a handful of others at most.
+    if others.empty or len(others) > most or numbers.notna().sum() < 9 * len(others):
+        return []
+    return sorted(str(v) for v in others)
+
+
 def holds_dates(values: pd.Series) -> bool:
     """Whether a column holds dates or times: a datetime type, or text whose distinct
     values all read as ISO 8601 (``2007-11-11``, ``2012-01-04T13:19:16Z``)."""
@@ -467,6 +482,14 @@ def frame_to_dataset(
             f"dataset.source: columns {empty} of {source} are empty in every row; "
             "add them to dataset.drop_columns"
         )
+    for column in features.columns:
+        markers = missing_markers(features[column])
+        if markers:
+            raise PoisonlabError(
+                f"dataset.source: column {str(column)!r} of {source} holds numbers but also "
+                f"{markers}; write those as empty cells (missing values, which dataset.impute "
+                "fills), or add the column to dataset.drop_columns"
+            )
     missing = [str(c) for c in features.columns if features[c].isna().any()]
     if missing and impute is None:
         raise PoisonlabError(

@@ -20,6 +20,7 @@ from poisonlab.data import (
     has_key_name,
     load_dataset,
     looks_like_row_id,
+    missing_markers,
     read_frame,
     split_masks,
     table_warnings,
@@ -325,3 +326,23 @@ def test_no_detector_is_said_to_find_rows_it_does_not_find():
     assert (
         sentence == "At 10% label_flip no detector finds the poisoned rows (best F1 0.00, zscore)."
     )
+
+
+def test_a_number_column_with_a_missing_marker_is_an_error_not_categories(tmp_path):
+    """Body masses written '?' where unknown: with encode set, every mass had become a
+    0/1 column of its own; now the marker is named with the fix."""
+
+    def mark(frame: pd.DataFrame) -> pd.DataFrame:
+        masses = frame["Body Mass (g)"]
+        return frame.assign(**{"Body Mass (g)": masses.map(lambda v: "?" if v != v else int(v))})
+
+    source = _penguins(tmp_path, mark)
+    with pytest.raises(PoisonlabError) as error:
+        load_dataset(source, "Species", drop_columns=["rownames"], impute="median", encode="onehot")
+    assert str(error.value) == (
+        f"dataset.source: column 'Body Mass (g)' of {source} holds numbers but also ['?']; "
+        "write those as empty cells (missing values, which dataset.impute fills), or add "
+        "the column to dataset.drop_columns"
+    )
+    # Text of its own kind, with numbers among the values, is left to dataset.encode.
+    assert missing_markers(pd.Series(["2", "3", "4", "5", "auto(l5)", "manual(m5)"])) == []
