@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import csv
 import difflib
+import gzip
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,12 +84,26 @@ def _parse_bytes(data: bytes, source: str) -> pd.DataFrame:
             f"dataset.source: {source} is empty; give a file with a header and rows"
         )
     suffix = Path(source).suffix.lower()
+    if data[:2] == b"\x1f\x8b" and suffix not in (".parquet", ".pq"):
+        # Warehouse exports are often gzipped CSV (``.csv.gz``): read the CSV inside.
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise PoisonlabError(
+                f"dataset.source: {source} is a damaged gzip file ({error}); export it again"
+            ) from None
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(io.BytesIO(data))
         _check_csv_header(data, source)
         return pd.read_csv(io.BytesIO(data))
-    except (ValueError, pa.ArrowException, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        # Warehouse tools often export Latin-1 or UTF-16; pandas would guess nothing.
+        raise PoisonlabError(
+            f"dataset.source: {source} is not UTF-8 text (it holds byte "
+            f"{error.object[error.start]:#04x}); save it as UTF-8 CSV, or as Parquet"
+        ) from None
+    except (ValueError, pa.ArrowException) as error:
         kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise PoisonlabError(
@@ -99,6 +115,14 @@ def _check_csv_header(data: bytes, source: str) -> None:
     """Reject repeated column names, which pandas would silently rename to ``a.1``."""
     first_line = data.lstrip().split(b"\n", 1)[0].decode("utf-8-sig").rstrip("\r")
     header = next(csv.reader([first_line]), [])
+    separator = next(
+        (sep for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), None
+    )
+    if separator:
+        raise PoisonlabError(
+            f"dataset.source: {source} separates its header with {separator!r}, not commas; "
+            "save it as comma-separated CSV (or Parquet)"
+        )
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise PoisonlabError(
@@ -186,6 +210,9 @@ def _impute(features: pd.DataFrame, method: str) -> pd.DataFrame:
         values = features[column]
         if not values.isna().any():
             continue
+        if pd.api.types.is_numeric_dtype(values):
+            # Parquet's nullable Int64/boolean refuse a fill that is not of their kind (a mean).
+            values = values.astype(np.float64)
         if method == "most_frequent" or not pd.api.types.is_numeric_dtype(values):
             counts = values.value_counts()
             # Ties broken by the sorted value, so the fill does not depend on row order.
@@ -200,20 +227,22 @@ def _impute(features: pd.DataFrame, method: str) -> pd.DataFrame:
 
 def _encode(features: pd.DataFrame, columns: list[str], method: str) -> pd.DataFrame:
     """Turn text columns into numbers: one 0/1 column per value, or sorted value codes."""
-    encoded = features.copy()
-    for column in columns:
+    parts = []
+    for column in features.columns:
+        if str(column) not in columns:
+            parts.append(features[[column]])
+            continue
         values = features[column].astype(str)
         categories = sorted(set(values))
         if method == "ordinal":
-            encoded[column] = values.map({v: float(i) for i, v in enumerate(categories)})
+            codes = values.map({v: float(i) for i, v in enumerate(categories)})
+            parts.append(codes.to_frame(column))
             continue
-        position = encoded.columns.get_loc(column)
-        encoded = encoded.drop(columns=[column])
-        for offset, category in enumerate(categories):
-            encoded.insert(
-                position + offset, f"{column}={category}", (values == category).astype(float)
-            )
-    return encoded
+        # All of a column's 0/1 columns in one frame: one insert per value fragments the
+        # table (pandas warns once per insert, hundreds of lines for a column of names).
+        onehot = {f"{column}={c}": (values == c).to_numpy(dtype=float) for c in categories}
+        parts.append(pd.DataFrame(onehot, index=features.index))
+    return pd.concat(parts, axis=1)
 
 
 def _class_labels(values: pd.Series, label: str, source: str) -> np.ndarray:
@@ -226,7 +255,8 @@ def _class_labels(values: pd.Series, label: str, source: str) -> np.ndarray:
                 "not class labels; set dataset.label_column to the column of classes"
             )
         return np.array([str(int(v)) for v in numbers], dtype=object)
-    return values.astype(str).to_numpy()
+    # "yes " and "yes" are one class; spaces around a label are an export's artefact.
+    return values.astype(str).str.strip().to_numpy()
 
 
 def _drop_columns(frame: pd.DataFrame, label: str, drop: list[str], source: str) -> pd.DataFrame:
@@ -247,22 +277,40 @@ def _drop_columns(frame: pd.DataFrame, label: str, drop: list[str], source: str)
     return frame.drop(columns=[c for c in frame.columns if str(c) in drop])
 
 
+# Words that name a key column: ``customer_id``, ``CustomerID``, ``Order Key``, ``rownames``.
+_KEY_WORDS = frozenset({"id", "ids", "key", "index", "rownames", "uuid", "guid"})
+
+
+def has_key_name(name: str) -> bool:
+    """Whether a column's name has a word that names a key (``id``, ``key``, ``uuid``...)."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", name))
+    return any(word.lower() in _KEY_WORDS for word in re.split(r"[^0-9A-Za-z]+", spaced))
+
+
 def looks_like_row_id(values: pd.Series) -> bool:
     """Whether a column looks like a row identifier rather than a feature.
 
-    Unique per row and either text, or whole numbers that run in sequence:
-    increasing in file order (an export's row number or key, possibly with gaps)
-    or a shuffled 0..n-1 / 1..n. A model would learn the row's position from it.
+    Unique per row and either text, or whole numbers that are a key: increasing
+    in file order (an export's row number, possibly with gaps), a shuffled
+    0..n-1 / 1..n, or in any order under a key's name (``customer_id``). A model
+    would learn the row's position from it.
     """
     n = len(values)
-    if n < 10 or values.isna().any() or values.nunique() != n:
+    if n < 10 or values.isna().any():
         return False
+    # Cheap tests first: counting distinct values is the slow part (seconds at 1M rows).
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         numbers = values.to_numpy(dtype=np.float64)
         if not np.all(numbers == np.round(numbers)):
             return False
-        return bool(np.all(np.diff(numbers) > 0)) or numbers.max() - numbers.min() == n - 1
-    return pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
+        keyed = (
+            bool(np.all(np.diff(numbers) > 0))
+            or numbers.max() - numbers.min() == n - 1
+            or has_key_name(str(values.name))
+        )
+        return keyed and values.nunique() == n
+    is_text = pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
+    return is_text and values.nunique() == n
 
 
 def row_id_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
@@ -276,6 +324,112 @@ def row_id_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
         for column in frame.columns
         if str(column) != label and str(column) not in dropped and looks_like_row_id(frame[column])
     ]
+
+
+def missing_markers(values: pd.Series, most: int = 3) -> list[str]:
+    """The few text values of a column of numbers (``?``, ``-``, ``n.a.``): how some
+    exports write a missing number. Encoding would turn every number into a
+    category; [] when the column is numbers, or text of its own kind."""
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        return []
+    distinct = pd.Series(values.dropna().unique())
+    numbers = pd.to_numeric(distinct, errors="coerce")
+    others = distinct[numbers.isna()]
+    # Mostly numbers: nine in ten distinct values, and a handful of others at most.
+    if others.empty or len(others) > most or numbers.notna().sum() < 9 * len(others):
+        return []
+    return sorted(str(v) for v in others)
+
+
+def holds_dates(values: pd.Series) -> bool:
+    """Whether a column holds dates or times: a datetime type, or text whose distinct
+    values all read as ISO 8601 (``2007-11-11``, ``2012-01-04T13:19:16Z``)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return True
+    distinct = pd.Series(values.dropna().unique())
+    if distinct.empty or not all(isinstance(v, str) for v in distinct):
+        return False
+    # Only text with a date's shape is parsed: "N1A1" or "Biscoe" never is.
+    if not distinct.str.fullmatch(r"\d{4}-\d{2}-\d{2}([ T][0-9:.]+Z?)?").all():
+        return False
+    return bool(pd.to_datetime(distinct, errors="coerce", format="ISO8601").notna().all())
+
+
+# The share of rows repeating another row above which ``table_warnings`` says so.
+REPEATS_SHARE = 0.01
+
+
+def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
+    """One line per thing in a readable table that would quietly mislead a run, with the fix.
+
+    A label column taken by default (the last column); row identifiers
+    (``row_id_warnings``); text columns of nearly one value per row, which encoding
+    turns into a feature per row; dates, which encoding treats as unrelated values;
+    columns mostly missing, which imputing mostly invents; rows repeated exactly
+    (over 1% of them), which as copies of one record sit in train and test at once;
+    class names that differ only in case, counted as separate classes.
+    """
+    warnings = []
+    label = _label_column(frame, dataset_config["label_column"], dataset_config["source"])
+    if dataset_config["label_column"] is None and label != "target":
+        warnings.append(
+            f"dataset.label_column is not set, so the last column, {label!r} "
+            f"({frame[label].nunique()} classes), is the label; set dataset.label_column "
+            "to say which column holds the classes"
+        )
+    warnings += row_id_warnings(frame, dataset_config)
+    dropped = set(dataset_config.get("drop_columns") or [])
+    kept = frame[[c for c in frame.columns if str(c) not in dropped]]
+    n = len(kept)
+    for column in kept.columns:
+        values = kept[column]
+        if str(column) == label or looks_like_row_id(values):
+            continue
+        is_text = not pd.api.types.is_numeric_dtype(values)
+        distinct = values.nunique() if is_text else 0
+        if is_text and n >= 10 and distinct > n / 2:
+            warnings.append(
+                f"dataset: text column {str(column)!r} has {distinct} distinct values in {n} "
+                "rows, so encoding makes nearly a feature per row; add it to "
+                "dataset.drop_columns"
+            )
+        elif is_text and holds_dates(values):
+            warnings.append(
+                f"dataset: column {str(column)!r} holds dates, which encoding treats as "
+                f"{distinct} unrelated values; add it to dataset.drop_columns, or give a "
+                "number made from it (a year, days since a start)"
+            )
+        missing = int(values.isna().sum())
+        if missing > n / 2:
+            effect = (
+                "dataset.impute: drop_rows would drop those rows"
+                if dataset_config.get("impute") == "drop_rows"
+                else "dataset.impute would invent most of it"
+            )
+            warnings.append(
+                f"dataset: column {str(column)!r} is empty in {missing} of {n} rows, so "
+                f"{effect}; add it to dataset.drop_columns"
+            )
+    # Rows compared by a hash of their values: 20 times faster than comparing the values.
+    repeats = int(pd.util.hash_pandas_object(kept, index=False).duplicated().sum())
+    # A repeat or two move a score less than one test row does (Iris repeats 1 of 150).
+    if repeats > REPEATS_SHARE * n:
+        warnings.append(
+            f"dataset: {repeats} rows repeat another row exactly; copies of one record in "
+            "train and test flatter every score: remove copies (rows that merely look alike "
+            "are fine)"
+        )
+    names = sorted({str(v).strip() for v in kept[label].dropna()})
+    folded: dict[str, list[str]] = {}
+    for name in names:
+        folded.setdefault(name.casefold(), []).append(name)
+    for variants in folded.values():
+        if len(variants) > 1:
+            warnings.append(
+                f"dataset.label_column: classes {variants} of {label!r} differ only in case, "
+                "so they count as different classes; write each class one way in the file"
+            )
+    return warnings
 
 
 def frame_to_dataset(
@@ -309,12 +463,33 @@ def frame_to_dataset(
         frame = _drop_columns(frame, label, drop_columns, source)
     missing_labels = int(frame[label].isna().sum())
     if missing_labels:
+        # Not chosen by the user: the likelier fix is naming the label column.
+        fix = (
+            "drop those rows (labels are never imputed)"
+            if label_column is not None
+            else "set dataset.label_column (by default the last column is the label)"
+        )
         raise PoisonlabError(
             f"dataset.label_column: {label!r} of {source} has {missing_labels} missing labels; "
-            "drop those rows (labels are never imputed)"
+            f"{fix}"
         )
     features = frame.drop(columns=[label])
     labels = frame[label]
+    # No fill can make a column of nothing into a feature (the mean of nothing is NaN).
+    empty = [str(c) for c in features.columns if features[c].isna().all()]
+    if empty:
+        raise PoisonlabError(
+            f"dataset.source: columns {empty} of {source} are empty in every row; "
+            "add them to dataset.drop_columns"
+        )
+    for column in features.columns:
+        markers = missing_markers(features[column])
+        if markers:
+            raise PoisonlabError(
+                f"dataset.source: column {str(column)!r} of {source} holds numbers but also "
+                f"{markers}; write those as empty cells (missing values, which dataset.impute "
+                "fills), or add the column to dataset.drop_columns"
+            )
     missing = [str(c) for c in features.columns if features[c].isna().any()]
     if missing and impute is None:
         raise PoisonlabError(
@@ -336,7 +511,8 @@ def frame_to_dataset(
     if non_numeric and encode is None:
         raise PoisonlabError(
             f"dataset.source: feature columns {non_numeric} of {source} are not numeric; "
-            f"drop them, or set dataset.encode to one of {', '.join(ENCODE_METHODS)}"
+            "add them to dataset.drop_columns, or set dataset.encode to one of "
+            f"{', '.join(ENCODE_METHODS)}"
         )
     if non_numeric:
         features = _encode(features, non_numeric, encode)
@@ -379,28 +555,47 @@ def load_dataset(
     return dataset, input_hash
 
 
+def read_configured(dataset_config: dict) -> tuple[pd.DataFrame, Dataset, str]:
+    """The raw table, its checked Dataset and the input's SHA-256, with the options of a
+    validated config's ``dataset`` section (the raw table is for ``table_warnings``)."""
+    frame, input_hash = read_frame(dataset_config["source"])
+    dataset = frame_to_dataset(
+        frame,
+        dataset_config["label_column"],
+        dataset_config["source"],
+        dataset_config.get("impute"),
+        dataset_config.get("encode"),
+        dataset_config.get("drop_columns"),
+    )
+    return frame, dataset, input_hash
+
+
 def load_configured(dataset_config: dict) -> tuple[Dataset, str]:
     """``load_dataset`` with the options of a validated config's ``dataset`` section."""
-    return load_dataset(
-        dataset_config["source"],
-        dataset_config["label_column"],
-        impute=dataset_config.get("impute"),
-        encode=dataset_config.get("encode"),
-        drop_columns=dataset_config.get("drop_columns"),
-    )
+    _, dataset, input_hash = read_configured(dataset_config)
+    return dataset, input_hash
 
 
-def split_masks(y: np.ndarray, test_size: float, seed: int, trials: int) -> np.ndarray:
+def split_masks(
+    y: np.ndarray,
+    test_size: float,
+    seed: int,
+    trials: int,
+    class_names: list[str] | None = None,
+) -> np.ndarray:
     """Boolean ``(trials, n)`` array, True where a row is in that trial's test set.
 
     Each trial's split is stratified and depends only on the seed and the trial
-    index, so all poison levels of a trial share it.
+    index, so all poison levels of a trial share it. ``class_names`` name a class
+    too small to split in the error.
     """
     counts = np.bincount(y)
     if counts[counts > 0].min() < 2:
+        lone = int(np.flatnonzero(counts == 1)[0])
+        name = repr(class_names[lone]) if class_names else f"code {lone}"
         raise PoisonlabError(
-            "dataset.source: a class has fewer than 2 rows, so no stratified test set can hold it; "
-            "add rows or drop that class"
+            f"dataset.label_column: class {name} has 1 row, so no stratified split can put it "
+            "in both train and test; add rows of it or remove it from the file"
         )
     n = len(y)
     n_test = int(np.ceil(test_size * n))

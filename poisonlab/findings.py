@@ -151,6 +151,12 @@ def _detection_sentence(detection: pd.DataFrame, attack: str) -> str | None:
     high = f1["poison_level"].max()
     at_high = f1[f1["poison_level"] == high]
     best = at_high.loc[at_high["mean"].idxmax()]
+    if round(best["mean"], 2) == 0:
+        # "finds best" would be false: none finds any (a range check on label flips).
+        return (
+            f"At {high:.0%} {attack} no detector finds the poisoned rows "
+            f"(best F1 0.00, {best['detector']})."
+        )
     other = rows[(rows["poison_level"] == high) & (rows["detector"] == best["detector"])]
     values = dict(zip(other["metric"], other["mean"], strict=True))
     detail = ", ".join(

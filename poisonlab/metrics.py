@@ -97,7 +97,6 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     return (last - (counts - 1) / 2)[inverse]
 
 
-# The smallest class's share of rows under which report.metric auto picks balanced accuracy.
 # The range of every metric poisonlab records that has one: shares and areas in [0, 1];
 # defence_cost, a difference of two shares, in [-1, 1]. Intervals are cut to it.
 METRIC_BOUNDS = {
@@ -122,16 +121,24 @@ METRIC_BOUNDS = {
     "defence_cost": (-1.0, 1.0),
 }
 
-IMBALANCE_SHARE = 0.2
+# report.metric auto picks balanced accuracy when the smallest class holds under this
+# fraction of an equal share (1/k of the rows for k classes): 20% of the rows for two.
+IMBALANCE_RATIO = 0.4
+
+
+def _percent(share: float) -> str:
+    return f"{share:.1%}".replace(".0%", "%")
 
 
 def headline_metric(setting: str, class_counts: list[int]) -> tuple[str, str]:
     """The report's headline metric for ``report.metric`` and the dataset's class counts,
     with the reason it was chosen, in words.
 
-    ``auto`` picks balanced accuracy when the smallest class holds under 20% of
-    the rows (where always predicting the majority class already scores a high
-    accuracy), else accuracy.
+    ``auto`` picks balanced accuracy when the smallest class holds under 40% of
+    an equal share of the rows (20% for two classes, where always predicting the
+    majority class already scores over 80% accuracy; 2.7% for 15 classes), else
+    accuracy. Relative to an equal share, so ten even classes (10% each) are not
+    called imbalanced.
     """
     counts = np.asarray(class_counts, dtype=np.float64)
     total = counts.sum() if counts.size else 0.0
@@ -139,15 +146,23 @@ def headline_metric(setting: str, class_counts: list[int]) -> tuple[str, str]:
     majority = float(counts.max() / total) if total else 0.0
     if setting != "auto":
         return setting, "set by report.metric"
-    if share < IMBALANCE_SHARE:
+    k = max(counts.size, 2)
+    bound = _percent(IMBALANCE_RATIO / k)
+    if k > 2:
+        bound += f": {IMBALANCE_RATIO:.0%} of an equal share among {k} classes"
+    if share < IMBALANCE_RATIO / k:
+        why = (
+            f"where predicting the majority class alone scores {majority:.1%} accuracy"
+            if k == 2
+            else f"so accuracy hardly counts it (the largest holds {majority:.1%})"
+        )
         return "balanced_accuracy", (
             f"report.metric auto: the smallest class holds {share:.1%} of the rows "
-            f"(under {IMBALANCE_SHARE:.0%}), where predicting the majority class alone "
-            f"scores {majority:.1%} accuracy"
+            f"(under {bound}), {why}"
         )
     return "accuracy", (
         f"report.metric auto: the smallest class holds {share:.1%} of the rows "
-        f"(at least {IMBALANCE_SHARE:.0%}), so accuracy is not dominated by one class"
+        f"(at least {bound}), so accuracy is not dominated by one class"
     )
 
 

@@ -12,9 +12,10 @@ import sys
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from poisonlab.attacks import dataset_attack_params, n_poisoned
-from poisonlab.data import Dataset, frame_to_dataset, read_frame, row_id_warnings, split_masks
+from poisonlab.data import Dataset, read_configured, split_masks, table_warnings
 from poisonlab.errors import PoisonlabError
 
 
@@ -47,6 +48,22 @@ def check_classes_survive(dataset: Dataset, test_masks: np.ndarray, config: dict
                 )
 
 
+def untested_class_warnings(dataset: Dataset, test_masks: np.ndarray) -> list[str]:
+    """One line per class with no row in some trial's test split: no score of that
+    trial measures it (balanced accuracy averages over the classes tested)."""
+    warnings = []
+    for code, name in enumerate(dataset.class_names):
+        untested = sum(not (dataset.y[mask] == code).any() for mask in test_masks)
+        if untested:
+            rows = int((dataset.y == code).sum())
+            warnings.append(
+                f"dataset.label_column: class {name!r} has {rows} rows, too few for a test "
+                f"row in {untested} of {len(test_masks)} trials, so no score there measures "
+                "it; add rows of it, or raise dataset.test_size"
+            )
+    return warnings
+
+
 def sample_rows(y: np.ndarray, per_class: int = 5) -> np.ndarray:
     """The first ``per_class`` rows of every class, in table order: a tiny table with
     every class, on which user code is tried before anything runs."""
@@ -76,31 +93,36 @@ def check_user_code(dataset: Dataset, config: dict[str, Any]) -> None:
             run_gate(name, config["validate"][name], X, y, names)
 
 
+def data_warnings(
+    frame: pd.DataFrame, dataset: Dataset, test_masks: np.ndarray, settings: dict[str, Any]
+) -> list[str]:
+    """What in the table would quietly mislead the run (``table_warnings``) and the
+    classes some trial cannot test: printed before the run, kept in the provenance
+    and shown in the report."""
+    return table_warnings(frame, settings) + untested_class_warnings(dataset, test_masks)
+
+
 def check_experiment(config: dict[str, Any]) -> Dataset:
     """Read and check the configured dataset against the whole config; return it.
 
     Raises PoisonlabError (one line, naming the field and the fix) on any
-    problem a pipeline task would otherwise meet later. A column that looks like
-    a row identifier gets a one-line warning on stderr, and the run goes on.
+    problem a pipeline task would otherwise meet later. What would quietly mislead
+    (``data_warnings``) gets a one-line warning each on stderr once every check has
+    passed (so an error stays the one line printed), and the run goes on.
     """
     settings = config["dataset"]
-    frame, _ = read_frame(settings["source"])
-    dataset = frame_to_dataset(
-        frame,
-        settings["label_column"],
-        settings["source"],
-        settings["impute"],
-        settings["encode"],
-        settings["drop_columns"],
-    )
-    # After the checks: an error stays the one line printed.
-    for warning in row_id_warnings(frame, settings):
-        print(f"warning: {warning}", file=sys.stderr)
+    frame, dataset, _ = read_configured(settings)
     # Attack parameters naming classes or features must fit this dataset.
     dataset_attack_params(config, dataset.class_names, dataset.feature_names)
     test_masks = split_masks(
-        dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"]
+        dataset.y,
+        config["dataset"]["test_size"],
+        config["seed"],
+        config["trials"],
+        dataset.class_names,
     )
     check_classes_survive(dataset, test_masks, config)
     check_user_code(dataset, config)
+    for warning in data_warnings(frame, dataset, test_masks, settings):
+        print(f"warning: {warning}", file=sys.stderr)
     return dataset

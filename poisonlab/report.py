@@ -194,6 +194,7 @@ table{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}
 td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
 th{background:#f4f4f4} img{max-width:100%} code{background:#f4f4f4;padding:1px 4px}
 .findings li{margin:0.3em 0} .note{color:#555;font-size:13px}
+.warning{color:#8a5300;font-size:13px}
 """
 
 
@@ -260,6 +261,11 @@ class Report:
             f"{self.drop * 100:g} points below its value at the lowest level run "
             "(linear between levels); none if it never does."
         )
+
+    def _data_notes(self) -> list[str]:
+        """What the table held that could mislead (``preflight.data_warnings``), as
+        submit.py warned before the run: a reader of the report sees it too."""
+        return [f"Data warning: {w}" for w in self.provenance.get("data_warnings", [])]
 
     def _level_notes(self) -> list[str]:
         """What the level means for attacks where it is not a share of all training rows."""
@@ -354,6 +360,7 @@ class Report:
             "<h1>Data-poisoning report</h1>",
             failed_levels_html(self.provenance),
             f"<p>{esc(self._intro())}</p>",
+            *(f"<p class='warning'>{esc(note)}</p>" for note in self._data_notes()),
             *(f"<p class='note'>{esc(note)}</p>" for note in self._level_notes()),
             "<h2>Findings</h2><ul class='findings'>",
             *(f"<li>{esc(s)}</li>" for s in [*self.findings, *self.unfitted]),
@@ -412,7 +419,7 @@ class Report:
 
     def markdown(self) -> str:
         lines = ["# Data-poisoning report", "", self._intro(), ""]
-        lines += [f"- {note}" for note in self._level_notes()]
+        lines += [f"- {note}" for note in [*self._data_notes(), *self._level_notes()]]
         lines += ["", "## Findings", ""]
         lines += [f"- {s}" for s in [*self.findings, *self.unfitted]]
         lines += ["", "## Breakdown point", "", self._breakdown_note(), ""]

@@ -21,7 +21,7 @@ from poisonlab.config import check_complete, config_from_json
 from poisonlab.data import (
     INPUT_SHA256_ENV,
     array_hash,
-    load_configured,
+    read_configured,
     read_dataset,
     read_metadata,
     read_splits,
@@ -37,7 +37,7 @@ from poisonlab.failures import (
     split_failures,
     write_failure,
 )
-from poisonlab.preflight import check_classes_survive
+from poisonlab.preflight import check_classes_survive, data_warnings
 
 
 def _checked(config_json: str) -> dict[str, Any]:
@@ -55,16 +55,24 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
     """
     config = config_from_json(config_json)
     check_complete(config, json.loads(config_json))
-    dataset, input_hash = load_configured(config["dataset"])
+    frame, dataset, input_hash = read_configured(config["dataset"])
     expected = os.environ.get(INPUT_SHA256_ENV)
     if expected and expected != input_hash:
         raise PoisonlabError(
             f"dataset.source: {config['dataset']['source']} changed after the run started "
             "(its SHA-256 differs); start the run again"
         )
-    masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"])
+    masks = split_masks(
+        dataset.y,
+        config["dataset"]["test_size"],
+        config["seed"],
+        config["trials"],
+        dataset.class_names,
+    )
     # Also checked by submit.py; here too for a pipeline started from its compiled YAML.
     check_classes_survive(dataset, masks, config)
+    warnings = data_warnings(frame, dataset, masks, config["dataset"])
+    del frame  # the raw table is not needed again: free it before the splits are hashed
     provenance = {
         "source": config["dataset"]["source"],
         "input_sha256": input_hash,
@@ -82,6 +90,8 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
             }
             for t, m in enumerate(masks)
         },
+        # What submit.py warned about before the run, for the report to say too.
+        "data_warnings": warnings,
     }
     write_dataset(dataset, data_path, extra={"provenance": provenance})
     write_splits(masks, splits_path)
