@@ -45,6 +45,7 @@ from poisonlab.data import (
     read_metadata,
     split_masks,
 )
+from poisonlab.errors import PoisonlabError
 from poisonlab.gate import CLASS_BALANCE, CLASS_SHIFT, class_shift
 from poisonlab.seeding import derive_rng, derive_seed
 
@@ -294,9 +295,15 @@ def defenses(config: dict[str, Any]) -> list[str]:
 
 
 def train_level(
-    sets: list[PoisonedSet], detections: dict[DetectionKey, Detection], config: dict[str, Any]
+    sets: list[PoisonedSet],
+    detections: dict[DetectionKey, Detection],
+    config: dict[str, Any],
+    columns: list[str] | None = None,
 ) -> dict[ModelKey, Any]:
     """Fit every model on every poisoned set, and again on the rows each detector kept.
+
+    ``columns``, the dataset's feature names, are what a user's model sees its
+    features under (``models.user_model``).
 
     A model's random state depends on the trial and model only, so poisoned and
     defended fits of a trial differ in their data alone. Where the data are the
@@ -308,6 +315,7 @@ def train_level(
     the default config's fits. BLAS runs on one thread (``models.one_blas_thread``).
     """
     from poisonlab.models import fit_model, one_blas_thread
+    from poisonlab.usercode import one_line
 
     models = {}
     fitted: dict[tuple[str, int, str], Any] = {}
@@ -327,7 +335,15 @@ def train_level(
                     X, y = s.data.X[keep], s.data.y[keep]
                     same = (model, random_state, array_hash(X, y))
                     if same not in fitted:
-                        fitted[same] = fit_model(model, config["train"][model], X, y, random_state)
+                        try:
+                            fitted[same] = fit_model(
+                                model, config["train"][model], X, y, random_state, columns
+                            )
+                        except Exception as error:  # any model's: say which fit, in one line
+                            raise PoisonlabError(
+                                f"train.{model}: fitting trial {s.trial}'s {s.attack} set "
+                                f"(defence {defense}) raised {one_line(error)}"
+                            ) from error
                     models[(s.trial, s.attack, model, defense)] = fitted[same]
     return models
 
@@ -683,7 +699,7 @@ def run_level(
     sets = list(poison_level(dataset, test_masks, config, level))
     names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
     detections = detect_level(sets, config, dataset.n_classes, names)
-    models = train_level(sets, detections, config)
+    models = train_level(sets, detections, config, dataset.feature_names)
     return evaluate_level(models, dataset, test_masks, sets, detections, level)
 
 

@@ -69,7 +69,7 @@ def check_user_code(dataset: Dataset, config: dict[str, Any]) -> None:
     X, y = dataset.X[rows], dataset.y[rows]
     for name in config["train"]["models"]:
         if model_kind(name, config["train"][name]) == USER:
-            check_user_model(name, config["train"][name], X, y)
+            check_user_model(name, config["train"][name], X, y, dataset.feature_names)
     names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
     for name in config["validate"]["detectors"]:
         if name not in DETECTORS:

@@ -161,6 +161,7 @@ def train(config_json: str, poisoned_path: str, detections_path: str, models_pat
             experiment.read_poisoned(poisoned_path, mask=False),
             experiment.read_detections(detections_path),
             config,
+            read_metadata(poisoned_path)["feature_names"],
         )
         experiment.write_models(models, models_path)
 

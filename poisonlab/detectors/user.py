@@ -143,13 +143,21 @@ def schema_gate(
         ) from error
     else:
         return nothing_flagged(n)
-    whole = cases[cases["index"].isna()]
+    # A type is the same on every split (features float, the label text), so a type
+    # check pandera reports row by row is about the table too: it would flag every row.
+    typed = cases["check"].astype(str).str.startswith(("dtype(", "coerce_dtype("))
+    whole = cases[cases["index"].isna() | typed]
     if len(whole):
         first = whole.iloc[0]
+        column = first["column"]
+        if isinstance(column, str) and column in table.columns:
+            found = f"column {column!r} is {table[column].dtype}, checked for {first['check']}"
+        else:
+            found = f"{first['check']} {first['failure_case']!r}"
         raise PoisonlabError(
-            f"{field}: {section[SCHEMA]} fails on the table as a whole ({first['check']} "
-            f"{first['failure_case']!r}), not on rows; it must describe the columns "
-            f"{', '.join(table.columns)}"
+            f"{field}: {section[SCHEMA]} fails on the table as a whole ({found}), not on "
+            f"rows; it must describe the columns {', '.join(table.columns)} (features as "
+            "floats after dataset.impute and dataset.encode, the label as text)"
         )
     counts = cases["index"].astype(np.int64).value_counts()
     scores = np.zeros(n)
