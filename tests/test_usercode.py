@@ -23,11 +23,12 @@ sys.path.insert(0, str(USERCODE))  # for the in-process tests below
 import submit  # noqa: E402
 from poisonlab import experiment, steps  # noqa: E402
 from poisonlab.config import canonical_json, validate_config  # noqa: E402
-from poisonlab.data import load_dataset  # noqa: E402
+from poisonlab.data import load_dataset, split_masks  # noqa: E402
 from poisonlab.detectors.user import TableNames, as_detection, run_gate  # noqa: E402
 from poisonlab.errors import PoisonlabError, run_cli  # noqa: E402
 from poisonlab.failures import read_failure  # noqa: E402
 from poisonlab.models import make_model, user_model_params  # noqa: E402
+from poisonlab.preflight import sample_rows  # noqa: E402
 from poisonlab.usercode import import_reference, parse_reference, user_modules  # noqa: E402
 
 IRIS_NAMES = TableNames(
@@ -427,3 +428,122 @@ def test_a_certified_model_wraps_the_users_pipeline():
                 train__cert={"aggregate": "dpa", "base": "mine", "base_params": {"C": 1.0}},
             )
         )
+
+
+# --- a team's own pipeline on a real table ----------------------------------------------
+
+CREDIT = str(ROOT / "tests" / "data" / "credit_data.csv")
+
+
+def _credit(encode: str):
+    """credit_data as a run loads it: ID dropped, gaps filled, text columns encoded."""
+    dataset, _ = load_dataset(
+        CREDIT, "Status", impute="most_frequent", encode=encode, drop_columns=["rownames"]
+    )
+    return dataset
+
+
+def test_a_pipeline_selecting_columns_by_name_is_given_the_datasets_columns():
+    """A ColumnTransformer by name works: the model sees a DataFrame under the dataset's
+    feature names (text columns under their own names with encode: ordinal), and a
+    DataFrame with those columns in another order (an MLflow input) predicts the same."""
+    from poisonlab.models import check_user_model, fit_model, predict_classes
+
+    credit = _credit("ordinal")
+    section = {"estimator": "my_pipeline:credit_pipeline", "C": 0.5}
+    rows = sample_rows(credit.y)
+    check_user_model("team", section, credit.X[rows], credit.y[rows], credit.feature_names)
+    fitted = fit_model("team", section, credit.X, credit.y, 0, credit.feature_names)
+    by_name = fitted.named_steps["model"].named_steps["columns"]
+    assert list(by_name.feature_names_in_) == credit.feature_names
+    shuffled = pd.DataFrame(credit.X, columns=credit.feature_names).iloc[:, ::-1]
+    assert np.array_equal(fitted.predict(shuffled), predict_classes(fitted, credit.X))
+
+
+def test_columns_a_pipeline_names_but_the_table_lacks_are_one_line_naming_the_fix():
+    """With one-hot encoding the text columns are Home=owner, ...: the check says so."""
+    from poisonlab.models import check_user_model
+
+    credit = _credit("onehot")
+    rows = sample_rows(credit.y)
+    with pytest.raises(PoisonlabError) as refused:
+        check_user_model(
+            "team",
+            {"estimator": "my_pipeline:credit_pipeline"},
+            credit.X[rows],
+            credit.y[rows],
+            credit.feature_names,
+        )
+    message = str(refused.value)
+    assert message.startswith("config: train.team.estimator: my_pipeline:credit_pipeline raised")
+    assert "Home=owner" in message and "dataset.encode: ordinal" in message
+    assert "\n" not in message
+
+
+def test_an_estimator_instance_is_cloned_with_the_sections_keys_set():
+    from my_pipeline import IRIS_MODEL
+
+    section = {"estimator": "my_pipeline:IRIS_MODEL", "classify__C": 0.25}
+    model = make_model("mine", section, random_state=5)
+    assert model.get_params()["classify__C"] == 0.25
+    assert model.get_params()["classify__random_state"] == 5
+    assert IRIS_MODEL.get_params()["classify__C"] == 1.0  # the user's object is not changed
+
+
+def test_the_check_names_a_bad_parameter_value_of_a_user_model():
+    """A run skips scikit-learn's parameter check; the check before it does not."""
+    from poisonlab.models import check_user_model
+
+    iris, _ = load_dataset("sklearn:iris")
+    rows = sample_rows(iris.y)
+    section = {"estimator": "sklearn.linear_model:LogisticRegression", "C": "big"}
+    with pytest.raises(PoisonlabError, match=r"train\.lr\.estimator: .*'C' parameter"):
+        check_user_model("lr", section, iris.X[rows], iris.y[rows], iris.feature_names)
+
+
+def test_a_schema_checking_a_type_the_table_lacks_is_refused_not_every_row_flagged():
+    iris, _ = load_dataset("sklearn:iris")
+    with pytest.raises(
+        PoisonlabError, match=r"column 'target' is \w+, checked for dtype\('int64'\)"
+    ):
+        run_gate("s", {"schema": "my_pipeline:NUMBERED_SPECIES"}, iris.X, iris.y, IRIS_NAMES)
+
+
+def test_a_model_failing_on_a_poisoned_split_names_itself_the_split_and_defence():
+    """Clean Iris training splits hold as many rows of each class; flipped labels do not."""
+    iris, _ = load_dataset("sklearn:iris")
+    config = validate_config(
+        _own(models=["even"], train__even={"estimator": "my_pipeline:FailsOnUnevenClasses"})
+        | {"trials": 1, "poison": {"levels": [0.0, 0.1], "attacks": ["label_flip"]}}
+    )
+    masks = split_masks(iris.y, 0.2, 0, 1)
+    clean = list(experiment.poison_level(iris, masks, config, 0.0))
+    assert experiment.train_level(clean, {}, config, iris.feature_names)
+    flipped = list(experiment.poison_level(iris, masks, config, 0.1))
+    with pytest.raises(PoisonlabError) as failed:
+        experiment.train_level(flipped, {}, config, iris.feature_names)
+    assert str(failed.value) == (
+        "train.even: fitting trial 0's label_flip set (defence none) raised "
+        "FloatingPointError: the solver diverged"
+    )
+
+
+def test_a_users_scikit_learn_pipeline_is_stored_with_skops_not_pickle(tmp_path):
+    """Its NamedColumns step is a trusted type, so skops stores it (no pickle), and the
+    model loaded back predicts from a DataFrame of the feature columns."""
+    import mlflow.sklearn
+
+    from poisonlab.model_folders import example_rows, save_model_folder
+    from poisonlab.models import fit_model
+
+    iris, _ = load_dataset("sklearn:iris")
+    fitted = fit_model(
+        "mine", {"estimator": "my_pipeline:make_pipeline"}, iris.X, iris.y, 0, iris.feature_names
+    )
+    folder = tmp_path / "model"
+    assert save_model_folder(fitted, example_rows(iris), folder, (0.0, "a", "mine", "none")) == (
+        "skops"
+    )
+    loaded = mlflow.sklearn.load_model(str(folder))
+    frame = pd.DataFrame(iris.X, columns=iris.feature_names)
+    assert np.array_equal(loaded.predict(frame), fitted.predict(iris.X))
