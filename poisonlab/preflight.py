@@ -8,6 +8,7 @@ training split. A bad input then costs a second, not a failed job.
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -59,21 +60,34 @@ def check_user_code(dataset: Dataset, config: dict[str, Any]) -> None:
     A model must fit them and predict one known class per row; a gate must
     return one flag (and score) per row. ``validate_config`` already imported
     them; here they meet the data, so a wrong schema or shape fails now, in one
-    line naming the field, not in a pipeline task.
+    line naming the field, not in a pipeline task. Code that fails on the few
+    rows is tried on the whole table before it is refused: some needs more rows
+    (10-fold cross-validation, early stopping's validation split).
     """
     from poisonlab.detectors import DETECTORS, TableNames
     from poisonlab.detectors.user import run_gate
     from poisonlab.models import USER, check_user_model, model_kind
 
-    rows = sample_rows(dataset.y)
-    X, y = dataset.X[rows], dataset.y[rows]
-    for name in config["train"]["models"]:
-        if model_kind(name, config["train"][name]) == USER:
-            check_user_model(name, config["train"][name], X, y, dataset.feature_names)
     names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
-    for name in config["validate"]["detectors"]:
-        if name not in DETECTORS:
-            run_gate(name, config["validate"][name], X, y, names)
+    checks = [
+        functools.partial(check_user_model, name, config["train"][name], columns=names.features)
+        for name in config["train"]["models"]
+        if model_kind(name, config["train"][name]) == USER
+    ]
+    checks += [
+        functools.partial(run_gate, name, config["validate"][name], names=names)
+        for name in config["validate"]["detectors"]
+        if name not in DETECTORS
+    ]
+    rows = sample_rows(dataset.y)
+    for check in checks:
+        try:
+            check(X=dataset.X[rows], y=dataset.y[rows])
+        except PoisonlabError as on_few_rows:
+            try:
+                check(X=dataset.X, y=dataset.y)
+            except PoisonlabError:
+                raise on_few_rows from None
 
 
 def check_experiment(config: dict[str, Any]) -> Dataset:

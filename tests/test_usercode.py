@@ -547,3 +547,23 @@ def test_a_users_scikit_learn_pipeline_is_stored_with_skops_not_pickle(tmp_path)
     loaded = mlflow.sklearn.load_model(str(folder))
     frame = pd.DataFrame(iris.X, columns=iris.feature_names)
     assert np.array_equal(loaded.predict(frame), fitted.predict(iris.X))
+
+
+def test_code_needing_more_rows_than_the_check_sample_is_tried_on_the_whole_table():
+    """Early stopping holds out 10% of the rows, fewer than 3 classes of Iris's 15-row
+    sample: refusing it would be wrong, as the run fits it on 120 rows."""
+    from poisonlab.preflight import check_user_code
+
+    iris, _ = load_dataset("sklearn:iris")
+    section = {
+        "estimator": "sklearn.ensemble:HistGradientBoostingClassifier",
+        "early_stopping": True,
+        "max_iter": 5,
+    }
+    config = validate_config(_own(models=["early"], train__early=section))
+    check_user_code(iris, config)  # no error
+    broken = validate_config(
+        _own(detectors=["g"], validate__g={"detector": "my_pipeline:wrong_shape"})
+    )
+    with pytest.raises(PoisonlabError, match=r"returned shape \(14,\) for 15 rows"):
+        check_user_code(iris, broken)  # still refused, with the sample's error
