@@ -509,22 +509,40 @@ def test_a_schema_checking_a_type_the_table_lacks_is_refused_not_every_row_flagg
         run_gate("s", {"schema": "my_pipeline:NUMBERED_SPECIES"}, iris.X, iris.y, IRIS_NAMES)
 
 
-def test_a_model_failing_on_a_poisoned_split_names_itself_the_split_and_defence():
-    """Clean Iris training splits hold as many rows of each class; flipped labels do not."""
+def test_a_model_failing_on_a_poisoned_split_fails_alone_with_a_one_line_reason():
+    """Clean Iris training splits hold as many rows of each class; flipped labels do not.
+    The failing model gets a ``failed`` record and a note naming it and the split; the
+    other model of the level keeps its metrics."""
+    from poisonlab.report import failed_fit_notes
+
     iris, _ = load_dataset("sklearn:iris")
     config = validate_config(
-        _own(models=["even"], train__even={"estimator": "my_pipeline:FailsOnUnevenClasses"})
+        _own(
+            models=["even", "logistic_regression"],
+            train__even={"estimator": "my_pipeline:FailsOnUnevenClasses"},
+        )
         | {"trials": 1, "poison": {"levels": [0.0, 0.1], "attacks": ["label_flip"]}}
     )
     masks = split_masks(iris.y, 0.2, 0, 1)
     clean = list(experiment.poison_level(iris, masks, config, 0.0))
-    assert experiment.train_level(clean, {}, config, iris.feature_names)
+    assert experiment.failed_fits(experiment.train_level(clean, {}, config)) == []
     flipped = list(experiment.poison_level(iris, masks, config, 0.1))
-    with pytest.raises(PoisonlabError) as failed:
-        experiment.train_level(flipped, {}, config, iris.feature_names)
-    assert str(failed.value) == (
+    models = experiment.train_level(flipped, {}, config, iris.feature_names)
+    error = (
         "train.even: fitting trial 0's label_flip set (defence none) raised "
         "FloatingPointError: the solver diverged"
+    )
+    failed = experiment.failed_fits(models)
+    assert failed == [
+        {"trial": 0, "attack": "label_flip", "model": "even", "defense": "none", "error": error}
+    ]
+    records = experiment.evaluate_level(models, iris, masks, flipped, {}, 0.1)
+    by_model = records[records["detector"] == ""].groupby("model")["metric"].apply(set)
+    assert by_model["even"] == {experiment.FAILED}
+    assert "accuracy" in by_model["logistic_regression"]
+    [note] = failed_fit_notes({"failed_fits": [{"level": 0.1, **f} for f in failed]}, 1)
+    assert note.startswith(
+        f"At level 0.1 under label_flip, model even failed to fit in 1 of 1 trials: {error}."
     )
 
 
@@ -567,3 +585,15 @@ def test_code_needing_more_rows_than_the_check_sample_is_tried_on_the_whole_tabl
     )
     with pytest.raises(PoisonlabError, match=r"returned shape \(14,\) for 15 rows"):
         check_user_code(iris, broken)  # still refused, with the sample's error
+
+
+def test_a_users_knn_pipeline_keeps_its_knn_certificate():
+    """Its Pipeline sits behind NamedColumns: the certificate looks inside it."""
+    from poisonlab.certify.evaluation import certify_model
+    from poisonlab.models import fit_model
+
+    iris, _ = load_dataset("sklearn:iris")
+    section = {"estimator": "my_pipeline:scaled_knn"}
+    fitted = fit_model("near", section, iris.X, iris.y, 0, iris.feature_names)
+    predicted, _ = certify_model(fitted, iris.X[:10])
+    assert np.array_equal(predicted, fitted.predict(iris.X[:10]))

@@ -117,3 +117,10 @@ class FailsOnUnevenClasses(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         return np.tile(np.eye(len(self.classes_))[0], (len(X), 1))
+
+
+def scaled_knn(n_neighbors: int = 5) -> Pipeline:
+    """A team's nearest-neighbour model: scaled features, uniform votes."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return chain(StandardScaler(), KNeighborsClassifier(n_neighbors=n_neighbors))
