@@ -361,10 +361,16 @@ def check_user_model(
         if "column" not in str(error.__cause__).lower():
             raise
         shown = ", ".join(columns[:12]) + (f", ... ({len(columns)})" if len(columns) > 12 else "")
+        onehot = any("=" in column for column in columns)  # dataset.encode's column=value
         raise PoisonlabError(
             f"config: {field}: {reference} raised {one_line(error.__cause__)}; it is given a "
-            f"DataFrame of the columns {shown}: select among them, or set dataset.encode: "
-            "ordinal to keep each text column under its own name (as codes 0..k-1)"
+            f"DataFrame of the columns {shown}: select among them"
+            + (
+                ", or set dataset.encode: ordinal to keep each text column under its own "
+                "name (as codes 0..k-1)"
+                if onehot
+                else ""
+            )
         ) from None
     predicted = np.asarray(call_user_code(fitted.predict, f"config: {field}", reference, X))
     if predicted.shape != y.shape or not np.isin(predicted, y).all():

@@ -66,13 +66,21 @@ def check_user_code(dataset: Dataset, config: dict[str, Any]) -> None:
     """
     from poisonlab.detectors import DETECTORS, TableNames
     from poisonlab.detectors.user import run_gate
-    from poisonlab.models import USER, check_user_model, model_kind
+    from poisonlab.models import CERTIFIED, USER, check_user_model, model_kind
 
     names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
+    sections = {}
+    for name in config["train"]["models"]:
+        section = config["train"][name]
+        if model_kind(name, section) == USER:
+            sections[name] = section
+        elif model_kind(name, section) == CERTIFIED:  # its base may be a user model
+            base, params = section["base"], section["base_params"]
+            if model_kind(base, params) == USER:
+                sections[base] = params
     checks = [
-        functools.partial(check_user_model, name, config["train"][name], columns=names.features)
-        for name in config["train"]["models"]
-        if model_kind(name, config["train"][name]) == USER
+        functools.partial(check_user_model, name, section, columns=names.features)
+        for name, section in sections.items()
     ]
     checks += [
         functools.partial(run_gate, name, config["validate"][name], names=names)

@@ -597,3 +597,21 @@ def test_a_users_knn_pipeline_keeps_its_knn_certificate():
     fitted = fit_model("near", section, iris.X, iris.y, 0, iris.feature_names)
     predicted, _ = certify_model(fitted, iris.X[:10])
     assert np.array_equal(predicted, fitted.predict(iris.X[:10]))
+
+
+def test_the_user_base_model_of_a_certified_model_meets_the_data_before_the_run():
+    from poisonlab.preflight import check_user_code
+
+    iris, _ = load_dataset("sklearn:iris")
+    config = validate_config(
+        _own(
+            models=["cert"],
+            train__cert={"aggregate": "dpa", "base": "mine", "partitions": 5},
+            train__mine={"estimator": "my_pipeline:credit_pipeline"},
+        )
+    )
+    with pytest.raises(PoisonlabError) as refused:
+        check_user_code(iris, config)
+    message = str(refused.value)
+    assert message.startswith("config: train.mine.estimator: my_pipeline:credit_pipeline raised")
+    assert message.endswith("petal width (cm): select among them")  # no text columns here
