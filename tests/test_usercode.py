@@ -615,3 +615,15 @@ def test_the_user_base_model_of_a_certified_model_meets_the_data_before_the_run(
     message = str(refused.value)
     assert message.startswith("config: train.mine.estimator: my_pipeline:credit_pipeline raised")
     assert message.endswith("petal width (cm): select among them")  # no text columns here
+
+
+def test_a_gates_series_is_read_by_its_index_not_its_position():
+    """A Series built class by class (pd.concat over groups) is out of row order."""
+    out_of_order = pd.Series([True, False, False], index=[2, 0, 1])
+    scores = pd.Series([3.0, 1.0, 2.0], index=[2, 0, 1])
+    found = as_detection((scores, out_of_order), 3, "validate.g.detector", "m:f")
+    assert found.flags.tolist() == [False, False, True]
+    assert found.scores.tolist() == [1.0, 2.0, 3.0]
+    foreign = pd.Series([True, False, False], index=[10, 11, 12])
+    with pytest.raises(PoisonlabError, match=r"validate\.g\.detector: m:f .*index is not"):
+        as_detection(foreign, 3, "validate.g.detector", "m:f")
