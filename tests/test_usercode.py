@@ -627,3 +627,14 @@ def test_a_gates_series_is_read_by_its_index_not_its_position():
     foreign = pd.Series([True, False, False], index=[10, 11, 12])
     with pytest.raises(PoisonlabError, match=r"validate\.g\.detector: m:f .*index is not"):
         as_detection(foreign, 3, "validate.g.detector", "m:f")
+
+
+def test_the_command_names_a_failed_fit_once_and_exits_1(tmp_path, capsys):
+    fit = {"level": 0.1, "attack": "label_flip", "model": "even", "defense": "none"}
+    fits = [{**fit, "trial": trial, "error": f"train.even: trial {trial}"} for trial in (0, 1)]
+    manifest = {"provenance": {"failed_levels": [], "failed_fits": fits}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert submit.report_failed_levels(tmp_path) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: model even failed to fit at poison level 0.1 under label_flip")
+    assert "(train.even: trial 0)" in line
