@@ -434,7 +434,8 @@ class Report:
         return "\n".join(parts)
 
     def markdown(self) -> str:
-        lines = ["# Data-poisoning report", "", self._intro(), ""]
+        lines = ["# Data-poisoning report", "", *failed_levels_markdown(self.provenance)]
+        lines += [self._intro(), ""]
         lines += [f"- {note}" for note in self._level_notes()]
         lines += ["", "## Findings", ""]
         lines += [f"- {s}" for s in [*self.findings, *self.unfitted]]
@@ -534,6 +535,20 @@ def failed_levels_html(provenance: dict) -> str:
         f"<strong>{len(failed)} poison level(s) failed</strong>; their rows are missing "
         f"from every table below, the other levels are complete.<ul>{items}</ul></div>"
     )
+
+
+def failed_levels_markdown(provenance: dict) -> list[str]:
+    """The lines of ``failed_levels_html``'s warning in Markdown (none if no level failed)."""
+    failed = provenance.get("failed_levels") or []
+    if not failed:
+        return []
+    return [
+        f"**{len(failed)} poison level(s) failed**; their rows are missing from every table "
+        "below, the other levels are complete.",
+        "",
+        *(f"- level {f['level']:g}: {f['step']} failed: `{f['error']}`" for f in failed),
+        "",
+    ]
 
 
 def hashes_html(provenance: dict) -> str:
