@@ -147,10 +147,10 @@ def user_model(
 class NamedColumns(TransformerMixin, BaseEstimator):
     """Feature rows as a pandas DataFrame under the dataset's feature names.
 
-    A user's model is fitted and asked for predictions on float arrays, like every
-    model here; in front of it, this gives it the table a team's pipeline expects
-    (a ``ColumnTransformer`` selecting columns by name). A DataFrame given to it
-    (an MLflow input example) has its columns picked by name.
+    Every model here is fitted and asked for predictions on float arrays; in front
+    of a user's model, this step turns them into the table a team's pipeline
+    expects (a ``ColumnTransformer`` selecting columns by name). A DataFrame given
+    to it (an MLflow input example) has its columns picked by name.
     """
 
     def __init__(self, columns: list[str] | None = None):
@@ -361,16 +361,15 @@ def check_user_model(
         if "column" not in str(error.__cause__).lower():
             raise
         shown = ", ".join(columns[:12]) + (f", ... ({len(columns)})" if len(columns) > 12 else "")
-        onehot = any("=" in column for column in columns)  # dataset.encode's column=value
-        raise PoisonlabError(
-            f"config: {field}: {reference} raised {one_line(error.__cause__)}; it is given a "
-            f"DataFrame of the columns {shown}: select among them"
-            + (
+        fix = "select among them"
+        if any("=" in column for column in columns):  # dataset.encode's one-hot column=value
+            fix += (
                 ", or set dataset.encode: ordinal to keep each text column under its own "
                 "name (as codes 0..k-1)"
-                if onehot
-                else ""
             )
+        raise PoisonlabError(
+            f"config: {field}: {reference} raised {one_line(error.__cause__)}; it is given a "
+            f"DataFrame of the columns {shown}: {fix}"
         ) from None
     predicted = np.asarray(call_user_code(fitted.predict, f"config: {field}", reference, X))
     if predicted.shape != y.shape or not np.isin(predicted, y).all():
