@@ -10,7 +10,9 @@ kind is built by ``make_model``, the one place a model comes from.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
+import inspect
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -166,6 +168,35 @@ class NamedColumns(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(self.columns, dtype=object)
+
+
+def misspelt_keywords(name: str, section: dict[str, Any]) -> list[str]:
+    """Warnings for a user model's keys that its class does not name but nearly does.
+
+    A class taking ``**kwargs`` accepts any key: LightGBM passes one it does not
+    know to its booster, which ignores it, so ``n_estimator: 20`` leaves 100 trees
+    without a word. Only near misses of a named parameter are named here: other
+    keys may be the library's own aliases (``min_data_in_leaf``).
+    """
+    factory = import_reference(section["estimator"], f"train.{name}.estimator")
+    cls = type(factory) if isinstance(factory, BaseEstimator) else factory
+    if not isinstance(cls, type):  # a factory function: Python checks its keywords
+        return []
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return []
+    named = [p.name for p in parameters if p.name != "self" and p.kind is not p.VAR_KEYWORD]
+    warnings = []
+    for key in section:
+        if key == "estimator" or key in named:
+            continue
+        close = difflib.get_close_matches(key, named, n=1, cutoff=0.8)
+        if close:
+            warnings.append(
+                f"train.{name}.{key} is not a parameter of {cls.__name__}, which passes it on "
+                f"unchecked; did you mean {close[0]}?"
+            )
+    return warnings
 
 
 def _is_random_state(param: str) -> bool:

@@ -98,6 +98,17 @@ def check_user_code(dataset: Dataset, config: dict[str, Any]) -> None:
                 raise on_few_rows from None
 
 
+def user_model_warnings(config: dict[str, Any]) -> list[str]:
+    """Keys of the user's model sections that look misspelt (``models.misspelt_keywords``)."""
+    from poisonlab.models import USER, misspelt_keywords, model_kind
+
+    warnings = []
+    for name in config["train"]["models"]:
+        if model_kind(name, config["train"][name]) == USER:
+            warnings += misspelt_keywords(name, config["train"][name])
+    return warnings
+
+
 def check_experiment(config: dict[str, Any]) -> Dataset:
     """Read and check the configured dataset against the whole config; return it.
 
@@ -116,7 +127,7 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
         settings["drop_columns"],
     )
     # After the checks: an error stays the one line printed.
-    for warning in row_id_warnings(frame, settings):
+    for warning in [*row_id_warnings(frame, settings), *user_model_warnings(config)]:
         print(f"warning: {warning}", file=sys.stderr)
     # Attack parameters naming classes or features must fit this dataset.
     dataset_attack_params(config, dataset.class_names, dataset.feature_names)

@@ -638,3 +638,16 @@ def test_the_command_names_a_failed_fit_once_and_exits_1(tmp_path, capsys):
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("error: model even failed to fit at poison level 0.1 under label_flip")
     assert "(train.even: trial 0)" in line
+
+
+def test_a_near_miss_of_a_parameter_a_kwargs_class_would_swallow_is_warned():
+    """LightGBM takes any key and ignores one it does not know: n_estimator left 100 trees."""
+    from poisonlab.models import misspelt_keywords
+
+    lgbm = {"estimator": "lightgbm:LGBMClassifier", "n_estimator": 20, "min_data_in_leaf": 5}
+    assert misspelt_keywords("lgbm", lgbm) == [
+        "train.lgbm.n_estimator is not a parameter of LGBMClassifier, which passes it on "
+        "unchecked; did you mean n_estimators?"
+    ]
+    named = {"estimator": "sklearn.linear_model:LogisticRegression", "C": 2.0}
+    assert misspelt_keywords("lr", named) == []  # no **kwargs: scikit-learn refuses a typo
