@@ -172,7 +172,8 @@ def run_locally(config: dict, args: argparse.Namespace) -> int:
 
 
 def report_failed_levels(output_dir: Path) -> int:
-    """Say on stderr which poison levels failed; exit code 1 if any did, else 0."""
+    """Say on stderr which poison levels, and which models' fits, failed; exit code 1 if
+    any did, else 0."""
     manifest = json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))
     failed = manifest["provenance"].get("failed_levels") or []
     for failure in failed:
@@ -182,7 +183,20 @@ def report_failed_levels(output_dir: Path) -> int:
             f"see {output_dir / 'pipeline.log'}",
             file=sys.stderr,
         )
-    return 1 if failed else 0
+    fits = manifest["provenance"].get("failed_fits") or []
+    said = set()
+    for fit in fits:  # once per level, attack and model, with its first error
+        key = (fit["level"], fit["attack"], fit["model"])
+        if key in said:
+            continue
+        said.add(key)
+        print(
+            f"error: model {fit['model']} failed to fit at poison level {fit['level']:g} under "
+            f"{fit['attack']} ({fit['error']}); it has no metrics there, every other result "
+            "is complete",
+            file=sys.stderr,
+        )
+    return 1 if failed or fits else 0
 
 
 def report_mirror(output_dir: Path, config: dict) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
+import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,9 +296,19 @@ def defenses(config: dict[str, Any]) -> list[str]:
 
 
 def train_level(
-    sets: list[PoisonedSet], detections: dict[DetectionKey, Detection], config: dict[str, Any]
+    sets: list[PoisonedSet],
+    detections: dict[DetectionKey, Detection],
+    config: dict[str, Any],
+    columns: list[str] | None = None,
 ) -> dict[ModelKey, Any]:
     """Fit every model on every poisoned set, and again on the rows each detector kept.
+
+    A fit that raises leaves a ``FailedFit`` with its one-line error in that
+    model's place: that model gets a ``failed`` record there, the rest of the
+    level stands.
+
+    ``columns``, the dataset's feature names, are what a user's model sees its
+    features under (``models.user_model``).
 
     A model's random state depends on the trial and model only, so poisoned and
     defended fits of a trial differ in their data alone. Where the data are the
@@ -308,6 +320,7 @@ def train_level(
     the default config's fits. BLAS runs on one thread (``models.one_blas_thread``).
     """
     from poisonlab.models import fit_model, one_blas_thread
+    from poisonlab.usercode import one_line
 
     models = {}
     fitted: dict[tuple[str, int, str], Any] = {}
@@ -327,7 +340,16 @@ def train_level(
                     X, y = s.data.X[keep], s.data.y[keep]
                     same = (model, random_state, array_hash(X, y))
                     if same not in fitted:
-                        fitted[same] = fit_model(model, config["train"][model], X, y, random_state)
+                        try:
+                            fitted[same] = fit_model(
+                                model, config["train"][model], X, y, random_state, columns
+                            )
+                        except Exception as error:  # one model's failure stays that model's
+                            traceback.print_exc(file=sys.stderr)
+                            fitted[same] = FailedFit(
+                                f"train.{model}: fitting trial {s.trial}'s {s.attack} set "
+                                f"(defence {defense}) raised {one_line(error)}"
+                            )
                     models[(s.trial, s.attack, model, defense)] = fitted[same]
     return models
 
@@ -335,6 +357,23 @@ def train_level(
 # Fewest rows a defence may keep for a model to be fitted on them.
 MIN_FIT_ROWS = 10
 UNFITTED = "unfitted"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class FailedFit:
+    """In place of a model whose fit raised (``train_level``): its one-line error."""
+
+    error: str
+
+
+def failed_fits(models: dict[ModelKey, Any]) -> list[dict[str, Any]]:
+    """Every failed fit of a level, ``{trial, attack, model, defense, error}``, in fit order."""
+    return [
+        {"trial": trial, "attack": attack, "model": model, "defense": defense, "error": m.error}
+        for (trial, attack, model, defense), m in models.items()
+        if isinstance(m, FailedFit)
+    ]
 
 
 def can_fit(y: np.ndarray) -> bool:
@@ -377,7 +416,7 @@ def predict_level(
     predictions, done = {}, {}
     with one_blas_thread():
         for key, estimator in models.items():
-            if estimator is None:
+            if estimator is None or isinstance(estimator, FailedFit):
                 continue
             once = (key[0], id(estimator))  # the trial's test split, this fitted object
             if once not in done:
@@ -401,7 +440,8 @@ def evaluate_level(
     caller also wants confusion matrices. Every model gets ``accuracy``,
     ``balanced_accuracy``, ``f1_macro`` and ``roc_auc`` (from its class scores,
     ``models.class_scores``; none for a model with neither ``predict_proba`` nor
-    ``decision_function``); an unfitted one (None) gets one ``unfitted`` record.
+    ``decision_function``); an unfitted one (None) gets one ``unfitted`` record, a failed one
+    (``FailedFit``) one ``failed`` record.
 
     For ``subpopulation`` each model also gets ``subpopulation_accuracy``: its
     accuracy on the clean test rows inside the attacked cluster.
@@ -421,6 +461,8 @@ def evaluate_level(
     for (trial, attack, model, defense), estimator in models.items():
         if estimator is None:  # the defence kept too little to fit on (can_fit)
             rows.append((level, trial, attack, model, defense, "", UNFITTED, 1.0))
+        elif isinstance(estimator, FailedFit):  # its error: failed_fits
+            rows.append((level, trial, attack, model, defense, "", FAILED, 1.0))
     with one_blas_thread():
         rows.extend(_model_records(models, dataset, test_masks, infos, level, predictions))
     masks = {(s.trial, s.attack): s.data.mask for s in sets}
@@ -638,6 +680,7 @@ def summarize(
             RECOVERY,
             DEFENCE_COST,
             UNFITTED,
+            FAILED,
             "precision",
             "recall",
             "f1",
@@ -683,7 +726,7 @@ def run_level(
     sets = list(poison_level(dataset, test_masks, config, level))
     names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
     detections = detect_level(sets, config, dataset.n_classes, names)
-    models = train_level(sets, detections, config)
+    models = train_level(sets, detections, config, dataset.feature_names)
     return evaluate_level(models, dataset, test_masks, sets, detections, level)
 
 

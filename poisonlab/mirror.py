@@ -227,7 +227,7 @@ def representative_models(dataset, config: dict[str, Any]) -> dict[ChildKey, Any
     for level in config["poison"]["levels"]:
         sets = list(experiment.poison_level(dataset, masks, one_trial, level))
         detections = experiment.detect_level(sets, one_trial, dataset.n_classes, names)
-        fitted = experiment.train_level(sets, detections, one_trial)
+        fitted = experiment.train_level(sets, detections, one_trial, dataset.feature_names)
         for (_, attack, model, defense), estimator in fitted.items():
             models[(float(level), attack, model, defense)] = estimator
     return models

@@ -178,4 +178,6 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn.metrics._dist_metrics.EuclideanDistance64",
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.tree._tree.Tree",
+    # The user model's first step: the feature names it sees (models.NamedColumns).
+    "poisonlab.models.NamedColumns",
 ]

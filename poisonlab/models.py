@@ -10,25 +10,28 @@ kind is built by ``make_model``, the one place a model comes from.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
+import inspect
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import sklearn
-from sklearn.base import BaseEstimator, clone, is_classifier
+from sklearn.base import BaseEstimator, TransformerMixin, clone, is_classifier
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from poisonlab.errors import PoisonlabError
-from poisonlab.usercode import call_user_code, import_reference
+from poisonlab.usercode import call_user_code, import_reference, one_line
 
 
 @dataclass(frozen=True)
@@ -76,21 +79,24 @@ def model_kind(name: str, section: Any) -> str | None:
     return None
 
 
-def make_model(name: str, params: dict[str, Any], random_state: int) -> BaseEstimator:
+def make_model(
+    name: str, params: dict[str, Any], random_state: int, columns: list[str] | None = None
+) -> BaseEstimator:
     """An unfitted estimator for model ``name`` from its config section ``params``.
 
     Built-ins get their hyper-parameters, and scaled ones a StandardScaler in
-    front; a user model is built by ``user_model``; a certified model (its section
-    has ``aggregate``) is a ``PartitionAggregation`` around its base model, which is
-    built here in turn. Every ``random_state`` is set, so that fits are reproducible.
+    front; a user model is built by ``user_model`` (``columns``, the dataset's
+    feature names, are for it); a certified model (its section has ``aggregate``)
+    is a ``PartitionAggregation`` around its base model, which is built here in
+    turn. Every ``random_state`` is set, so that fits are reproducible.
     """
     kind = model_kind(name, params)
     if kind == USER:
-        return user_model(name, params, random_state)
+        return user_model(name, params, random_state, columns)
     if kind == CERTIFIED:
         from poisonlab.certify.aggregate import aggregate_model
 
-        return aggregate_model(params, random_state)
+        return aggregate_model(params, random_state, columns)
     spec = MODELS[name]
     estimator = spec.estimator(**params)
     if "random_state" in estimator.get_params():
@@ -98,22 +104,33 @@ def make_model(name: str, params: dict[str, Any], random_state: int) -> BaseEsti
     return make_pipeline(StandardScaler(), estimator) if spec.scaled else estimator
 
 
-def user_model(name: str, section: dict[str, Any], random_state: int) -> BaseEstimator:
-    """The user's estimator: ``section["estimator"]`` called with the section's other keys.
+def user_model(
+    name: str, section: dict[str, Any], random_state: int, columns: list[str] | None = None
+) -> BaseEstimator:
+    """The user's estimator: ``section["estimator"]`` called with the section's other keys,
+    or, where it names an estimator instance, a clone of it with them set.
 
     Cloned, so every fit starts unfitted even if the factory hands out one shared
-    instance; every ``random_state`` (a Pipeline's steps' too) is set.
+    instance; every ``random_state`` (a Pipeline's steps' too) is set. With
+    ``columns`` it is the last step of a Pipeline whose first (``NamedColumns``)
+    turns the feature array into a DataFrame under those names, as a team's
+    pipeline selecting columns by name expects.
     """
     field = f"train.{name}.estimator"
     reference = section["estimator"]
     factory = import_reference(reference, field)
-    if not callable(factory):
+    kwargs = {key: value for key, value in section.items() if key != "estimator"}
+    if isinstance(factory, BaseEstimator):  # an instance: its parameters, then the section's
+        estimator = call_user_code(
+            clone(factory).set_params, f"config: {field}", reference, **kwargs
+        )
+    elif callable(factory):
+        estimator = call_user_code(factory, f"config: {field}", reference, **kwargs)
+    else:
         raise PoisonlabError(
             f"config: {field} = {reference!r} is a {type(factory).__name__}, not a class or "
-            "factory; name one that returns a scikit-learn classifier"
+            "factory, nor an estimator; name one that gives a scikit-learn classifier"
         )
-    kwargs = {key: value for key, value in section.items() if key != "estimator"}
-    estimator = call_user_code(factory, f"config: {field}", reference, **kwargs)
     try:
         estimator = clone(estimator)
     except (TypeError, RuntimeError) as error:
@@ -123,7 +140,63 @@ def user_model(name: str, section: dict[str, Any], random_state: int) -> BaseEst
             "scikit-learn-compatible classifier (get_params, fit, predict)"
         ) from None
     seeded = {key: random_state for key in estimator.get_params() if _is_random_state(key)}
-    return estimator.set_params(**seeded)
+    estimator.set_params(**seeded)
+    if columns is None:
+        return estimator
+    return Pipeline([("columns", NamedColumns(list(columns))), ("model", estimator)])
+
+
+class NamedColumns(TransformerMixin, BaseEstimator):
+    """Feature rows as a pandas DataFrame under the dataset's feature names.
+
+    Every model here is fitted and asked for predictions on float arrays; in front
+    of a user's model, this step turns them into the table a team's pipeline
+    expects (a ``ColumnTransformer`` selecting columns by name). A DataFrame given
+    to it (an MLflow input example) has its columns picked by name.
+    """
+
+    def __init__(self, columns: list[str] | None = None):
+        self.columns = columns
+
+    def fit(self, X: Any, y: Any = None) -> NamedColumns:
+        return self
+
+    def transform(self, X: Any) -> pd.DataFrame:
+        if isinstance(X, pd.DataFrame):
+            return X[list(self.columns)]
+        return pd.DataFrame(np.asarray(X), columns=list(self.columns))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(self.columns, dtype=object)
+
+
+def misspelt_keywords(name: str, section: dict[str, Any]) -> list[str]:
+    """Warnings for a user model's keys that its class does not name but nearly does.
+
+    A class taking ``**kwargs`` accepts any key: LightGBM passes one it does not
+    know to its booster, which ignores it, so ``n_estimator: 20`` leaves 100 trees
+    without a word. Only near misses of a named parameter are named here: other
+    keys may be the library's own aliases (``min_data_in_leaf``).
+    """
+    factory = import_reference(section["estimator"], f"train.{name}.estimator")
+    cls = type(factory) if isinstance(factory, BaseEstimator) else factory
+    if not isinstance(cls, type):  # a factory function: Python checks its keywords
+        return []
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return []
+    named = [p.name for p in parameters if p.name != "self" and p.kind is not p.VAR_KEYWORD]
+    warnings = []
+    for key in section:
+        if key == "estimator" or key in named:
+            continue
+        close = difflib.get_close_matches(key, named, n=1, cutoff=0.8)
+        if close:
+            warnings.append(
+                f"train.{name}.{key} is not a parameter of {cls.__name__}, which passes it on "
+                f"unchecked; did you mean {close[0]}?"
+            )
+    return warnings
 
 
 def _is_random_state(param: str) -> bool:
@@ -144,9 +217,17 @@ def user_model_params(name: str, section: dict[str, Any] | None) -> dict[str, st
 
 
 def fit_model(
-    name: str, params: dict[str, Any], X: np.ndarray, y: np.ndarray, random_state: int
+    name: str,
+    params: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    random_state: int,
+    columns: list[str] | None = None,
 ) -> BaseEstimator:
     """Fit a model; with fewer than two classes left, predict the one there is.
+
+    ``columns``, the dataset's feature names, are what a user's model sees its
+    features under (``user_model``).
 
     The hyper-parameters were checked once, with the config (``check_model_params``),
     so scikit-learn's per-fit parameter validation is skipped: a level fits
@@ -155,7 +236,7 @@ def fit_model(
     if len(np.unique(y)) < 2:
         return DummyClassifier(strategy="most_frequent").fit(X, y)
     with sklearn_checks(X):
-        return make_model(name, params, random_state).fit(X, y)
+        return make_model(name, params, random_state, columns).fit(X, y)
 
 
 def sklearn_checks(X: np.ndarray) -> contextlib.AbstractContextManager:
@@ -291,13 +372,36 @@ def _check_classifier(name: str, section: dict[str, Any], estimator: Any) -> Non
         )
 
 
-def check_user_model(name: str, section: dict[str, Any], X: np.ndarray, y: np.ndarray) -> None:
+def check_user_model(
+    name: str, section: dict[str, Any], X: np.ndarray, y: np.ndarray, columns: list[str]
+) -> None:
     """Fit a user model on a few rows of the real data and predict them: the right number
     of predictions, each one of the classes it was fitted on. Raises a PoisonlabError
-    naming ``train.<name>.estimator`` otherwise."""
+    naming ``train.<name>.estimator`` otherwise.
+
+    scikit-learn checks the model's parameters here (a run skips that check), so a
+    bad value is named now. A fit that fails over a column also lists the columns
+    the model sees, which ``dataset.encode`` may have renamed.
+    """
     field = f"train.{name}.estimator"
     reference = section["estimator"]
-    fitted = call_user_code(fit_model, f"config: {field}", reference, name, section, X, y, 0)
+    model = make_model(name, section, 0, columns)
+    try:
+        fitted = call_user_code(model.fit, f"config: {field}", reference, X, y)
+    except PoisonlabError as error:
+        if "column" not in str(error.__cause__).lower():
+            raise
+        shown = ", ".join(columns[:12]) + (f", ... ({len(columns)})" if len(columns) > 12 else "")
+        fix = "select among them"
+        if any("=" in column for column in columns):  # dataset.encode's one-hot column=value
+            fix += (
+                ", or set dataset.encode: ordinal to keep each text column under its own "
+                "name (as codes 0..k-1)"
+            )
+        raise PoisonlabError(
+            f"config: {field}: {reference} raised {one_line(error.__cause__)}; it is given a "
+            f"DataFrame of the columns {shown}: {fix}"
+        ) from None
     predicted = np.asarray(call_user_code(fitted.predict, f"config: {field}", reference, X))
     if predicted.shape != y.shape or not np.isin(predicted, y).all():
         raise PoisonlabError(

@@ -8,6 +8,7 @@ training split. A bad input then costs a second, not a failed job.
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -76,21 +77,53 @@ def check_user_code(dataset: Dataset, config: dict[str, Any]) -> None:
     A model must fit them and predict one known class per row; a gate must
     return one flag (and score) per row. ``validate_config`` already imported
     them; here they meet the data, so a wrong schema or shape fails now, in one
-    line naming the field, not in a pipeline task.
+    line naming the field, not in a pipeline task. Code that fails on the few
+    rows is tried on the whole table before it is refused: some needs more rows
+    (10-fold cross-validation, early stopping's validation split).
     """
     from poisonlab.detectors import DETECTORS, TableNames
     from poisonlab.detectors.user import run_gate
-    from poisonlab.models import USER, check_user_model, model_kind
+    from poisonlab.models import CERTIFIED, USER, check_user_model, model_kind
 
+    names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
+    sections = {}
+    for name in config["train"]["models"]:
+        section = config["train"][name]
+        if model_kind(name, section) == USER:
+            sections[name] = section
+        elif model_kind(name, section) == CERTIFIED:  # its base may be a user model
+            base, params = section["base"], section["base_params"]
+            if model_kind(base, params) == USER:
+                sections[base] = params
+    checks = [
+        functools.partial(check_user_model, name, section, columns=names.features)
+        for name, section in sections.items()
+    ]
+    checks += [
+        functools.partial(run_gate, name, config["validate"][name], names=names)
+        for name in config["validate"]["detectors"]
+        if name not in DETECTORS
+    ]
     rows = sample_rows(dataset.y)
-    X, y = dataset.X[rows], dataset.y[rows]
+    for check in checks:
+        try:
+            check(X=dataset.X[rows], y=dataset.y[rows])
+        except PoisonlabError as on_few_rows:
+            try:
+                check(X=dataset.X, y=dataset.y)
+            except PoisonlabError:
+                raise on_few_rows from None
+
+
+def user_model_warnings(config: dict[str, Any]) -> list[str]:
+    """Keys of the user's model sections that look misspelt (``models.misspelt_keywords``)."""
+    from poisonlab.models import USER, misspelt_keywords, model_kind
+
+    warnings = []
     for name in config["train"]["models"]:
         if model_kind(name, config["train"][name]) == USER:
-            check_user_model(name, config["train"][name], X, y)
-    names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
-    for name in config["validate"]["detectors"]:
-        if name not in DETECTORS:
-            run_gate(name, config["validate"][name], X, y, names)
+            warnings += misspelt_keywords(name, config["train"][name])
+    return warnings
 
 
 def data_warnings(
@@ -107,8 +140,9 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
 
     Raises PoisonlabError (one line, naming the field and the fix) on any
     problem a pipeline task would otherwise meet later. What would quietly mislead
-    (``data_warnings``) gets a one-line warning each on stderr once every check has
-    passed (so an error stays the one line printed), and the run goes on.
+    (``data_warnings``, ``user_model_warnings``) gets a one-line warning each on
+    stderr once every check has passed (so an error stays the one line printed),
+    and the run goes on.
     """
     settings = config["dataset"]
     frame, dataset, _ = read_configured(settings)
@@ -123,6 +157,7 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
     )
     check_classes_survive(dataset, test_masks, config)
     check_user_code(dataset, config)
-    for warning in data_warnings(frame, dataset, test_masks, settings):
+    warnings = data_warnings(frame, dataset, test_masks, settings)
+    for warning in [*warnings, *user_model_warnings(config)]:
         print(f"warning: {warning}", file=sys.stderr)
     return dataset

@@ -75,6 +75,7 @@ def quantity_level(config: dict[str, Any], level: float) -> pd.DataFrame:
                     poisoned.X,
                     poisoned.y,
                     derive_seed(seed, "quantity", "model", trial, model),
+                    dataset.feature_names,
                 )
                 scores = classification_metrics(
                     dataset.y[test], estimator.predict(dataset.X[test]), dataset.n_classes

@@ -20,6 +20,7 @@ import pandas as pd
 from poisonlab.config import canonical_json, config_hash
 from poisonlab.experiment import (
     DEFENCE_COST,
+    FAILED,
     NO_DEFENSE,
     RECOVERY,
     UNFITTED,
@@ -141,7 +142,9 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
         for level in levels:
             if (level, RECOVERY) in by:
                 cell = _interval(by[(level, RECOVERY)], 2)
-            elif (level, UNFITTED) in by and (level, "accuracy") not in by:
+            elif (level, "accuracy") not in by and (
+                (level, UNFITTED) in by or (level, FAILED) in by
+            ):
                 cell = "not fitted"
             else:
                 cell = "no measurable loss"
@@ -166,6 +169,23 @@ def unfitted_notes(summary: pd.DataFrame, detection: pd.DataFrame, trials: int) 
             f"At level {level:g} under {attack}, the {defense} defence {removed}left fewer "
             f"than two classes or too few rows in {int(frame['n'].max())} of {trials} trials: "
             f"models trained on its kept rows have no metrics there; every other result stands."
+        )
+    return notes
+
+
+def failed_fit_notes(provenance: dict, trials: int) -> list[str]:
+    """A sentence per level, attack and model whose fit raised on some split, with the
+    first error: that model has no metrics there, the rest of the level stands."""
+    fits = pd.DataFrame(provenance.get("failed_fits") or [])
+    notes = []
+    if fits.empty:
+        return notes
+    for (level, attack, model), frame in fits.groupby(["level", "attack", "model"], sort=False):
+        notes.append(
+            f"At level {level:g} under {attack}, model {model} failed to fit in "
+            f"{frame['trial'].nunique()} of {trials} trials: {frame['error'].iloc[0]}. It has "
+            "no metrics there (its breakdown point is over the other levels); every other "
+            "result stands."
         )
     return notes
 
@@ -224,7 +244,10 @@ class Report:
         self.metric, self.metric_reason = headline(config, provenance)
         self.points = breakdown_points(summary, self.drop, self.metric)
         self.findings = findings(summary, detection, self.points, self.drop, self.metric)
-        self.unfitted = unfitted_notes(summary, detection, config["trials"])
+        self.unfitted = [
+            *unfitted_notes(summary, detection, config["trials"]),
+            *failed_fit_notes(provenance, config["trials"]),
+        ]
         self.defences = defence_table(summary)
         q = config["quantity"]
         self.quantity_answers = (
@@ -418,7 +441,8 @@ class Report:
         return "\n".join(parts)
 
     def markdown(self) -> str:
-        lines = ["# Data-poisoning report", "", self._intro(), ""]
+        lines = ["# Data-poisoning report", "", *failed_levels_markdown(self.provenance)]
+        lines += [self._intro(), ""]
         lines += [f"- {note}" for note in [*self._data_notes(), *self._level_notes()]]
         lines += ["", "## Findings", ""]
         lines += [f"- {s}" for s in [*self.findings, *self.unfitted]]
@@ -518,6 +542,20 @@ def failed_levels_html(provenance: dict) -> str:
         f"<strong>{len(failed)} poison level(s) failed</strong>; their rows are missing "
         f"from every table below, the other levels are complete.<ul>{items}</ul></div>"
     )
+
+
+def failed_levels_markdown(provenance: dict) -> list[str]:
+    """The lines of ``failed_levels_html``'s warning in Markdown (none if no level failed)."""
+    failed = provenance.get("failed_levels") or []
+    if not failed:
+        return []
+    return [
+        f"**{len(failed)} poison level(s) failed**; their rows are missing from every table "
+        "below, the other levels are complete.",
+        "",
+        *(f"- level {f['level']:g}: {f['step']} failed: `{f['error']}`" for f in failed),
+        "",
+    ]
 
 
 def hashes_html(provenance: dict) -> str:

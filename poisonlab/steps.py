@@ -171,6 +171,7 @@ def train(config_json: str, poisoned_path: str, detections_path: str, models_pat
             experiment.read_poisoned(poisoned_path, mask=False),
             experiment.read_detections(detections_path),
             config,
+            read_metadata(poisoned_path)["feature_names"],
         )
         experiment.write_models(models, models_path)
 
@@ -246,7 +247,14 @@ def evaluate(
         certified = certified_records(models, dataset.X, dataset.y, masks, poisoned_rows, level)
         certified.to_parquet(certified_path, index=False)
         hashes = experiment.poisoned_hashes(poisoned_path)
-        _attach(records_path, {"poison_level": level, "poisoned_sha256": hashes})
+        _attach(
+            records_path,
+            {
+                "poison_level": level,
+                "poisoned_sha256": hashes,
+                "failed_fits": experiment.failed_fits(models),
+            },
+        )
         confusion = experiment.confusion_level(predictions, dataset, masks, level)
         confusion.to_parquet(confusion_path, index=False)
         from poisonlab import quantity
@@ -329,6 +337,12 @@ def report(
     records = experiment.read_records(kept)
     # Which levels failed, and the SHA-256 of every poisoned variant of the others.
     provenance["failed_levels"] = failed
+    # Models that failed on some split of a level that stands (experiment.FailedFit).
+    provenance["failed_fits"] = [
+        {"level": meta["poison_level"], **fit}
+        for meta in map(_attached, kept)
+        for fit in meta.get("failed_fits", [])
+    ]
     provenance["poisoned_sha256"] = {
         f"{meta['poison_level']:g}": meta["poisoned_sha256"] for meta in map(_attached, kept)
     }

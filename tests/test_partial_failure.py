@@ -57,6 +57,7 @@ def test_a_failed_step_is_passed_along_its_level_and_reported(tmp_path: Path, mo
     assert [f["level"] for f in manifest["provenance"]["failed_levels"]] == [0.2]
     assert set(pd.read_csv(results / "summary.csv")["poison_level"]) == {0.0}
     assert "level 0.2: poison failed" in (results / "report.html").read_text()
+    assert "- level 0.2: poison failed" in (results / "report.md").read_text()
 
 
 def test_a_failing_level_on_the_local_runner_leaves_the_others(tmp_path: Path):

@@ -23,11 +23,12 @@ sys.path.insert(0, str(USERCODE))  # for the in-process tests below
 import submit  # noqa: E402
 from poisonlab import experiment, steps  # noqa: E402
 from poisonlab.config import canonical_json, validate_config  # noqa: E402
-from poisonlab.data import load_dataset  # noqa: E402
+from poisonlab.data import load_dataset, split_masks  # noqa: E402
 from poisonlab.detectors.user import TableNames, as_detection, run_gate  # noqa: E402
 from poisonlab.errors import PoisonlabError, run_cli  # noqa: E402
 from poisonlab.failures import read_failure  # noqa: E402
 from poisonlab.models import make_model, user_model_params  # noqa: E402
+from poisonlab.preflight import sample_rows  # noqa: E402
 from poisonlab.usercode import import_reference, parse_reference, user_modules  # noqa: E402
 
 IRIS_NAMES = TableNames(
@@ -427,3 +428,226 @@ def test_a_certified_model_wraps_the_users_pipeline():
                 train__cert={"aggregate": "dpa", "base": "mine", "base_params": {"C": 1.0}},
             )
         )
+
+
+# --- a team's own pipeline on a real table ----------------------------------------------
+
+CREDIT = str(ROOT / "tests" / "data" / "credit_data.csv")
+
+
+def _credit(encode: str):
+    """credit_data as a run loads it: ID dropped, gaps filled, text columns encoded."""
+    dataset, _ = load_dataset(
+        CREDIT, "Status", impute="most_frequent", encode=encode, drop_columns=["rownames"]
+    )
+    return dataset
+
+
+def test_a_pipeline_selecting_columns_by_name_is_given_the_datasets_columns():
+    """A ColumnTransformer by name works: the model sees a DataFrame under the dataset's
+    feature names (text columns under their own names with encode: ordinal), and a
+    DataFrame with those columns in another order (an MLflow input) predicts the same."""
+    from poisonlab.models import check_user_model, fit_model, predict_classes
+
+    credit = _credit("ordinal")
+    section = {"estimator": "my_pipeline:credit_pipeline", "C": 0.5}
+    rows = sample_rows(credit.y)
+    check_user_model("team", section, credit.X[rows], credit.y[rows], credit.feature_names)
+    fitted = fit_model("team", section, credit.X, credit.y, 0, credit.feature_names)
+    by_name = fitted.named_steps["model"].named_steps["columns"]
+    assert list(by_name.feature_names_in_) == credit.feature_names
+    shuffled = pd.DataFrame(credit.X, columns=credit.feature_names).iloc[:, ::-1]
+    assert np.array_equal(fitted.predict(shuffled), predict_classes(fitted, credit.X))
+
+
+def test_columns_a_pipeline_names_but_the_table_lacks_are_one_line_naming_the_fix():
+    """With one-hot encoding the text columns are Home=owner, ...: the check says so."""
+    from poisonlab.models import check_user_model
+
+    credit = _credit("onehot")
+    rows = sample_rows(credit.y)
+    with pytest.raises(PoisonlabError) as refused:
+        check_user_model(
+            "team",
+            {"estimator": "my_pipeline:credit_pipeline"},
+            credit.X[rows],
+            credit.y[rows],
+            credit.feature_names,
+        )
+    message = str(refused.value)
+    assert message.startswith("config: train.team.estimator: my_pipeline:credit_pipeline raised")
+    assert "Home=owner" in message and "dataset.encode: ordinal" in message
+    assert "\n" not in message
+
+
+def test_an_estimator_instance_is_cloned_with_the_sections_keys_set():
+    from my_pipeline import IRIS_MODEL
+
+    section = {"estimator": "my_pipeline:IRIS_MODEL", "classify__C": 0.25}
+    model = make_model("mine", section, random_state=5)
+    assert model.get_params()["classify__C"] == 0.25
+    assert model.get_params()["classify__random_state"] == 5
+    assert IRIS_MODEL.get_params()["classify__C"] == 1.0  # the user's object is not changed
+
+
+def test_the_check_names_a_bad_parameter_value_of_a_user_model():
+    """A run skips scikit-learn's parameter check; the check before it does not."""
+    from poisonlab.models import check_user_model
+
+    iris, _ = load_dataset("sklearn:iris")
+    rows = sample_rows(iris.y)
+    section = {"estimator": "sklearn.linear_model:LogisticRegression", "C": "big"}
+    with pytest.raises(PoisonlabError, match=r"train\.lr\.estimator: .*'C' parameter"):
+        check_user_model("lr", section, iris.X[rows], iris.y[rows], iris.feature_names)
+
+
+def test_a_schema_checking_a_type_the_table_lacks_is_refused_not_every_row_flagged():
+    iris, _ = load_dataset("sklearn:iris")
+    with pytest.raises(
+        PoisonlabError, match=r"column 'target' is \w+, checked for dtype\('int64'\)"
+    ):
+        run_gate("s", {"schema": "my_pipeline:NUMBERED_SPECIES"}, iris.X, iris.y, IRIS_NAMES)
+
+
+def test_a_model_failing_on_a_poisoned_split_fails_alone_with_a_one_line_reason():
+    """Clean Iris training splits hold as many rows of each class; flipped labels do not.
+    The failing model gets a ``failed`` record and a note naming it and the split; the
+    other model of the level keeps its metrics."""
+    from poisonlab.report import failed_fit_notes
+
+    iris, _ = load_dataset("sklearn:iris")
+    config = validate_config(
+        _own(
+            models=["even", "logistic_regression"],
+            train__even={"estimator": "my_pipeline:FailsOnUnevenClasses"},
+        )
+        | {"trials": 1, "poison": {"levels": [0.0, 0.1], "attacks": ["label_flip"]}}
+    )
+    masks = split_masks(iris.y, 0.2, 0, 1)
+    clean = list(experiment.poison_level(iris, masks, config, 0.0))
+    assert experiment.failed_fits(experiment.train_level(clean, {}, config)) == []
+    flipped = list(experiment.poison_level(iris, masks, config, 0.1))
+    models = experiment.train_level(flipped, {}, config, iris.feature_names)
+    error = (
+        "train.even: fitting trial 0's label_flip set (defence none) raised "
+        "FloatingPointError: the solver diverged"
+    )
+    failed = experiment.failed_fits(models)
+    assert failed == [
+        {"trial": 0, "attack": "label_flip", "model": "even", "defense": "none", "error": error}
+    ]
+    records = experiment.evaluate_level(models, iris, masks, flipped, {}, 0.1)
+    by_model = records[records["detector"] == ""].groupby("model")["metric"].apply(set)
+    assert by_model["even"] == {experiment.FAILED}
+    assert "accuracy" in by_model["logistic_regression"]
+    [note] = failed_fit_notes({"failed_fits": [{"level": 0.1, **f} for f in failed]}, 1)
+    assert note.startswith(
+        f"At level 0.1 under label_flip, model even failed to fit in 1 of 1 trials: {error}."
+    )
+
+
+def test_a_users_scikit_learn_pipeline_is_stored_with_skops_not_pickle(tmp_path):
+    """Its NamedColumns step is a trusted type, so skops stores it (no pickle), and the
+    model loaded back predicts from a DataFrame of the feature columns."""
+    import mlflow.sklearn
+
+    from poisonlab.model_folders import example_rows, save_model_folder
+    from poisonlab.models import fit_model
+
+    iris, _ = load_dataset("sklearn:iris")
+    fitted = fit_model(
+        "mine", {"estimator": "my_pipeline:make_pipeline"}, iris.X, iris.y, 0, iris.feature_names
+    )
+    folder = tmp_path / "model"
+    assert save_model_folder(fitted, example_rows(iris), folder, (0.0, "a", "mine", "none")) == (
+        "skops"
+    )
+    loaded = mlflow.sklearn.load_model(str(folder))
+    frame = pd.DataFrame(iris.X, columns=iris.feature_names)
+    assert np.array_equal(loaded.predict(frame), fitted.predict(iris.X))
+
+
+def test_code_needing_more_rows_than_the_check_sample_is_tried_on_the_whole_table():
+    """Early stopping holds out 10% of the rows, fewer than 3 classes of Iris's 15-row
+    sample: refusing it would be wrong, as the run fits it on 120 rows."""
+    from poisonlab.preflight import check_user_code
+
+    iris, _ = load_dataset("sklearn:iris")
+    section = {
+        "estimator": "sklearn.ensemble:HistGradientBoostingClassifier",
+        "early_stopping": True,
+        "max_iter": 5,
+    }
+    config = validate_config(_own(models=["early"], train__early=section))
+    check_user_code(iris, config)  # no error
+    broken = validate_config(
+        _own(detectors=["g"], validate__g={"detector": "my_pipeline:wrong_shape"})
+    )
+    with pytest.raises(PoisonlabError, match=r"returned shape \(14,\) for 15 rows"):
+        check_user_code(iris, broken)  # still refused, with the sample's error
+
+
+def test_a_users_knn_pipeline_keeps_its_knn_certificate():
+    """Its Pipeline sits behind NamedColumns: the certificate looks inside it."""
+    from poisonlab.certify.evaluation import certify_model
+    from poisonlab.models import fit_model
+
+    iris, _ = load_dataset("sklearn:iris")
+    section = {"estimator": "my_pipeline:scaled_knn"}
+    fitted = fit_model("near", section, iris.X, iris.y, 0, iris.feature_names)
+    predicted, _ = certify_model(fitted, iris.X[:10])
+    assert np.array_equal(predicted, fitted.predict(iris.X[:10]))
+
+
+def test_the_user_base_model_of_a_certified_model_meets_the_data_before_the_run():
+    from poisonlab.preflight import check_user_code
+
+    iris, _ = load_dataset("sklearn:iris")
+    config = validate_config(
+        _own(
+            models=["cert"],
+            train__cert={"aggregate": "dpa", "base": "mine", "partitions": 5},
+            train__mine={"estimator": "my_pipeline:credit_pipeline"},
+        )
+    )
+    with pytest.raises(PoisonlabError) as refused:
+        check_user_code(iris, config)
+    message = str(refused.value)
+    assert message.startswith("config: train.mine.estimator: my_pipeline:credit_pipeline raised")
+    assert message.endswith("petal width (cm): select among them")  # no text columns here
+
+
+def test_a_gates_series_is_read_by_its_index_not_its_position():
+    """A Series built class by class (pd.concat over groups) is out of row order."""
+    out_of_order = pd.Series([True, False, False], index=[2, 0, 1])
+    scores = pd.Series([3.0, 1.0, 2.0], index=[2, 0, 1])
+    found = as_detection((scores, out_of_order), 3, "validate.g.detector", "m:f")
+    assert found.flags.tolist() == [False, False, True]
+    assert found.scores.tolist() == [1.0, 2.0, 3.0]
+    foreign = pd.Series([True, False, False], index=[10, 11, 12])
+    with pytest.raises(PoisonlabError, match=r"validate\.g\.detector: m:f .*index is not"):
+        as_detection(foreign, 3, "validate.g.detector", "m:f")
+
+
+def test_the_command_names_a_failed_fit_once_and_exits_1(tmp_path, capsys):
+    fit = {"level": 0.1, "attack": "label_flip", "model": "even", "defense": "none"}
+    fits = [{**fit, "trial": trial, "error": f"train.even: trial {trial}"} for trial in (0, 1)]
+    manifest = {"provenance": {"failed_levels": [], "failed_fits": fits}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert submit.report_failed_levels(tmp_path) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: model even failed to fit at poison level 0.1 under label_flip")
+    assert "(train.even: trial 0)" in line
+
+
+def test_a_near_miss_of_a_parameter_a_kwargs_class_would_swallow_is_warned():
+    """LightGBM takes any key and ignores one it does not know: n_estimator left 100 trees."""
+    from poisonlab.models import misspelt_keywords
+
+    lgbm = {"estimator": "lightgbm:LGBMClassifier", "n_estimator": 20, "min_data_in_leaf": 5}
+    assert misspelt_keywords("lgbm", lgbm) == [
+        "train.lgbm.n_estimator is not a parameter of LGBMClassifier, which passes it on "
+        "unchecked; did you mean n_estimators?"
+    ]
+    named = {"estimator": "sklearn.linear_model:LogisticRegression", "C": 2.0}
+    assert misspelt_keywords("lr", named) == []  # no **kwargs: scikit-learn refuses a typo

@@ -40,6 +40,7 @@ class PartitionAggregation(ClassifierMixin, BaseEstimator):
     partitions : k, the number of partitions (DPA) or of bucket groups (finite aggregation).
     spread : d, the buckets each base model trains on; 1 is DPA, more is finite aggregation.
     random_state : the seed; base model i gets a seed derived from it and i alone.
+    columns : the dataset's feature names, under which a user's base model sees its rows.
 
     A bucket holding one class predicts it; an empty one abstains (it votes for
     no class, and the certificates count it as a vote the attacker may take).
@@ -53,12 +54,14 @@ class PartitionAggregation(ClassifierMixin, BaseEstimator):
         partitions: int = 20,
         spread: int = 1,
         random_state: int = 0,
+        columns: list[str] | None = None,
     ):
         self.base = base
         self.base_params = base_params
         self.partitions = partitions
         self.spread = spread
         self.random_state = random_state
+        self.columns = columns
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> PartitionAggregation:
         X = np.asarray(X, dtype=np.float64)
@@ -91,7 +94,7 @@ class PartitionAggregation(ClassifierMixin, BaseEstimator):
         if len(present) == 1:
             return int(present[0])
         seed = derive_seed(self.random_state, "partition", model)
-        return make_model(self.base, self.base_params or {}, seed).fit(X, codes)
+        return make_model(self.base, self.base_params or {}, seed, self.columns).fit(X, codes)
 
     def base_predictions(self, X: np.ndarray) -> np.ndarray:
         """Each base model's class code per row (rows x models); -1 where it abstains."""
@@ -140,12 +143,16 @@ def _rows(
     return X[rows], codes[rows]
 
 
-def aggregate_model(section: dict[str, Any], random_state: int) -> PartitionAggregation:
-    """The unfitted certified model of a checked ``train.<name>`` section with ``aggregate``."""
+def aggregate_model(
+    section: dict[str, Any], random_state: int, columns: list[str] | None = None
+) -> PartitionAggregation:
+    """The unfitted certified model of a checked ``train.<name>`` section with ``aggregate``
+    (``columns``: the feature names a user's base model sees)."""
     return PartitionAggregation(
         base=section["base"],
         base_params=section["base_params"],
         partitions=section["partitions"],
         spread=section["spread"] if section["aggregate"] == "finite_aggregation" else 1,
         random_state=random_state,
+        columns=columns,
     )

@@ -51,6 +51,8 @@ def _knn_certificate(estimator: Any, X: np.ndarray) -> tuple[np.ndarray, dict] |
     from sklearn.pipeline import Pipeline
 
     steps = estimator.steps if isinstance(estimator, Pipeline) else [("knn", estimator)]
+    while isinstance(steps[-1][1], Pipeline):  # a user's pipeline, after models.NamedColumns
+        steps = [*steps[:-1], *steps[-1][1].steps]
     knn = steps[-1][1]
     if not isinstance(knn, KNeighborsClassifier) or knn.weights != "uniform":
         return None

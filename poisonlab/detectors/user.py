@@ -83,9 +83,9 @@ def as_detection(found: Any, n: int, field: str, reference: str) -> Detection:
     if isinstance(found, tuple):
         if len(found) != 2:
             raise PoisonlabError(f"{field}: {reference} returned {len(found)} values; {contract}")
-        scores, flags = (np.asarray(part) for part in found)
+        scores, flags = (in_row_order(part, n, field, reference) for part in found)
     else:
-        flags = np.asarray(found)
+        flags = in_row_order(found, n, field, reference)
         scores = flags.astype(np.float64) if flags.dtype == bool else flags
     if flags.shape != (n,) or scores.shape != (n,):
         shapes = flags.shape if scores.shape == flags.shape else (scores.shape, flags.shape)
@@ -99,6 +99,24 @@ def as_detection(found: Any, n: int, field: str, reference: str) -> Detection:
             f"{field}: {reference} returned scores that are not all finite numbers; {contract}"
         )
     return Detection(scores.astype(np.float64), flags)
+
+
+def in_row_order(values: Any, n: int, field: str, reference: str) -> np.ndarray:
+    """A gate's per-row values as an array in the table's row order.
+
+    A pandas Series is put in order by its index, which must hold the rows'
+    labels (0..n-1, as in the X the gate was given): a Series built class by
+    class (``pd.concat`` over groups) is in another order, and read by position
+    its flags would land on other rows.
+    """
+    if not isinstance(values, pd.Series) or values.index.equals(pd.RangeIndex(n)):
+        return np.asarray(values)
+    if values.index.sort_values().equals(pd.RangeIndex(n)):
+        return values.sort_index().to_numpy()
+    raise PoisonlabError(
+        f"{field}: {reference} returned a Series whose index is not the rows of X "
+        "(0..n-1); return it indexed like X, or a numpy array in X's row order"
+    )
 
 
 def load_schema(name: str, section: dict[str, Any]) -> Any:
@@ -143,13 +161,21 @@ def schema_gate(
         ) from error
     else:
         return nothing_flagged(n)
-    whole = cases[cases["index"].isna()]
+    # A type is the same on every split (features float, the label text), so a type
+    # check pandera reports row by row is about the table too: it would flag every row.
+    typed = cases["check"].astype(str).str.startswith(("dtype(", "coerce_dtype("))
+    whole = cases[cases["index"].isna() | typed]
     if len(whole):
         first = whole.iloc[0]
+        column = first["column"]
+        if isinstance(column, str) and column in table.columns:
+            found = f"column {column!r} is {table[column].dtype}, checked for {first['check']}"
+        else:
+            found = f"{first['check']} {first['failure_case']!r}"
         raise PoisonlabError(
-            f"{field}: {section[SCHEMA]} fails on the table as a whole ({first['check']} "
-            f"{first['failure_case']!r}), not on rows; it must describe the columns "
-            f"{', '.join(table.columns)}"
+            f"{field}: {section[SCHEMA]} fails on the table as a whole ({found}), not on "
+            f"rows; it must describe the columns {', '.join(table.columns)} (features as "
+            "floats after dataset.impute and dataset.encode, the label as text)"
         )
     counts = cases["index"].astype(np.int64).value_counts()
     scores = np.zeros(n)

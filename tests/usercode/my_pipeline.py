@@ -7,9 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+from sklearn.pipeline import make_pipeline as chain
+from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures, StandardScaler
 
 
 def make_pipeline(C: float = 1.0, degree: int = 2) -> Pipeline:
@@ -21,6 +25,26 @@ def make_pipeline(C: float = 1.0, degree: int = 2) -> Pipeline:
             ("classify", LogisticRegression(C=C, max_iter=2000)),
         ]
     )
+
+
+# The same model as an instance: named in a config, it is cloned and given the section's keys.
+IRIS_MODEL = make_pipeline()
+
+CREDIT_NUMBERS = ["Seniority", "Time", "Age", "Expenses", "Income", "Assets", "Debt", "Amount"]
+CREDIT_TEXT = ["Home", "Marital", "Records", "Job"]
+
+
+def credit_pipeline(C: float = 1.0) -> Pipeline:
+    """A credit team's model, selecting columns by name as they do on their warehouse export:
+    numbers imputed and scaled, text categories one-hot encoded, classes weighted."""
+    columns = ColumnTransformer(
+        [
+            ("numbers", chain(SimpleImputer(strategy="median"), StandardScaler()), CREDIT_NUMBERS),
+            ("text", OneHotEncoder(handle_unknown="ignore"), CREDIT_TEXT),
+        ]
+    )
+    classify = LogisticRegression(C=C, class_weight="balanced", max_iter=2000)
+    return Pipeline([("columns", columns), ("classify", classify)])
 
 
 # The team's data contract for Iris: each measurement within a plausible range (a little
@@ -73,3 +97,30 @@ def fails_on_large_tables(X: pd.DataFrame, y: pd.Series):
     if len(X) > 50:
         raise ValueError("this gate cannot handle more than 50 rows")
     return np.zeros(len(X), dtype=bool)
+
+
+# The species as numbers: a type no table here has (features are floats, labels text).
+NUMBERED_SPECIES = pa.DataFrameSchema({"target": pa.Column(int, pa.Check.isin([0, 1, 2]))})
+
+
+class FailsOnUnevenClasses(ClassifierMixin, BaseEstimator):
+    """A model that fits a split with as many rows of every class, and raises on another."""
+
+    def fit(self, X, y):
+        if len(set(np.bincount(y).tolist())) > 1:
+            raise FloatingPointError("the solver diverged")
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+    def predict_proba(self, X):
+        return np.tile(np.eye(len(self.classes_))[0], (len(X), 1))
+
+
+def scaled_knn(n_neighbors: int = 5) -> Pipeline:
+    """A team's nearest-neighbour model: scaled features, uniform votes."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return chain(StandardScaler(), KNeighborsClassifier(n_neighbors=n_neighbors))
