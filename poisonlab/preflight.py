@@ -20,6 +20,18 @@ from poisonlab.data import Dataset, read_configured, split_masks, table_warnings
 from poisonlab.errors import PoisonlabError
 
 
+def trial_splits(dataset: Dataset, config: dict[str, Any]) -> np.ndarray:
+    """Every trial's test mask under the config's test size, seed and trials
+    (``split_masks``): the splits the run uses."""
+    return split_masks(
+        dataset.y,
+        config["dataset"]["test_size"],
+        config["seed"],
+        config["trials"],
+        dataset.class_names,
+    )
+
+
 def check_classes_survive(dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any]) -> None:
     """Fail if some attack at some level leaves a class with no training rows.
 
@@ -148,13 +160,7 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
     frame, dataset, _ = read_configured(settings)
     # Attack parameters naming classes or features must fit this dataset.
     dataset_attack_params(config, dataset.class_names, dataset.feature_names)
-    test_masks = split_masks(
-        dataset.y,
-        config["dataset"]["test_size"],
-        config["seed"],
-        config["trials"],
-        dataset.class_names,
-    )
+    test_masks = trial_splits(dataset, config)
     check_classes_survive(dataset, test_masks, config)
     check_user_code(dataset, config)
     warnings = data_warnings(frame, dataset, test_masks, settings)

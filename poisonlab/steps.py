@@ -25,7 +25,6 @@ from poisonlab.data import (
     read_dataset,
     read_metadata,
     read_splits,
-    split_masks,
     write_dataset,
     write_splits,
 )
@@ -37,7 +36,7 @@ from poisonlab.failures import (
     split_failures,
     write_failure,
 )
-from poisonlab.preflight import check_classes_survive, data_warnings
+from poisonlab.preflight import check_classes_survive, data_warnings, trial_splits
 
 
 def _checked(config_json: str) -> dict[str, Any]:
@@ -62,13 +61,7 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
             f"dataset.source: {config['dataset']['source']} changed after the run started "
             "(its SHA-256 differs); start the run again"
         )
-    masks = split_masks(
-        dataset.y,
-        config["dataset"]["test_size"],
-        config["seed"],
-        config["trials"],
-        dataset.class_names,
-    )
+    masks = trial_splits(dataset, config)
     # Also checked by submit.py; here too for a pipeline started from its compiled YAML.
     check_classes_survive(dataset, masks, config)
     warnings = data_warnings(frame, dataset, masks, config["dataset"])
