@@ -20,6 +20,7 @@ import pandas as pd
 from poisonlab.config import canonical_json, config_hash
 from poisonlab.experiment import (
     DEFENCE_COST,
+    DETECTOR_FAILED,
     FAILED,
     NO_DEFENSE,
     RECOVERY,
@@ -146,6 +147,8 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
                 (level, UNFITTED) in by or (level, FAILED) in by
             ):
                 cell = "not fitted"
+            elif (level, "accuracy") not in by and (level, DETECTOR_FAILED) in by:
+                cell = "detector failed"
             else:
                 cell = "no measurable loss"
             row[f"recovery at {level:g}"] = cell
@@ -188,6 +191,24 @@ def failed_fit_notes(provenance: dict, trials: int) -> list[str]:
             "result stands."
         )
     return notes
+
+
+def failed_detection_notes(provenance: dict, trials: int) -> list[str]:
+    """A sentence per level, attack and detector that raised on some split, with the first
+    error: it has no detection metrics there and its defence was not trained; the other
+    detectors and models of the level stand."""
+    found = pd.DataFrame(provenance.get("failed_detections") or [])
+    if found.empty:
+        return []
+    return [
+        f"At level {level:g} under {attack}, detector {detector} failed in "
+        f"{frame['trial'].nunique()} of {trials} trials: {frame['error'].iloc[0]}. In those "
+        "trials it has no detection metrics and its defence was not trained; every other "
+        "result stands."
+        for (level, attack, detector), frame in found.groupby(
+            ["level", "attack", "detector"], sort=False
+        )
+    ]
 
 
 def _html_table(frame: pd.DataFrame) -> str:
@@ -247,6 +268,7 @@ class Report:
         self.unfitted = [
             *unfitted_notes(summary, detection, config["trials"]),
             *failed_fit_notes(provenance, config["trials"]),
+            *failed_detection_notes(provenance, config["trials"]),
         ]
         self.defences = defence_table(summary)
         q = config["quantity"]
@@ -305,6 +327,8 @@ class Report:
         if self.gate.empty:
             return self.gate
         columns = ["poison_level", "attack", "detector", "flag_rate", "class_shift", "verdict"]
+        if self.gate.get("reason", pd.Series(dtype=str)).fillna("").astype(bool).any():
+            columns.append("reason")  # a gate that could not be evaluated says why
         return self.gate[[c for c in columns if c in self.gate.columns]]
 
     def _hashes(self) -> list[tuple[str, str]]:

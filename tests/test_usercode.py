@@ -546,6 +546,84 @@ def test_a_model_failing_on_a_poisoned_split_fails_alone_with_a_one_line_reason(
     )
 
 
+def test_a_gate_failing_on_a_poisoned_split_fails_alone_with_a_one_line_reason(tmp_path):
+    """Flipped labels leave Iris's classes uneven, and the gate raises there. It gets a
+    ``failed`` record (no precision or recall invented), its defence is not trained, and
+    the built-in detector and the models of the level keep their results, through the
+    detections file the validate step writes and the train and evaluate steps read."""
+    from poisonlab.detectors import Detection
+    from poisonlab.report import failed_detection_notes
+
+    iris, _ = load_dataset("sklearn:iris")
+    config = validate_config(
+        _own(
+            detectors=["uneven", "zscore"],
+            validate__uneven={"detector": "my_pipeline:fails_on_uneven_classes"},
+        )
+        | {"trials": 1, "poison": {"levels": [0.1], "attacks": ["label_flip"]}}
+    )
+    masks = split_masks(iris.y, 0.2, 0, 1)
+    flipped = list(experiment.poison_level(iris, masks, config, 0.1))
+    path = tmp_path / "detections.parquet"
+    experiment.write_detections(experiment.detect_level(flipped, config, 3, IRIS_NAMES), path)
+    detections = experiment.read_detections(path)
+    error = (
+        "validate.uneven.detector: my_pipeline:fails_on_uneven_classes raised "
+        "ZeroDivisionError: the classes are uneven"
+    )
+    [failed] = experiment.failed_detections(detections)
+    assert failed["detector"] == "uneven" and failed["error"].startswith(error)
+    assert failed["error"].endswith("(on trial 0's label_flip set)")
+    assert isinstance(detections[(0, "label_flip", "zscore")], Detection)
+    models = experiment.train_level(flipped, detections, config, iris.feature_names)
+    assert (
+        models[(0, "label_flip", "logistic_regression", "uneven")]
+        == detections[(0, "label_flip", "uneven")]
+    )
+    records = experiment.evaluate_level(models, iris, masks, flipped, detections, 0.1)
+    detected = records[records["detector"] != ""].groupby("detector")["metric"].apply(set)
+    assert detected["uneven"] == {experiment.FAILED}
+    assert {"precision", "recall", "flag_rate"} <= detected["zscore"]
+    trained = records[records["detector"] == ""].groupby("defense")["metric"].apply(set)
+    assert trained["uneven"] == {experiment.DETECTOR_FAILED}
+    assert "accuracy" in trained["none"] and "accuracy" in trained["zscore"]
+    [note] = failed_detection_notes({"failed_detections": [{"level": 0.1, **failed}]}, 1)
+    assert note.startswith("At level 0.1 under label_flip, detector uneven failed in 1 of 1 ")
+    assert error in note
+
+
+def test_the_gate_fails_a_level_where_its_detector_failed_not_passes_it():
+    """A missing flag rate is no flag rate of 0: the verdict says why it fails."""
+    from poisonlab.gate import verdicts
+
+    config = validate_config(_own(detectors=["zscore"]))
+    checks = pd.DataFrame(
+        {
+            "poison_level": 0.1,
+            "attack": "label_flip",
+            "trial": [0, 1],
+            "flag_rate": [0.0, np.nan],  # trial 1: zscore raised
+            "class_shift": 0.0,
+        }
+    )
+    [row] = verdicts(checks, config).to_dict("records")
+    assert row["verdict"] == "fail" and row["pass_share"] == 0.5
+    assert row["reason"].startswith("not evaluated: detector zscore failed in 1 of 2 trials")
+    ran = verdicts(checks.assign(flag_rate=0.0), config).iloc[0]
+    assert ran["verdict"] == "pass" and ran["reason"] == ""
+
+
+def test_the_command_names_a_failed_detector_once_and_exits_1(tmp_path, capsys):
+    found = {"level": 0.1, "attack": "label_flip", "detector": "uneven"}
+    failed = [{**found, "trial": t, "error": f"validate.uneven: trial {t}"} for t in (0, 1)]
+    manifest = {"provenance": {"failed_levels": [], "failed_fits": [], "failed_detections": failed}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert submit.report_failed_levels(tmp_path) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: detector uneven failed at poison level 0.1 under label_flip")
+    assert "(validate.uneven: trial 0)" in line
+
+
 def test_a_users_scikit_learn_pipeline_is_stored_with_skops_not_pickle(tmp_path):
     """Its NamedColumns step is a trusted type, so skops stores it (no pickle), and the
     model loaded back predicts from a DataFrame of the feature columns."""
