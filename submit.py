@@ -205,8 +205,8 @@ def report_failed_levels(output_dir: Path) -> int:
         said.add(key)
         print(
             f"error: detector {found['detector']} failed at poison level {found['level']:g} "
-            f"under {found['attack']} ({found['error']}); it has no detection metrics there "
-            "and its defence was not trained, every other result is complete",
+            f"under {found['attack']} ({found['error']}); where it failed it has no detection "
+            "metrics and its defence was not trained, every other result is complete",
             file=sys.stderr,
         )
     return 1 if failed or fits or detections else 0
