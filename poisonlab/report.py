@@ -36,7 +36,7 @@ from poisonlab.findings import (
     format_level,
     worst_levels,
 )
-from poisonlab.gate import gate_table
+from poisonlab.gate import gate_detector, gate_table
 from poisonlab.quantity import QUANTITY_FILE, quantity_answers, summarize_quantity
 from poisonlab.result_files import (
     DETECTION_FILE,
@@ -193,22 +193,27 @@ def failed_fit_notes(provenance: dict, trials: int) -> list[str]:
     return notes
 
 
-def failed_detection_notes(provenance: dict, trials: int) -> list[str]:
-    """A sentence per level, attack and detector that raised on some split, with the first
-    error: it has no detection metrics there and its defence was not trained; the other
-    detectors and models of the level stand."""
+def failed_detection_notes(provenance: dict, config: dict[str, Any]) -> list[str]:
+    """A sentence per detector that raised on some split, with where and its first error:
+    there it has no detection metrics and its defence was not trained; the other detectors
+    and models stand. One sentence, not one per level, for a gate that fails everywhere."""
     found = pd.DataFrame(provenance.get("failed_detections") or [])
     if found.empty:
         return []
-    return [
-        f"At level {level:g} under {attack}, detector {detector} failed in "
-        f"{frame['trial'].nunique()} of {trials} trials: {frame['error'].iloc[0]}. In those "
-        "trials it has no detection metrics and its defence was not trained; every other "
-        "result stands."
-        for (level, attack, detector), frame in found.groupby(
-            ["level", "attack", "detector"], sort=False
+    stood = len(config["poison"]["levels"]) - len(provenance.get("failed_levels") or [])
+    splits = stood * len(config["poison"]["attacks"]) * config["trials"]
+    notes = []
+    for detector, frame in found.groupby("detector", sort=False):
+        levels = ", ".join(f"{level:g}" for level in dict.fromkeys(frame["level"]))
+        attacks = ", ".join(dict.fromkeys(frame["attack"]))
+        gated = " and the gate fails, not evaluated" if detector == gate_detector(config) else ""
+        notes.append(
+            f"Detector {detector} failed on {len(frame)} of its {splits} training splits "
+            f"(levels {levels}; {attacks}); first error: {frame['error'].iloc[0]}. Where it "
+            f"failed it has no detection metrics, its defence was not trained{gated}; every "
+            "other result stands."
         )
-    ]
+    return notes
 
 
 def _html_table(frame: pd.DataFrame) -> str:
@@ -219,6 +224,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub-style Markdown table; floats to three decimals."""
 
     def cell(value: Any) -> str:
+        if value is None:  # a gate without a flag rate, as in the HTML table
+            return ""
         if isinstance(value, float):
             return "" if math.isnan(value) else f"{value:.3f}"
         return str(value).replace("|", "\\|")
@@ -268,7 +275,7 @@ class Report:
         self.unfitted = [
             *unfitted_notes(summary, detection, config["trials"]),
             *failed_fit_notes(provenance, config["trials"]),
-            *failed_detection_notes(provenance, config["trials"]),
+            *failed_detection_notes(provenance, config),
         ]
         self.defences = defence_table(summary)
         q = config["quantity"]

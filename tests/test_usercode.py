@@ -587,9 +587,10 @@ def test_a_gate_failing_on_a_poisoned_split_fails_alone_with_a_one_line_reason(t
     trained = records[records["detector"] == ""].groupby("defense")["metric"].apply(set)
     assert trained["uneven"] == {experiment.DETECTOR_FAILED}
     assert "accuracy" in trained["none"] and "accuracy" in trained["zscore"]
-    [note] = failed_detection_notes({"failed_detections": [{"level": 0.1, **failed}]}, 1)
-    assert note.startswith("At level 0.1 under label_flip, detector uneven failed in 1 of 1 ")
-    assert error in note
+    provenance = {"failed_detections": [{"level": 0.1, **failed}], "failed_levels": []}
+    [note] = failed_detection_notes(provenance, config)
+    assert note.startswith("Detector uneven failed on 1 of its 1 training splits (levels 0.1; ")
+    assert error in note and "the gate fails, not evaluated" in note  # uneven is the gate's
 
 
 def test_the_gate_fails_a_level_where_its_detector_failed_not_passes_it():
