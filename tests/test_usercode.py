@@ -216,8 +216,10 @@ def test_gate_answers_outside_the_contract_are_one_line_errors(answer, problem):
         as_detection(answer, 4, "validate.g.detector", "m:f")
 
 
-def test_a_gate_that_errors_fails_its_level_in_one_line(tmp_path):
-    """Past the check on a few rows, a gate raising on a real split fails that level only."""
+def test_a_gate_that_errors_fails_alone_and_fails_the_gate_in_one_line(tmp_path):
+    """Past the check on a few rows, a gate raising on a real split fails alone: the
+    validate step writes its detections (the gate's marked failed, in one line) and the
+    level's gate verdict fails, not evaluated, rather than passing on a missing flag rate."""
     config = validate_config(
         _own(
             detectors=["big"],
@@ -229,14 +231,15 @@ def test_a_gate_that_errors_fails_its_level_in_one_line(tmp_path):
     poisoned, detections = tmp_path / "poisoned.parquet", tmp_path / "detections.parquet"
     steps.load(canonical_json(config), str(data), str(splits))
     steps.poison(canonical_json(config), 0.1, str(data), str(splits), str(poisoned))
-    assert steps.validate(canonical_json(config), str(poisoned), str(detections)) == {}
-    failure = read_failure(detections)
-    assert failure["step"] == "validate"
-    assert (
+    verdict = steps.validate(canonical_json(config), str(poisoned), str(detections))["label_flip"]
+    assert read_failure(detections) is None
+    assert verdict["verdict"] == "fail" and verdict["flag_rate"] is None
+    assert verdict["reason"].startswith("not evaluated: detector big failed in 1 of 1 trials")
+    [failed] = experiment.failed_detections(experiment.read_detections(detections))
+    assert failed["error"].startswith(
         "validate.big.detector: my_pipeline:fails_on_large_tables raised ValueError"
-        in (failure["error"])
     )
-    assert "\n" not in failure["error"]
+    assert "\n" not in failed["error"]
 
 
 def test_detect_level_scores_a_user_gate_with_the_built_ins():
