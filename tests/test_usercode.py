@@ -240,6 +240,22 @@ def test_a_gate_that_errors_fails_alone_and_fails_the_gate_in_one_line(tmp_path)
         "validate.big.detector: my_pipeline:fails_on_large_tables raised ValueError"
     )
     assert "\n" not in failed["error"]
+    # The level's other steps run on, and the run's results name the failed gate.
+    models, level_dir, results = (tmp_path / name for name in ("models.pkl", "level", "out"))
+    steps.train(canonical_json(config), str(poisoned), str(detections), str(models))
+    steps.evaluate(
+        canonical_json(config),
+        0.1,
+        *map(str, (data, splits, poisoned, detections, models, level_dir)),
+    )
+    steps.report(canonical_json(config), [str(level_dir)], str(data), str(results), "t")
+    provenance = json.loads((results / "manifest.json").read_text())["provenance"]
+    assert provenance["failed_levels"] == []
+    assert provenance["failed_detections"] == [{"level": 0.1, **failed}]
+    assert (
+        "Detector big failed on 1 of its 1 training splits" in (results / "report.md").read_text()
+    )
+    assert submit.report_failed_levels(results) == 1
 
 
 def test_detect_level_scores_a_user_gate_with_the_built_ins():
