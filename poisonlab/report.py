@@ -122,7 +122,8 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
     Cost: the headline metric lost to the clean rows it removed (``defence_cost``).
     Recovery: the share of the loss to poisoning it wins back, with its bootstrap
     interval; "no measurable loss" where poisoning cost nothing measurable (the loss's
-    interval reaches 0), "not fitted" where it kept too little in every trial.
+    interval reaches 0), "not fitted" where it kept too little in every trial,
+    "detector failed" where its detector failed in every trial.
     """
     defended = summary[summary["defense"] != NO_DEFENSE]
     if defended.empty:
@@ -140,6 +141,8 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
             "defence": defense,
             "cost at level 0": _interval(cost) if cost is not None else "",
         }
+        if cost is None and (0.0, DETECTOR_FAILED) in by:
+            row["cost at level 0"] = "detector failed"
         for level in levels:
             if (level, RECOVERY) in by:
                 cell = _interval(by[(level, RECOVERY)], 2)
