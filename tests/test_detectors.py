@@ -349,3 +349,16 @@ def test_out_of_sample_neighbours_are_at_most_the_rows_a_fold_fits_on():
     found = out_of_sample_probabilities(knn, iris.X[rows], iris.y[rows], 3, n_splits=5, seed=0)
     assert found.shape == (12, 3) and np.allclose(found.sum(axis=1), 1.0)
     assert knn.get_params()["kneighborsclassifier__n_neighbors"] == 10  # the caller's, unchanged
+
+
+def test_a_set_whose_every_detector_failed_keeps_its_row_group(tmp_path):
+    """Its row group is empty, not left out: the next set's detections stay its own."""
+    from poisonlab.detectors import Detection
+
+    failed = experiment.FailedDetection("validate.g: raised")
+    ran = Detection(np.arange(5.0), np.array([1, 0, 1, 0, 0], dtype=bool))
+    path = tmp_path / "detections.parquet"
+    experiment.write_detections({(0, "a", "g"): failed, (1, "a", "g"): ran}, path)
+    back = experiment.read_detections(path)
+    assert back[(0, "a", "g")] == failed
+    assert back[(1, "a", "g")].flags.tolist() == ran.flags.tolist()
