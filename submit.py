@@ -172,8 +172,8 @@ def run_locally(config: dict, args: argparse.Namespace) -> int:
 
 
 def report_failed_levels(output_dir: Path) -> int:
-    """Say on stderr which poison levels, and which models' fits, failed; exit code 1 if
-    any did, else 0."""
+    """Say on stderr which poison levels, which models' fits and which detectors failed;
+    exit code 1 if any did, else 0."""
     manifest = json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))
     failed = manifest["provenance"].get("failed_levels") or []
     for failure in failed:
@@ -196,7 +196,20 @@ def report_failed_levels(output_dir: Path) -> int:
             "is complete",
             file=sys.stderr,
         )
-    return 1 if failed or fits else 0
+    detections = manifest["provenance"].get("failed_detections") or []
+    said = set()
+    for found in detections:  # once per level, attack and detector, with its first error
+        key = (found["level"], found["attack"], found["detector"])
+        if key in said:
+            continue
+        said.add(key)
+        print(
+            f"error: detector {found['detector']} failed at poison level {found['level']:g} "
+            f"under {found['attack']} ({found['error']}); where it failed it has no detection "
+            "metrics and its defence was not trained, every other result is complete",
+            file=sys.stderr,
+        )
+    return 1 if failed or fits or detections else 0
 
 
 def report_mirror(output_dir: Path, config: dict) -> None:

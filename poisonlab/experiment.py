@@ -47,6 +47,7 @@ from poisonlab.data import (
     read_metadata,
     split_masks,
 )
+from poisonlab.errors import PoisonlabError
 from poisonlab.gate import CLASS_BALANCE, CLASS_SHIFT, class_shift
 from poisonlab.seeding import derive_rng, derive_seed
 
@@ -220,27 +221,64 @@ def detect_level(
 
     ``names`` (the dataset's column and class names) are for the user's own gates,
     which see the table as it was loaded.
+
+    A detector that raises leaves a ``FailedDetection`` with its one-line error in
+    its place for that set: it gets a ``failed`` record there, its defence is not
+    trained, and the other detectors and models of the level stand.
     """
     from poisonlab.detectors import run_detector
+    from poisonlab.usercode import one_line
 
-    detections: dict[DetectionKey, Detection] = {}
+    detections: dict[DetectionKey, Detection | FailedDetection] = {}
     for s in sets:
         for detector in config["validate"]["detectors"]:
-            detections[(s.trial, s.attack, detector)] = run_detector(
-                detector,
-                s.data.X,
-                s.data.y,
-                seed=derive_seed(config["seed"], "detect", s.trial, s.attack, detector),
-                n_classes=n_classes,
-                params=config["validate"][detector],
-                names=names,
-            )
+            try:
+                found = run_detector(
+                    detector,
+                    s.data.X,
+                    s.data.y,
+                    seed=derive_seed(config["seed"], "detect", s.trial, s.attack, detector),
+                    n_classes=n_classes,
+                    params=config["validate"][detector],
+                    names=names,
+                )
+            except Exception as error:  # one detector's failure stays that detector's
+                traceback.print_exc(file=sys.stderr)
+                where = f"trial {s.trial}'s {s.attack} set"
+                found = FailedDetection(
+                    f"{error} (on {where})"
+                    if isinstance(error, PoisonlabError)  # a user's gate: it names its field
+                    else f"validate.{detector}: detecting on {where} raised {one_line(error)}"
+                )
+            detections[(s.trial, s.attack, detector)] = found
     return detections
 
 
-def write_detections(detections: dict[DetectionKey, Detection], path: str | Path) -> None:
+@dataclass(frozen=True)
+class FailedDetection:
+    """In place of a detection whose detector raised (``detect_level``): its one-line
+    error. Also in place of the models of the defence built on it (``train_level``)."""
+
+    error: str
+
+
+def failed_detections(
+    detections: dict[DetectionKey, Detection | FailedDetection],
+) -> list[dict[str, Any]]:
+    """Every failed detection of a level, ``{trial, attack, detector, error}``, in run order."""
+    return [
+        {"trial": trial, "attack": attack, "detector": detector, "error": d.error}
+        for (trial, attack, detector), d in detections.items()
+        if isinstance(d, FailedDetection)
+    ]
+
+
+def write_detections(
+    detections: dict[DetectionKey, Detection | FailedDetection], path: str | Path
+) -> None:
     """A level's detections in one Parquet file: a row group per poisoned set, a score
-    and a flag column per detector; the footer lists the sets and detectors."""
+    and a flag column per detector; the footer lists the sets, detectors and failed
+    detections (whose columns are null in their set's row group)."""
     sets = list(dict.fromkeys((trial, attack) for trial, attack, _ in detections))
     detectors = list(dict.fromkeys(detector for _, _, detector in detections))
     schema = pa.schema(
@@ -256,31 +294,44 @@ def write_detections(detections: dict[DetectionKey, Detection], path: str | Path
     with pq.ParquetWriter(path, schema) as writer:
         for trial, attack in sets:
             found = [detections[(trial, attack, detector)] for detector in detectors]
+            ran = [d for d in found if not isinstance(d, FailedDetection)]
+            n = len(ran[0].flags) if ran else 0
             columns = [
-                pa.array(column)
+                column
                 for d in found
-                for column in (d.scores.astype(np.float64), d.flags.astype(bool))
+                for column in (
+                    (pa.nulls(n, pa.float64()), pa.nulls(n, pa.bool_()))
+                    if isinstance(d, FailedDetection)
+                    else (pa.array(d.scores.astype(np.float64)), pa.array(d.flags.astype(bool)))
+                )
             ]
             table = pa.Table.from_arrays(columns, schema=schema)
             writer.write_table(table, row_group_size=max(1, table.num_rows))
+        failed = failed_detections(detections)
         writer.add_key_value_metadata(
-            {"poisonlab": json.dumps({"sets": sets, "detectors": detectors})}
+            {"poisonlab": json.dumps({"sets": sets, "detectors": detectors, "failed": failed})}
         )
 
 
-def read_detections(path: str | Path) -> dict[DetectionKey, Detection]:
+def read_detections(path: str | Path) -> dict[DetectionKey, Detection | FailedDetection]:
     """The detections ``write_detections`` wrote, keyed by (trial, attack, detector)."""
     from poisonlab.detectors import Detection
 
     meta = read_metadata(path)
+    failed = {(f["trial"], f["attack"], f["detector"]): f["error"] for f in meta.get("failed", [])}
     file = pq.ParquetFile(path)
     detections = {}
     for group, (trial, attack) in enumerate(meta["sets"]):
         table = file.read_row_group(group)
         for detector in meta["detectors"]:
-            detections[(trial, attack, detector)] = Detection(
-                table.column(f"{detector}.score").to_numpy(),
-                table.column(f"{detector}.flag").to_numpy(zero_copy_only=False),
+            key = (trial, attack, detector)
+            detections[key] = (
+                FailedDetection(failed[key])
+                if key in failed
+                else Detection(
+                    table.column(f"{detector}.score").to_numpy(),
+                    table.column(f"{detector}.flag").to_numpy(zero_copy_only=False),
+                )
             )
     return detections
 
@@ -305,7 +356,8 @@ def train_level(
 
     A fit that raises leaves a ``FailedFit`` with its one-line error in that
     model's place: that model gets a ``failed`` record there, the rest of the
-    level stands.
+    level stands. A defence whose detector failed on the set is not trained: its
+    models' places hold the ``FailedDetection`` (a ``detector_failed`` record).
 
     ``columns``, the dataset's feature names, are what a user's model sees its
     features under (``models.user_model``).
@@ -329,11 +381,11 @@ def train_level(
             for model in config["train"]["models"]:
                 random_state = derive_seed(config["seed"], "model", s.trial, model)
                 for defense in defenses(config):
-                    keep = (
-                        slice(None)
-                        if defense == NO_DEFENSE
-                        else ~detections[(s.trial, s.attack, defense)].flags
-                    )
+                    detection = detections.get((s.trial, s.attack, defense))
+                    if isinstance(detection, FailedDetection):
+                        models[(s.trial, s.attack, model, defense)] = detection
+                        continue
+                    keep = slice(None) if defense == NO_DEFENSE else ~detection.flags
                     if defense != NO_DEFENSE and not can_fit(s.data.y[keep]):
                         models[(s.trial, s.attack, model, defense)] = None
                         continue
@@ -358,6 +410,8 @@ def train_level(
 MIN_FIT_ROWS = 10
 UNFITTED = "unfitted"
 FAILED = "failed"
+# The record of a defence not trained because its detector failed on the set.
+DETECTOR_FAILED = "detector_failed"
 
 
 @dataclass(frozen=True)
@@ -416,7 +470,7 @@ def predict_level(
     predictions, done = {}, {}
     with one_blas_thread():
         for key, estimator in models.items():
-            if estimator is None or isinstance(estimator, FailedFit):
+            if estimator is None or isinstance(estimator, (FailedFit, FailedDetection)):
                 continue
             once = (key[0], id(estimator))  # the trial's test split, this fitted object
             if once not in done:
@@ -441,7 +495,9 @@ def evaluate_level(
     ``balanced_accuracy``, ``f1_macro`` and ``roc_auc`` (from its class scores,
     ``models.class_scores``; none for a model with neither ``predict_proba`` nor
     ``decision_function``); an unfitted one (None) gets one ``unfitted`` record, a failed one
-    (``FailedFit``) one ``failed`` record.
+    (``FailedFit``) one ``failed`` record, one whose defence's detector failed
+    (``FailedDetection``) one ``detector_failed`` record. A failed detector gets one
+    ``failed`` record for the set instead of its detection metrics.
 
     For ``subpopulation`` each model also gets ``subpopulation_accuracy``: its
     accuracy on the clean test rows inside the attacked cluster.
@@ -463,6 +519,8 @@ def evaluate_level(
             rows.append((level, trial, attack, model, defense, "", UNFITTED, 1.0))
         elif isinstance(estimator, FailedFit):  # its error: failed_fits
             rows.append((level, trial, attack, model, defense, "", FAILED, 1.0))
+        elif isinstance(estimator, FailedDetection):  # its error: failed_detections
+            rows.append((level, trial, attack, model, defense, "", DETECTOR_FAILED, 1.0))
     with one_blas_thread():
         rows.extend(_model_records(models, dataset, test_masks, infos, level, predictions))
     masks = {(s.trial, s.attack): s.data.mask for s in sets}
@@ -471,6 +529,9 @@ def evaluate_level(
         shift = class_shift(s.data.y, reference)
         rows.append((level, s.trial, s.attack, "", "", CLASS_BALANCE, CLASS_SHIFT, shift))
     for (trial, attack, detector), d in detections.items():
+        if isinstance(d, FailedDetection):  # no precision or recall to invent
+            rows.append((level, trial, attack, "", "", detector, FAILED, 1.0))
+            continue
         scores = detection_metrics(masks[(trial, attack)], d.scores, d.flags)
         for metric, value in scores.items():
             rows.append((level, trial, attack, "", "", detector, metric, value))
@@ -681,6 +742,7 @@ def summarize(
             DEFENCE_COST,
             UNFITTED,
             FAILED,
+            DETECTOR_FAILED,
             "precision",
             "recall",
             "f1",

@@ -30,6 +30,7 @@ GATE_COLUMNS = [
     "max_class_shift",
     "pass_share",
     "verdict",
+    "reason",
 ]
 CLASS_BALANCE = "class_balance"
 CLASS_SHIFT = "class_shift"
@@ -53,35 +54,55 @@ def gate_detector(config: dict[str, Any]) -> str | None:
     return config["validate"]["gate"]["detector"] or (detectors[0] if detectors else None)
 
 
+def detection_flag_rate(detection: Any) -> float:
+    """The share of rows a detection flagged; NaN for none (no gate detector) or a failed
+    one (``experiment.FailedDetection``, which has no flags)."""
+    flags = getattr(detection, "flags", None)
+    return float(flags.mean()) if flags is not None else np.nan
+
+
 def verdicts(checks: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
     """One verdict per level and attack from per-trial checks.
 
     ``checks`` has columns ``poison_level, attack, trial, flag_rate, class_shift``
-    (``flag_rate`` NaN when no detector runs). A level passes when the mean flag
-    rate and the mean class shift over trials are both within their thresholds;
-    ``pass_share`` is the share of trials that pass on their own.
+    (``flag_rate`` NaN where no detector runs, or where the gate's detector failed).
+    A level passes when the mean flag rate and the mean class shift over trials are
+    both within their thresholds; ``pass_share`` is the share of trials that pass on
+    their own. A flag rate missing because the gate's detector failed is not a pass:
+    that trial fails, the level fails, and ``reason`` says the gate could not be
+    evaluated there (it is empty otherwise).
     """
     params = config["validate"]["gate"]
     max_flag, max_shift = params["max_flag_rate"], params["max_class_shift"]
-    checks = checks.assign(
-        passed=(checks["flag_rate"].fillna(0.0) <= max_flag) & (checks["class_shift"] <= max_shift)
-    )
+    detector = gate_detector(config)
+    flag_ok = checks["flag_rate"] <= max_flag  # NaN (failed) is not within the limit
+    if detector is None:
+        flag_ok = pd.Series(True, index=checks.index)
+    checks = checks.assign(passed=flag_ok & (checks["class_shift"] <= max_shift))
     rows = []
     for (level, attack), group in checks.groupby(["poison_level", "attack"], sort=False):
         flag_rate = float(group["flag_rate"].mean()) if group["flag_rate"].notna().any() else None
         shift = float(group["class_shift"].mean())
         passed = (flag_rate is None or flag_rate <= max_flag) and shift <= max_shift
+        missing = int(group["flag_rate"].isna().sum()) if detector else 0
+        reason = (
+            f"not evaluated: detector {detector} failed in {missing} of {len(group)} trials, "
+            "so its flag rate is unknown"
+            if missing
+            else ""
+        )
         rows.append(
             (
                 level,
                 attack,
-                gate_detector(config) or "",
+                detector or "",
                 flag_rate,
                 max_flag,
                 shift,
                 max_shift,
                 float(group["passed"].mean()),
-                "pass" if passed else "fail",
+                "pass" if passed and not missing else "fail",
+                reason,
             )
         )
     return pd.DataFrame(rows, columns=GATE_COLUMNS)

@@ -422,6 +422,10 @@ def mirror_results(
         # Which levels are missing, so the MLflow UI does not pass the run off as complete.
         failed_tag = ", ".join(f"{f['level']:g} ({f['step']})" for f in failed) or "none"
         parent_tags = {**run_tags, "failed_levels": failed_tag}
+        # And which detectors failed where (their results are missing there).
+        found = provenance.get("failed_detections") or []
+        where = dict.fromkeys(f"{f['detector']} at {f['level']:g} ({f['attack']})" for f in found)
+        parent_tags["failed_detections"] = (", ".join(where) or "none")[:5000]
         parent_tags[DESCRIPTION_TAG] = run_description(config)
         client.log_batch(parent_id, tags=_tag_list(parent_tags))
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from poisonlab.experiment import FailedFit
+from poisonlab.experiment import FailedDetection, FailedFit
 from poisonlab.mlflow_store import CLOUDPICKLE, SKOPS, SKOPS_TRUSTED_TYPES
 
 ChildKey = tuple[float, str, str, str]  # poison_level, attack, model, defense
@@ -129,8 +129,9 @@ def save_model_folders(
 
     Saved once per distinct model: at level 0 every attack trains on the same clean
     rows, and a defence that flagged nothing trains on the undefended rows, so children
-    share fits. A None model (a defence that kept too little to fit on) or a failed fit
-    (``experiment.FailedFit``) gets no folder.
+    share fits. A None model (a defence that kept too little to fit on), a failed fit
+    (``experiment.FailedFit``) or a defence whose detector failed
+    (``experiment.FailedDetection``) gets no folder.
     """
     quiet = logging.getLogger("mlflow.sklearn")
     level, quiet.level = quiet.level, logging.ERROR
@@ -138,7 +139,7 @@ def save_model_folders(
     saved = {}
     try:
         for key, estimator in models.items():
-            if estimator is None or isinstance(estimator, FailedFit):
+            if estimator is None or isinstance(estimator, (FailedFit, FailedDetection)):
                 continue
             digest = content_digest(estimator)
             if digest not in by_content:

@@ -20,6 +20,7 @@ import pandas as pd
 from poisonlab.config import canonical_json, config_hash
 from poisonlab.experiment import (
     DEFENCE_COST,
+    DETECTOR_FAILED,
     FAILED,
     NO_DEFENSE,
     RECOVERY,
@@ -35,7 +36,7 @@ from poisonlab.findings import (
     format_level,
     worst_levels,
 )
-from poisonlab.gate import gate_table
+from poisonlab.gate import gate_detector, gate_table
 from poisonlab.quantity import QUANTITY_FILE, quantity_answers, summarize_quantity
 from poisonlab.result_files import (
     DETECTION_FILE,
@@ -121,7 +122,8 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
     Cost: the headline metric lost to the clean rows it removed (``defence_cost``).
     Recovery: the share of the loss to poisoning it wins back, with its bootstrap
     interval; "no measurable loss" where poisoning cost nothing measurable (the loss's
-    interval reaches 0), "not fitted" where it kept too little in every trial.
+    interval reaches 0), "not fitted" where it kept too little in every trial,
+    "detector failed" where its detector failed in every trial.
     """
     defended = summary[summary["defense"] != NO_DEFENSE]
     if defended.empty:
@@ -139,6 +141,8 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
             "defence": defense,
             "cost at level 0": _interval(cost) if cost is not None else "",
         }
+        if cost is None and (0.0, DETECTOR_FAILED) in by:
+            row["cost at level 0"] = "detector failed"
         for level in levels:
             if (level, RECOVERY) in by:
                 cell = _interval(by[(level, RECOVERY)], 2)
@@ -146,6 +150,8 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
                 (level, UNFITTED) in by or (level, FAILED) in by
             ):
                 cell = "not fitted"
+            elif (level, "accuracy") not in by and (level, DETECTOR_FAILED) in by:
+                cell = "detector failed"
             else:
                 cell = "no measurable loss"
             row[f"recovery at {level:g}"] = cell
@@ -190,6 +196,29 @@ def failed_fit_notes(provenance: dict, trials: int) -> list[str]:
     return notes
 
 
+def failed_detection_notes(provenance: dict, config: dict[str, Any]) -> list[str]:
+    """A sentence per detector that raised on some split, with where and its first error:
+    there it has no detection metrics and its defence was not trained; the other detectors
+    and models stand. One sentence, not one per level, for a gate that fails everywhere."""
+    found = pd.DataFrame(provenance.get("failed_detections") or [])
+    if found.empty:
+        return []
+    stood = len(config["poison"]["levels"]) - len(provenance.get("failed_levels") or [])
+    splits = stood * len(config["poison"]["attacks"]) * config["trials"]
+    notes = []
+    for detector, frame in found.groupby("detector", sort=False):
+        levels = ", ".join(f"{level:g}" for level in dict.fromkeys(frame["level"]))
+        attacks = ", ".join(dict.fromkeys(frame["attack"]))
+        gated = " and the gate fails, not evaluated" if detector == gate_detector(config) else ""
+        notes.append(
+            f"Detector {detector} failed on {len(frame)} of its {splits} training splits "
+            f"(levels {levels}; {attacks}); first error: {frame['error'].iloc[0]}. Where it "
+            f"failed it has no detection metrics, its defence was not trained{gated}; every "
+            "other result stands."
+        )
+    return notes
+
+
 def _html_table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0, na_rep="")
 
@@ -198,6 +227,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub-style Markdown table; floats to three decimals."""
 
     def cell(value: Any) -> str:
+        if value is None:  # a gate without a flag rate, as in the HTML table
+            return ""
         if isinstance(value, float):
             return "" if math.isnan(value) else f"{value:.3f}"
         return str(value).replace("|", "\\|")
@@ -247,6 +278,7 @@ class Report:
         self.unfitted = [
             *unfitted_notes(summary, detection, config["trials"]),
             *failed_fit_notes(provenance, config["trials"]),
+            *failed_detection_notes(provenance, config),
         ]
         self.defences = defence_table(summary)
         q = config["quantity"]
@@ -305,6 +337,8 @@ class Report:
         if self.gate.empty:
             return self.gate
         columns = ["poison_level", "attack", "detector", "flag_rate", "class_shift", "verdict"]
+        if self.gate.get("reason", pd.Series(dtype=str)).fillna("").astype(bool).any():
+            columns.append("reason")  # a gate that could not be evaluated says why
         return self.gate[[c for c in columns if c in self.gate.columns]]
 
     def _hashes(self) -> list[tuple[str, str]]:

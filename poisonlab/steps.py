@@ -134,10 +134,8 @@ def validate(config_json: str, poisoned_path: str, detections_path: str) -> dict
                     "poison_level": 0.0,  # this task's level; the table is for one level
                     "attack": s.attack,
                     "trial": s.trial,
-                    "flag_rate": (
-                        float(detections[(s.trial, s.attack, detector)].flags.mean())
-                        if detector
-                        else np.nan
+                    "flag_rate": gate.detection_flag_rate(
+                        detections.get((s.trial, s.attack, detector))
                     ),
                     "class_shift": gate.class_shift(s.data.y, metadata["reference_class_counts"]),
                 }
@@ -146,7 +144,7 @@ def validate(config_json: str, poisoned_path: str, detections_path: str) -> dict
             ]
         )
         table = gate.verdicts(checks, config).drop(columns="poison_level")
-        # No detector, no flag rate: None rather than NaN, which is not JSON.
+        # No detector (or a failed one), no flag rate: None rather than NaN, not JSON.
         return {
             row["attack"]: {k: None if v is None or v != v else v for k, v in row.items()}
             for row in table.to_dict("records")
@@ -224,14 +222,9 @@ def evaluate(
         experiment.write_models(trial_0, models_out)
         predictions = experiment.predict_level(models, dataset, masks)
         sets = list(experiment.read_poisoned(poisoned_path, features=False))
+        detections = experiment.read_detections(detections_path)
         records = experiment.evaluate_level(
-            models,
-            dataset,
-            masks,
-            sets,
-            experiment.read_detections(detections_path),
-            level,
-            predictions,
+            models, dataset, masks, sets, detections, level, predictions
         )
         experiment.write_records(records, records_path)
         from poisonlab.certify.evaluation import certified_records
@@ -246,6 +239,7 @@ def evaluate(
                 "poison_level": level,
                 "poisoned_sha256": hashes,
                 "failed_fits": experiment.failed_fits(models),
+                "failed_detections": experiment.failed_detections(detections),
             },
         )
         confusion = experiment.confusion_level(predictions, dataset, masks, level)
@@ -335,6 +329,12 @@ def report(
         {"level": meta["poison_level"], **fit}
         for meta in map(_attached, kept)
         for fit in meta.get("failed_fits", [])
+    ]
+    # Detectors that failed on some split of a level that stands (experiment.FailedDetection).
+    provenance["failed_detections"] = [
+        {"level": meta["poison_level"], **found}
+        for meta in map(_attached, kept)
+        for found in meta.get("failed_detections", [])
     ]
     provenance["poisoned_sha256"] = {
         f"{meta['poison_level']:g}": meta["poisoned_sha256"] for meta in map(_attached, kept)

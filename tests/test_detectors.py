@@ -332,3 +332,33 @@ def test_validate_step_returns_the_gate_verdict_as_data(tmp_path):
     )
     alone = steps.validate(bare, poisoned, str(tmp_path / "det.pq"))["label_flip"]
     assert alone["flag_rate"] is None and alone["verdict"] == "pass"
+
+
+def test_out_of_sample_neighbours_are_at_most_the_rows_a_fold_fits_on():
+    """Five folds of 12 rows fit on 9 or 10: a 10-neighbour model asks for no more than
+    that, where scikit-learn refused (the ensemble failed on small poisoned splits)."""
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from poisonlab.detectors import out_of_sample_probabilities
+
+    iris, _ = load_dataset("sklearn:iris")
+    rows = np.r_[0:4, 50:54, 100:104]
+    knn = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=10))
+    found = out_of_sample_probabilities(knn, iris.X[rows], iris.y[rows], 3, n_splits=5, seed=0)
+    assert found.shape == (12, 3) and np.allclose(found.sum(axis=1), 1.0)
+    assert knn.get_params()["kneighborsclassifier__n_neighbors"] == 10  # the caller's, unchanged
+
+
+def test_a_set_whose_every_detector_failed_keeps_its_row_group(tmp_path):
+    """Its row group is empty, not left out: the next set's detections stay its own."""
+    from poisonlab.detectors import Detection
+
+    failed = experiment.FailedDetection("validate.g: raised")
+    ran = Detection(np.arange(5.0), np.array([1, 0, 1, 0, 0], dtype=bool))
+    path = tmp_path / "detections.parquet"
+    experiment.write_detections({(0, "a", "g"): failed, (1, "a", "g"): ran}, path)
+    back = experiment.read_detections(path)
+    assert back[(0, "a", "g")] == failed
+    assert back[(1, "a", "g")].flags.tolist() == ran.flags.tolist()

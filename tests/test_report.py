@@ -377,3 +377,17 @@ def test_pipeline_with_quantity_on_writes_quantity_csv(tmp_path):
         r"40 clean rows give accuracy 0\.\d{3}; at 30% label_flip",
         (output / REPORT_FILE).read_text(),
     )
+
+
+def test_a_defence_whose_detector_failed_says_so_not_blank_or_no_loss():
+    from poisonlab.report import defence_table
+
+    rows = [
+        (level, "label_flip", "lr", defense, metric, 1.0, 1.0, 1.0, 2)
+        for level in (0.0, 0.1)
+        for defense, metric in (("none", "accuracy"), ("bad", experiment.DETECTOR_FAILED))
+    ]
+    summary = pd.DataFrame(rows, columns=experiment.SUMMARY_COLUMNS)
+    [row] = defence_table(summary).to_dict("records")
+    assert row["cost at level 0"] == "detector failed"
+    assert row["recovery at 0.1"] == "detector failed"

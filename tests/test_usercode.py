@@ -216,8 +216,10 @@ def test_gate_answers_outside_the_contract_are_one_line_errors(answer, problem):
         as_detection(answer, 4, "validate.g.detector", "m:f")
 
 
-def test_a_gate_that_errors_fails_its_level_in_one_line(tmp_path):
-    """Past the check on a few rows, a gate raising on a real split fails that level only."""
+def test_a_gate_that_errors_fails_alone_and_fails_the_gate_in_one_line(tmp_path):
+    """Past the check on a few rows, a gate raising on a real split fails alone: the
+    validate step writes its detections (the gate's marked failed, in one line) and the
+    level's gate verdict fails, not evaluated, rather than passing on a missing flag rate."""
     config = validate_config(
         _own(
             detectors=["big"],
@@ -229,14 +231,31 @@ def test_a_gate_that_errors_fails_its_level_in_one_line(tmp_path):
     poisoned, detections = tmp_path / "poisoned.parquet", tmp_path / "detections.parquet"
     steps.load(canonical_json(config), str(data), str(splits))
     steps.poison(canonical_json(config), 0.1, str(data), str(splits), str(poisoned))
-    assert steps.validate(canonical_json(config), str(poisoned), str(detections)) == {}
-    failure = read_failure(detections)
-    assert failure["step"] == "validate"
-    assert (
+    verdict = steps.validate(canonical_json(config), str(poisoned), str(detections))["label_flip"]
+    assert read_failure(detections) is None
+    assert verdict["verdict"] == "fail" and verdict["flag_rate"] is None
+    assert verdict["reason"].startswith("not evaluated: detector big failed in 1 of 1 trials")
+    [failed] = experiment.failed_detections(experiment.read_detections(detections))
+    assert failed["error"].startswith(
         "validate.big.detector: my_pipeline:fails_on_large_tables raised ValueError"
-        in (failure["error"])
     )
-    assert "\n" not in failure["error"]
+    assert "\n" not in failed["error"]
+    # The level's other steps run on, and the run's results name the failed gate.
+    models, level_dir, results = (tmp_path / name for name in ("models.pkl", "level", "out"))
+    steps.train(canonical_json(config), str(poisoned), str(detections), str(models))
+    steps.evaluate(
+        canonical_json(config),
+        0.1,
+        *map(str, (data, splits, poisoned, detections, models, level_dir)),
+    )
+    steps.report(canonical_json(config), [str(level_dir)], str(data), str(results), "t")
+    provenance = json.loads((results / "manifest.json").read_text())["provenance"]
+    assert provenance["failed_levels"] == []
+    assert provenance["failed_detections"] == [{"level": 0.1, **failed}]
+    assert (
+        "Detector big failed on 1 of its 1 training splits" in (results / "report.md").read_text()
+    )
+    assert submit.report_failed_levels(results) == 1
 
 
 def test_detect_level_scores_a_user_gate_with_the_built_ins():
@@ -544,6 +563,85 @@ def test_a_model_failing_on_a_poisoned_split_fails_alone_with_a_one_line_reason(
     assert note.startswith(
         f"At level 0.1 under label_flip, model even failed to fit in 1 of 1 trials: {error}."
     )
+
+
+def test_a_gate_failing_on_a_poisoned_split_fails_alone_with_a_one_line_reason(tmp_path):
+    """Flipped labels leave Iris's classes uneven, and the gate raises there. It gets a
+    ``failed`` record (no precision or recall invented), its defence is not trained, and
+    the built-in detector and the models of the level keep their results, through the
+    detections file the validate step writes and the train and evaluate steps read."""
+    from poisonlab.detectors import Detection
+    from poisonlab.report import failed_detection_notes
+
+    iris, _ = load_dataset("sklearn:iris")
+    config = validate_config(
+        _own(
+            detectors=["uneven", "zscore"],
+            validate__uneven={"detector": "my_pipeline:fails_on_uneven_classes"},
+        )
+        | {"trials": 1, "poison": {"levels": [0.1], "attacks": ["label_flip"]}}
+    )
+    masks = split_masks(iris.y, 0.2, 0, 1)
+    flipped = list(experiment.poison_level(iris, masks, config, 0.1))
+    path = tmp_path / "detections.parquet"
+    experiment.write_detections(experiment.detect_level(flipped, config, 3, IRIS_NAMES), path)
+    detections = experiment.read_detections(path)
+    error = (
+        "validate.uneven.detector: my_pipeline:fails_on_uneven_classes raised "
+        "ZeroDivisionError: the classes are uneven"
+    )
+    [failed] = experiment.failed_detections(detections)
+    assert failed["detector"] == "uneven" and failed["error"].startswith(error)
+    assert failed["error"].endswith("(on trial 0's label_flip set)")
+    assert isinstance(detections[(0, "label_flip", "zscore")], Detection)
+    models = experiment.train_level(flipped, detections, config, iris.feature_names)
+    assert (
+        models[(0, "label_flip", "logistic_regression", "uneven")]
+        == detections[(0, "label_flip", "uneven")]
+    )
+    records = experiment.evaluate_level(models, iris, masks, flipped, detections, 0.1)
+    detected = records[records["detector"] != ""].groupby("detector")["metric"].apply(set)
+    assert detected["uneven"] == {experiment.FAILED}
+    assert {"precision", "recall", "flag_rate"} <= detected["zscore"]
+    trained = records[records["detector"] == ""].groupby("defense")["metric"].apply(set)
+    assert trained["uneven"] == {experiment.DETECTOR_FAILED}
+    assert "accuracy" in trained["none"] and "accuracy" in trained["zscore"]
+    provenance = {"failed_detections": [{"level": 0.1, **failed}], "failed_levels": []}
+    [note] = failed_detection_notes(provenance, config)
+    assert note.startswith("Detector uneven failed on 1 of its 1 training splits (levels 0.1; ")
+    assert error in note and "the gate fails, not evaluated" in note  # uneven is the gate's
+
+
+def test_the_gate_fails_a_level_where_its_detector_failed_not_passes_it():
+    """A missing flag rate is no flag rate of 0: the verdict says why it fails."""
+    from poisonlab.gate import verdicts
+
+    config = validate_config(_own(detectors=["zscore"]))
+    checks = pd.DataFrame(
+        {
+            "poison_level": 0.1,
+            "attack": "label_flip",
+            "trial": [0, 1],
+            "flag_rate": [0.0, np.nan],  # trial 1: zscore raised
+            "class_shift": 0.0,
+        }
+    )
+    [row] = verdicts(checks, config).to_dict("records")
+    assert row["verdict"] == "fail" and row["pass_share"] == 0.5
+    assert row["reason"].startswith("not evaluated: detector zscore failed in 1 of 2 trials")
+    ran = verdicts(checks.assign(flag_rate=0.0), config).iloc[0]
+    assert ran["verdict"] == "pass" and ran["reason"] == ""
+
+
+def test_the_command_names_a_failed_detector_once_and_exits_1(tmp_path, capsys):
+    found = {"level": 0.1, "attack": "label_flip", "detector": "uneven"}
+    failed = [{**found, "trial": t, "error": f"validate.uneven: trial {t}"} for t in (0, 1)]
+    manifest = {"provenance": {"failed_levels": [], "failed_fits": [], "failed_detections": failed}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert submit.report_failed_levels(tmp_path) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: detector uneven failed at poison level 0.1 under label_flip")
+    assert "(validate.uneven: trial 0)" in line
 
 
 def test_a_users_scikit_learn_pipeline_is_stored_with_skops_not_pickle(tmp_path):

@@ -58,9 +58,21 @@ def out_of_sample_probabilities(
         if len(np.unique(y[train])) < 2:
             probabilities[held_out, y[train][0]] = 1.0
             continue
-        model = clone(estimator).fit(X[train], y[train])
+        model = at_most_neighbours(clone(estimator), len(train)).fit(X[train], y[train])
         probabilities[np.ix_(held_out, model.classes_)] = model.predict_proba(X[held_out])
     return probabilities
+
+
+def at_most_neighbours(model: BaseEstimator, n_rows: int) -> BaseEstimator:
+    """``model`` asking for at most ``n_rows`` neighbours (its own ``n_neighbors``, or a
+    Pipeline step's): scikit-learn refuses more neighbours than fitted rows, which a fold
+    of a small split meets (30 rows at 50% poison keep 9 after the ensemble's first round)."""
+    fewer = {
+        key: n_rows
+        for key, value in model.get_params().items()
+        if key.endswith("n_neighbors") and isinstance(value, int) and value > n_rows
+    }
+    return model.set_params(**fewer) if fewer else model
 
 
 def _plain_folds(n: int, splits: int, seed: int):

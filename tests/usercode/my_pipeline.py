@@ -99,6 +99,14 @@ def fails_on_large_tables(X: pd.DataFrame, y: pd.Series):
     return np.zeros(len(X), dtype=bool)
 
 
+def fails_on_uneven_classes(X: pd.DataFrame, y: pd.Series):
+    """A gate that checks a split with as many rows of every class, and raises on another
+    (flipped labels leave the classes uneven)."""
+    if y.value_counts().nunique() > 1:
+        raise ZeroDivisionError("the classes are uneven")
+    return np.zeros(len(X), dtype=bool)
+
+
 # The species as numbers: a type no table here has (features are floats, labels text).
 NUMBERED_SPECIES = pa.DataFrameSchema({"target": pa.Column(int, pa.Check.isin([0, 1, 2]))})
 
