@@ -587,14 +587,16 @@ def _paired(model_records: pd.DataFrame, metric: str) -> pd.DataFrame:
     ).merge(clean.rename(columns={"value": "clean"}), on=pair)
 
 
-def recovery_summary(model_records: pd.DataFrame, metric: str, seed: int) -> pd.DataFrame:
+def recovery_summary(model_records: pd.DataFrame, metric: str) -> pd.DataFrame:
     """``recovery`` rows of summary.csv: the share of the loss to poisoning a defence wins back.
 
     Per level, attack, model and defence, over paired trials:
-    mean(defended - poisoned) / mean(clean - poisoned), in ``metric``, with a
-    bootstrap 95% interval over trials (``stats.ratio_of_means_ci``). Only where
-    poisoning cost something: where the loss's own 95% interval (Student-t over
-    the paired trials) reaches zero there is no loss to recover, and no row.
+    mean(defended - poisoned) / mean(clean - poisoned), in ``metric``, with
+    Fieller's 95% interval over paired trials (``stats.ratio_of_means_ci``),
+    valid with 2 trials too. Only where poisoning cost something: where the
+    loss's own 95% interval (Student-t over the paired trials) reaches zero there
+    is no loss to recover, and no row; that is also where Fieller's interval
+    would have no upper bound.
     """
     from poisonlab.stats import mean_ci, ratio_of_means_ci
 
@@ -608,8 +610,7 @@ def recovery_summary(model_records: pd.DataFrame, metric: str, seed: int) -> pd.
         if not loss_low > 0:  # NaN (one trial) too
             continue
         won = (frame["value"] - frame["poisoned"]).to_numpy()
-        rng = derive_rng(seed, RECOVERY, level, attack, model, defense)
-        mean, low, high, n = ratio_of_means_ci(won, loss, rng)
+        mean, low, high, n = ratio_of_means_ci(won, loss)
         rows.append((level, attack, model, defense, RECOVERY, mean, low, high, n))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
@@ -692,7 +693,7 @@ def summarize(
     }
     model_records = records[records["detector"] == ""]
     costs = defence_cost_records(model_records, metric)
-    recovery = recovery_summary(model_records, metric, config["seed"])
+    recovery = recovery_summary(model_records, metric)
     detection_records = records[records["detector"] != ""]
     summary = _summarize(
         pd.concat([model_records, costs], ignore_index=True),

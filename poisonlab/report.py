@@ -119,7 +119,7 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Per attack, model and defence: its cost at level 0 and its recovery at each level.
 
     Cost: the headline metric lost to the clean rows it removed (``defence_cost``).
-    Recovery: the share of the loss to poisoning it wins back, with its bootstrap
+    Recovery: the share of the loss to poisoning it wins back, with Fieller's
     interval; "no measurable loss" where poisoning cost nothing measurable (the loss's
     interval reaches 0), "not fitted" where it kept too little in every trial.
     """
@@ -271,7 +271,8 @@ class Report:
             f"In {self.metric}. Cost: what training on a defence's kept rows loses at level 0, "
             "where there is nothing to defend against (clean minus defended, paired by "
             "trial; negative is a gain). Recovery: mean(defended - poisoned) / mean(clean - "
-            "poisoned) over paired trials, with a bootstrap 95% interval over trials; "
+            "poisoned) over paired trials, with Fieller's 95% interval (Student-t, valid with few "
+            "trials); "
             "1 wins back the whole loss, 0 nothing. 'no measurable loss': poisoning cost nothing "
             "measurable there (the loss's own 95% interval reaches 0), so there was no loss "
             "to recover and no ratio is given."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from poisonlab.metrics import classification_metrics, detection_metrics
@@ -106,14 +107,33 @@ def test_majority_predictor_scores_high_accuracy_but_half_balanced_accuracy():
     assert scores["accuracy"] == 0.95 and scores["balanced_accuracy"] == 0.5
 
 
-def test_ratio_of_means_interval_is_seeded_and_brackets_the_ratio():
+def test_ratio_of_means_interval_is_wider_than_two_trials_show():
+    """Two trials: a bootstrap can only span their own ratios (0.5 and 0.73); Fieller's
+    interval, exact for normal pairs at any n, reaches well past them."""
     from poisonlab.stats import ratio_of_means_ci
 
-    won, lost = np.array([0.3, 0.2, 0.25, 0.1]), np.array([0.4, 0.3, 0.3, 0.2])
-    first = ratio_of_means_ci(won, lost, np.random.default_rng(1))
-    assert first == ratio_of_means_ci(won, lost, np.random.default_rng(1))
-    ratio, low, high, n = first
-    assert ratio == won.mean() / lost.mean() and n == 4 and low <= ratio <= high
+    won, lost = np.array([0.2, 0.3]), np.array([0.4, 0.41])
+    ratio, low, high, n = ratio_of_means_ci(won, lost)
+    assert ratio == won.mean() / lost.mean() and n == 2
+    assert low < 0.4 and high > 0.9
+
+
+def test_ratio_of_means_interval_covers_the_true_ratio_95_percent_at_three_trials():
+    from poisonlab.stats import ratio_of_means_ci
+
+    rng = np.random.default_rng(0)
+    won = rng.normal(0.3, 0.1, size=(2000, 3))
+    lost = rng.normal(0.5, 0.05, size=(2000, 3))
+    intervals = np.array([ratio_of_means_ci(w, d)[1:3] for w, d in zip(won, lost, strict=True)])
+    covered = (intervals[:, 0] <= 0.6) & (intervals[:, 1] >= 0.6)
+    assert 0.93 < covered.mean() < 0.97
+
+
+def test_ratio_of_means_has_no_bounds_where_the_denominator_is_within_noise_of_zero():
+    from poisonlab.stats import ratio_of_means_ci
+
+    ratio, low, high, n = ratio_of_means_ci(np.array([0.1, 0.0, 0.05]), np.array([0.3, -0.1, 0.1]))
+    assert ratio == pytest.approx(0.05 / 0.1) and math.isnan(low) and math.isnan(high) and n == 3
 
 
 def test_an_interval_is_cut_to_the_range_its_quantity_cannot_leave():
