@@ -33,6 +33,7 @@ from poisonlab.findings import (
     findings,
     format_interval,
     format_level,
+    paired_losses,
     worst_levels,
 )
 from poisonlab.gate import gate_table
@@ -75,7 +76,7 @@ def breakdown_table(
     points: pd.DataFrame, intervals: pd.DataFrame | None = None, metric: str = "accuracy"
 ) -> pd.DataFrame:
     """The breakdown points as the report shows them; with ``intervals``
-    (``findings.breakdown_intervals``) their 95% bootstrap interval too."""
+    (``findings.breakdown_intervals``) their 95% interval too."""
     table = pd.DataFrame(
         {
             "attack": points["attack"],
@@ -87,9 +88,9 @@ def breakdown_table(
     )
     if intervals is not None and not intervals.empty:
         found = points[["attack", "model"]].merge(intervals, on=["attack", "model"], how="left")
-        table["95% CI (bootstrap over trials)"] = [
-            format_interval(low, high)
-            for low, high in zip(found["ci_low"], found["ci_high"], strict=True)
+        table["95% CI (Student-t over trials)"] = [
+            format_interval(low, high, n)
+            for low, high, n in zip(found["ci_low"], found["ci_high"], found["n"], strict=True)
         ]
     return table
 
@@ -232,6 +233,7 @@ class Report:
         gate: pd.DataFrame | None = None,
         certified: CertifiedResults | None = None,
         breakdown_ci: pd.DataFrame | None = None,
+        losses: pd.DataFrame | None = None,
     ):
         self.summary, self.detection = summary, detection
         self.certified = certified
@@ -243,7 +245,9 @@ class Report:
         self.drop = config["report"]["breakdown_drop"]
         self.metric, self.metric_reason = headline(config, provenance)
         self.points = breakdown_points(summary, self.drop, self.metric)
-        self.findings = findings(summary, detection, self.points, self.drop, self.metric)
+        self.findings = findings(
+            summary, detection, self.points, self.drop, self.metric, losses, breakdown_ci
+        )
         self.unfitted = [
             *unfitted_notes(summary, detection, config["trials"]),
             *failed_fit_notes(provenance, config["trials"]),
@@ -283,7 +287,10 @@ class Report:
             f"Breakdown point: the smallest poison level at which mean {self.metric} falls more "
             "than "
             f"{self.drop * 100:g} points below its value at the lowest level run "
-            "(linear between levels); none if it never does."
+            "(linear between levels); none if it never does. Its 95% interval runs from "
+            "the level where the upper end of the paired loss's Student-t interval first "
+            "passes that drop to the level where its lower end does: valid with 2 trials, "
+            "and wide with few."
         )
 
     def _data_notes(self) -> list[str]:
@@ -511,9 +518,19 @@ def write_results(
         write_csv(certified.table, results_dir / CERTIFIED_FILE)
     drop = config["report"]["breakdown_drop"]
     model_records = records[records["detector"] == ""]
-    intervals = breakdown_intervals(model_records, drop, config["seed"], metric=metric)
+    losses = paired_losses(model_records, metric)
+    intervals = breakdown_intervals(losses, drop)
     report = Report(
-        summary, detection, config, provenance, confusion, quantity, gate, certified, intervals
+        summary,
+        detection,
+        config,
+        provenance,
+        confusion,
+        quantity,
+        gate,
+        certified,
+        intervals,
+        losses,
     )
     (results_dir / REPORT_FILE).write_text(report.html(), encoding="utf-8")
     (results_dir / MARKDOWN_FILE).write_text(report.markdown(), encoding="utf-8")
