@@ -629,7 +629,8 @@ def defence_cost_records(model_records: pd.DataFrame, metric: str) -> pd.DataFra
 
 
 def _summarize(records: pd.DataFrame, keys: list[str], order: dict[str, list[str]]) -> pd.DataFrame:
-    """Mean and 95% CI of ``value`` over trials, per group of ``keys``.
+    """Mean and 95% CI of ``value`` over trials, per group of ``keys``; no interval where
+    every trial gave the same value (``stats.mean_ci``'s ``empty_if_tied``).
 
     Rows are sorted by level, then by each key in ``order`` (config order; names
     not listed there come after, alphabetically).
@@ -641,7 +642,7 @@ def _summarize(records: pd.DataFrame, keys: list[str], order: dict[str, list[str
     metric_at = keys.index("metric")
     for group, frame in records.groupby(keys, sort=False):
         bounds = METRIC_BOUNDS.get(group[metric_at])
-        mean, low, high, n = mean_ci(frame["value"].to_numpy(), bounds=bounds)
+        mean, low, high, n = mean_ci(frame["value"].to_numpy(), bounds=bounds, empty_if_tied=True)
         rows.append((*group, mean, low, high, n))
     summary = pd.DataFrame(rows, columns=[*keys, "mean", "ci_low", "ci_high", "n"])
     return _sort(summary, keys, order)

@@ -109,6 +109,8 @@ def _loss_sentence(
                 f", but over these {n} trials the loss is not distinguishable from zero "
                 f"(95% interval {low_end * 100:.0f} to {high_end * 100:.0f} points)"
             )
+        elif low_end == high_end:  # every trial lost the same: the spread is unmeasured
+            sentence += f", the same loss in each of the {n} trials (so no interval)"
         else:
             sentence += f", 95% interval {low_end * 100:.0f} to {high_end * 100:.0f} points"
     recovered = summary[

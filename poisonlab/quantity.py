@@ -99,13 +99,14 @@ def empty_records() -> pd.DataFrame:
 
 
 def summarize_quantity(records: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
-    """quantity.csv: mean and 95% CI over trials per level, size, model and metric."""
+    """quantity.csv: mean and 95% CI over trials per level, size, model and metric (no
+    interval where every trial tied: ``stats.mean_ci``)."""
     rows = []
     for (level, n_train, model, metric), frame in records.groupby(
         ["poison_level", "n_train", "model", "metric"], sort=False
     ):
         bounds = METRIC_BOUNDS.get(metric)
-        mean, low, high, n = mean_ci(frame["value"].to_numpy(), bounds=bounds)
+        mean, low, high, n = mean_ci(frame["value"].to_numpy(), bounds=bounds, empty_if_tied=True)
         rows.append((level, int(n_train), model, metric, mean, low, high, n))
     summary = pd.DataFrame(rows, columns=QUANTITY_COLUMNS)
     model_rank = {m: i for i, m in enumerate(config["train"]["models"])}

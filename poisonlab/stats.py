@@ -15,6 +15,7 @@ def mean_ci(
     values: np.ndarray,
     confidence: float = 0.95,
     bounds: tuple[float, float] | None = None,
+    empty_if_tied: bool = False,
 ) -> tuple[float, float, float, int]:
     """Mean and Student-t confidence interval of ``values``: (mean, low, high, n).
 
@@ -23,6 +24,11 @@ def mean_ci(
     reaches past it (accuracy up to 1.02); the cut one covers the true value
     exactly when the uncut one does, and shows no impossible value.
     With a single value the interval is undefined and returned as NaN.
+
+    ``empty_if_tied``: values all equal give NaN ends too, not a zero-width
+    interval. A few trials of a score on a small test split often tie (3 trials
+    of 74 right out of 80); their spread is then unmeasured, not zero, and
+    [0.925, 0.925] would claim a certainty the trials cannot show.
     """
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
@@ -30,8 +36,8 @@ def mean_ci(
     if n == 0:
         return math.nan, math.nan, math.nan, 0
     mean = float(values.mean())
-    if n == 1:
-        return mean, math.nan, math.nan, 1
+    if n == 1 or (empty_if_tied and values.min() == values.max()):
+        return mean, math.nan, math.nan, n
     half = float(stdtrit(n - 1, (1 + confidence) / 2) * values.std(ddof=1) / math.sqrt(n))
     low, high = mean - half, mean + half
     if bounds is not None:

@@ -25,6 +25,16 @@ def test_mean_ci_of_one_value_has_no_interval():
     assert (mean, n) == (0.7, 1) and math.isnan(low) and math.isnan(high)
 
 
+def test_tied_trials_leave_the_interval_empty_where_asked():
+    """Three trials of 74 right out of 80: their spread is unmeasured, not zero."""
+    tied = np.array([0.925, 0.925, 0.925])
+    mean, low, high, n = mean_ci(tied)
+    assert high - low < 1e-9  # what a t interval gives: certainty from three trials
+    mean, low, high, n = mean_ci(tied, empty_if_tied=True)
+    assert mean == pytest.approx(0.925) and n == 3 and math.isnan(low) and math.isnan(high)
+    assert not math.isnan(mean_ci(np.array([0.925, 0.9]), empty_if_tied=True)[1])
+
+
 def test_detection_metrics_against_the_mask():
     mask = np.array([True, True, False, False, False])
     flags = np.array([True, False, True, False, False])
