@@ -64,6 +64,33 @@ def worst_levels(summary: pd.DataFrame, metric: str = "accuracy") -> dict[str, f
     return {attack: float(means[attack].idxmin()) for attack in dict.fromkeys(accuracy["attack"])}
 
 
+def _floor_sentences(summary: pd.DataFrame, metric: str, floor: float | None) -> list[str]:
+    """A sentence per model whose clean ``metric`` is not distinguishable from ``floor``
+    (``metrics.majority_score``): it learnt little that poisoning could take away, so
+    its losses and breakdown point are no finding (common with a rare class)."""
+    rows = undefended_accuracy(summary, metric)
+    if floor is None or rows.empty:
+        return []
+    clean = rows[rows["poison_level"] == rows["poison_level"].min()].drop_duplicates("model")
+    sentences = []
+    for row in clean.itertuples(index=False):
+        measured = row.ci_low == row.ci_low  # not NaN
+        if (row.ci_low if measured else row.mean) > floor:
+            continue
+        how = (
+            f"{row.mean:.3f} (95% CI {row.ci_low:.3f} to {row.ci_high:.3f}), is not "
+            "distinguishable from"
+            if measured
+            else f"{row.mean:.3f}, is no better than"
+        )
+        sentences.append(
+            f"{row.model}'s clean {metric}, {how} the {floor:.3f} of always predicting the "
+            "largest class: it learnt little that poisoning could take away, so its losses "
+            "and breakdown point below say little."
+        )
+    return sentences
+
+
 def _loss_sentence(
     summary: pd.DataFrame, attack: str, metric: str, losses: pd.DataFrame | None = None
 ) -> str | None:
@@ -229,13 +256,16 @@ def findings(
     metric: str = "accuracy",
     losses: pd.DataFrame | None = None,
     intervals: pd.DataFrame | None = None,
+    floor: float | None = None,
 ) -> list[str]:
     """Short sentences written from the numbers, a few per attack, in the headline ``metric``.
 
     ``losses`` (``paired_losses``) and ``intervals`` (``breakdown_intervals``), from the
-    per-trial records, add each number's 95% interval and say where it is no finding.
+    per-trial records, add each number's 95% interval and say where it is no finding;
+    ``floor`` (``metrics.majority_score``) names the models that score no better than
+    always predicting the largest class.
     """
-    sentences = []
+    sentences = _floor_sentences(summary, metric, floor)
     for attack in dict.fromkeys(summary["attack"]):
         for sentence in (
             _loss_sentence(summary, attack, metric, losses),

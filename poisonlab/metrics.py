@@ -166,6 +166,29 @@ def headline_metric(setting: str, class_counts: list[int]) -> tuple[str, str]:
     )
 
 
+def majority_score(metric: str, class_counts: list[int] | None) -> float | None:
+    """What a model that always predicts the largest class scores in ``metric`` on a
+    stratified test split: the floor a model must beat to have learnt anything.
+
+    ``accuracy``: the largest class's share m; ``balanced_accuracy``: 1 / classes
+    (one class's recall is 1, the others' 0); ``f1_macro``: that class's F1,
+    2m / (1 + m), over the classes; ``roc_auc``: 0.5 (constant scores rank
+    nothing). None for other metrics or without class counts.
+    """
+    counts = np.asarray(class_counts or [], dtype=np.float64)
+    counts = counts[counts > 0]
+    if counts.size < 2:
+        return None
+    majority = float(counts.max() / counts.sum())
+    floors = {
+        "accuracy": majority,
+        "balanced_accuracy": 1.0 / counts.size,
+        "f1_macro": 2 * majority / (1 + majority) / counts.size,
+        "roc_auc": 0.5,
+    }
+    return floors.get(metric)
+
+
 def _f1(true_positives, actual, predicted) -> np.ndarray:
     """F1 = 2 TP / (actual + predicted positives), 0 where both are 0."""
     total = np.asarray(actual + predicted)

@@ -245,8 +245,11 @@ class Report:
         self.drop = config["report"]["breakdown_drop"]
         self.metric, self.metric_reason = headline(config, provenance)
         self.points = breakdown_points(summary, self.drop, self.metric)
+        from poisonlab.metrics import majority_score
+
+        floor = majority_score(self.metric, provenance.get("class_counts"))
         self.findings = findings(
-            summary, detection, self.points, self.drop, self.metric, losses, breakdown_ci
+            summary, detection, self.points, self.drop, self.metric, losses, breakdown_ci, floor
         )
         self.unfitted = [
             *unfitted_notes(summary, detection, config["trials"]),

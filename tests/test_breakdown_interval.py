@@ -100,3 +100,23 @@ def test_a_loss_within_noise_of_zero_is_not_stated_as_a_finding():
     assert "not distinguishable" not in steady[0] and "95% interval" in steady[0]
     single = _sentences(np.array([[0.9, 0.6]]), [0.0, 0.3])
     assert "not a finding" in single[0]
+
+
+def test_a_model_no_better_than_the_majority_class_is_named():
+    """A rare class: balanced accuracy 0.5 is what always predicting the largest class scores."""
+    records = _records(np.array([[0.52, 0.5], [0.49, 0.5], [0.55, 0.45]]), [0.0, 0.3])
+    summary = (
+        records.groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)[
+            "value"
+        ]
+        .agg(["mean", "std"])
+        .reset_index()
+    )
+    summary["ci_low"], summary["ci_high"] = summary["mean"] - 0.1, summary["mean"] + 0.1
+    points = breakdown_points(summary, 0.1)
+    detection = pd.DataFrame(columns=["poison_level", "attack", "detector", "metric", "mean"])
+    near = findings(summary, detection, points, 0.1, floor=0.5)
+    assert "not distinguishable from the 0.500 of always predicting" in near[0]
+    assert not any(
+        "always predicting" in s for s in findings(summary, detection, points, 0.1, floor=0.3)
+    )

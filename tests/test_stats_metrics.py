@@ -173,3 +173,15 @@ def test_summary_intervals_stay_in_each_metrics_range():
                 low, high = METRIC_BOUNDS[metric]
                 assert (rows["ci_low"].dropna() >= low).all(), metric
                 assert (rows["ci_high"].dropna() <= high).all(), metric
+
+
+def test_majority_score_is_what_always_predicting_the_largest_class_scores():
+    from poisonlab.metrics import majority_score, roc_auc
+
+    y_true = np.array([0] * 15 + [1] * 4 + [2])
+    always = classification_metrics(y_true, np.zeros(20, dtype=int), 3)
+    for metric in ("accuracy", "balanced_accuracy", "f1_macro"):
+        assert majority_score(metric, [15, 4, 1]) == pytest.approx(always[metric]), metric
+    constant = np.tile([1.0, 0.0, 0.0], (20, 1))
+    assert majority_score("roc_auc", [15, 4, 1]) == roc_auc(y_true, constant)
+    assert majority_score("accuracy", None) is None
