@@ -518,11 +518,15 @@ def _test_scores(
     estimator: Any, dataset: Dataset, test: np.ndarray, predicted: np.ndarray
 ) -> dict[str, float]:
     """A fitted model's scores on a clean test split: ``classification_metrics``, and
-    ``roc_auc`` where it has class scores and the split two classes or more."""
+    ``roc_auc`` where it has class scores; ``balanced_accuracy`` and ``roc_auc`` only
+    where the split has two classes or more (else they have no record, and ``n``
+    in summary.csv counts the trials that measured them)."""
     from poisonlab.metrics import classification_metrics, roc_auc
     from poisonlab.models import class_scores
 
     scores = classification_metrics(dataset.y[test], predicted, dataset.n_classes)
+    if scores["balanced_accuracy"] != scores["balanced_accuracy"]:  # NaN: one class tested
+        del scores["balanced_accuracy"]
     ranked = class_scores(estimator, dataset.X[test], dataset.n_classes)
     if ranked is not None:
         auc = roc_auc(dataset.y[test], ranked)

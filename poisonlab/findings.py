@@ -266,6 +266,12 @@ def findings(
     always predicting the largest class.
     """
     sentences = _floor_sentences(summary, metric, floor)
+    if undefended_accuracy(summary, metric).empty and (summary["defense"] == NO_DEFENSE).any():
+        # balanced_accuracy and roc_auc need two classes in a test split (metrics).
+        sentences.append(
+            f"No trial measured {metric}: no test split held two classes, so the tables of "
+            f"{metric} below are empty; raise dataset.test_size, or add rows of the rare class."
+        )
     for attack in dict.fromkeys(summary["attack"]):
         for sentence in (
             _loss_sentence(summary, attack, metric, losses),

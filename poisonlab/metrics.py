@@ -27,6 +27,9 @@ def classification_metrics(
     Balanced accuracy is the mean recall of the classes present in ``y_true``
     (scikit-learn's ``balanced_accuracy_score``): a model that always predicts
     the majority class scores 1 / (classes present), whatever the imbalance.
+    With one class present it would be that class's recall, plain accuracy
+    under another name (a split with no row of the rare class), so it is NaN
+    there, as ``roc_auc`` is.
     """
     counts = np.bincount(
         n_classes * np.asarray(y_true, dtype=np.int64) + np.asarray(y_pred, dtype=np.int64),
@@ -38,7 +41,9 @@ def classification_metrics(
     return {
         "accuracy": float(correct.sum() / len(y_true)) if len(y_true) else 0.0,
         "balanced_accuracy": (
-            float(np.mean(correct[present] / actual[present])) if present.any() else 0.0
+            float(np.mean(correct[present] / actual[present]))
+            if present.sum() >= 2
+            else float("nan")
         ),
         "f1_macro": float(np.mean(_f1(correct, actual, counts.sum(axis=0)))),
     }

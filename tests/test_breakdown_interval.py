@@ -120,3 +120,21 @@ def test_a_model_no_better_than_the_majority_class_is_named():
     assert not any(
         "always predicting" in s for s in findings(summary, detection, points, 0.1, floor=0.3)
     )
+
+
+def test_a_headline_metric_no_trial_measured_is_said_in_a_sentence():
+    """Every test split without the rare class: balanced accuracy has no record at all."""
+    records = _records(np.array([[1.0, 1.0], [1.0, 0.9]]), [0.0, 0.3])
+    summary = (
+        records.groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)[
+            "value"
+        ]
+        .mean()
+        .rename("mean")
+        .reset_index()
+    )
+    points = breakdown_points(summary, 0.1, "balanced_accuracy")
+    detection = pd.DataFrame(columns=["poison_level", "attack", "detector", "metric", "mean"])
+    sentences = findings(summary, detection, points, 0.1, "balanced_accuracy")
+    assert sentences[0].startswith("No trial measured balanced_accuracy")
+    assert not any("No trial measured" in s for s in findings(summary, detection, points, 0.1))

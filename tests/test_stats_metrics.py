@@ -111,6 +111,15 @@ def test_balanced_accuracy_and_roc_auc_match_scikit_learn():
     assert math.isnan(roc_auc(np.zeros(5, dtype=int), np.zeros((5, 2))))
 
 
+def test_balanced_accuracy_of_a_split_with_one_class_is_undefined_not_accuracy():
+    """A test split with no row of the rare class: scikit-learn gives the one class's
+    recall (here 0.9, the accuracy); that is not balanced accuracy."""
+    y_true = np.zeros(10, dtype=int)
+    predicted = np.array([0] * 9 + [1])
+    scores = classification_metrics(y_true, predicted, 2)
+    assert scores["accuracy"] == 0.9 and math.isnan(scores["balanced_accuracy"])
+
+
 def test_majority_predictor_scores_high_accuracy_but_half_balanced_accuracy():
     y_true = np.array([0] * 19 + [1])
     scores = classification_metrics(y_true, np.zeros(20, dtype=int), 2)
