@@ -258,7 +258,7 @@ class Report:
         self.defences = defence_table(summary)
         q = config["quantity"]
         self.quantity_answers = (
-            quantity_answers(self.quantity, q["reference"], q["attack"])
+            quantity_answers(self.quantity, q["reference"], q["attack"], self.metric)
             if self.quantity is not None
             else []
         )
