@@ -223,7 +223,8 @@ def _breakdown_sentence(
 
 
 def _detection_sentence(detection: pd.DataFrame, attack: str) -> str | None:
-    """The detector with the best F1 at the attack's highest level."""
+    """The detector with the best F1 at the attack's highest level; the others whose mean
+    F1 lies within its 95% interval are named too, as not distinguishable from it."""
     rows = detection[detection["attack"] == attack]
     f1 = rows[rows["metric"] == "f1"]
     if f1.empty:
@@ -242,10 +243,23 @@ def _detection_sentence(detection: pd.DataFrame, attack: str) -> str | None:
     detail = ", ".join(
         f"{name} {values[name]:.2f}" for name in ("precision", "recall") if name in values
     )
-    return (
+    sentence = (
         f"At {high:.0%} {attack}, {best['detector']} finds the poisoned rows best "
-        f"(F1 {best['mean']:.2f}{', ' + detail if detail else ''})."
+        f"(F1 {best['mean']:.2f}{', ' + detail if detail else ''})"
     )
+    low = best.get("ci_low", math.nan)
+    others = at_high[at_high["detector"] != best["detector"]]
+    close = others[(others["mean"] >= low) | (others["mean"] == best["mean"])]
+    if not close.empty:
+        named = ", ".join(
+            f"{d} ({m:.2f})" for d, m in zip(close["detector"], close["mean"], strict=True)
+        )
+        within = f"lies within its 95% interval ({low:.2f} to {best['ci_high']:.2f})"
+        sentence += (
+            f", but the F1 of {named} {within if low == low else 'is the same'}: over "
+            f"{int(best['n'])} trials the ranking is not a finding"
+        )
+    return sentence + "."
 
 
 def findings(

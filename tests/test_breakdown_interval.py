@@ -138,3 +138,28 @@ def test_a_headline_metric_no_trial_measured_is_said_in_a_sentence():
     sentences = findings(summary, detection, points, 0.1, "balanced_accuracy")
     assert sentences[0].startswith("No trial measured balanced_accuracy")
     assert not any("No trial measured" in s for s in findings(summary, detection, points, 0.1))
+
+
+def test_a_detector_ranking_within_noise_is_not_stated_as_a_finding():
+    records = _records(np.array([[0.9, 0.6], [0.9, 0.61]]), [0.0, 0.3])
+    summary = (
+        records.groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)[
+            "value"
+        ]
+        .mean()
+        .rename("mean")
+        .reset_index()
+    )
+    points = breakdown_points(summary, 0.1)
+
+    def detection(second: float) -> pd.DataFrame:
+        rows = [(0.3, "label_flip", "knn", "f1", 0.7, 0.6, 0.8, 3)]
+        rows.append((0.3, "label_flip", "zscore", "f1", second, second - 0.1, second + 0.1, 3))
+        columns = ["poison_level", "attack", "detector", "metric", "mean", "ci_low", "ci_high", "n"]
+        return pd.DataFrame(rows, columns=columns)
+
+    close = findings(summary, detection(0.65), points, 0.1)[-1]
+    assert "knn finds the poisoned rows best" in close
+    assert "zscore (0.65) lies within its 95% interval (0.60 to 0.80)" in close
+    apart = findings(summary, detection(0.4), points, 0.1)[-1]
+    assert "knn finds the poisoned rows best" in apart and "not a finding" not in apart
