@@ -154,6 +154,23 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def few_trials_note(trials: int) -> str:
+    """A sentence on how wide intervals over few trials are, and why (empty from 5 trials)."""
+    if trials >= 5:
+        return ""
+    if trials < 2:
+        return " With 1 trial there is no spread to measure: no number here has an interval."
+    from scipy.special import stdtrit
+
+    t = float(stdtrit(trials - 1, 0.975))
+    return (
+        f" With {trials} trials every interval is wide: a 95% Student-t interval reaches "
+        f"{t:.1f} standard errors each side of the mean ({stdtrit(9, 0.975):.1f} with 10 "
+        "trials); an interval left empty means the trials that measured it tied or only "
+        "one did, which measures no spread."
+    )
+
+
 def unfitted_notes(summary: pd.DataFrame, detection: pd.DataFrame, trials: int) -> list[str]:
     """A sentence per level, attack and defence that kept too little to train on."""
     rows = summary[summary["metric"] == UNFITTED]
@@ -270,7 +287,7 @@ class Report:
             f"classes {', '.join(p['class_names'])}. {self.config['trials']} trials, "
             f"seed {self.config['seed']}; intervals are 95% CIs over trials; scores are on "
             f"a clean held-out test set. Headline metric: {self.metric} "
-            f"({self.metric_reason})."
+            f"({self.metric_reason}).{few_trials_note(self.config['trials'])}"
         )
 
     def _defence_note(self) -> str:

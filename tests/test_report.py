@@ -135,6 +135,14 @@ def test_findings_are_written_from_the_numbers():
     assert worst_levels(summary) == {"label_flip": 0.5}
 
 
+def test_few_trials_are_said_to_give_wide_intervals():
+    from poisonlab.report import few_trials_note
+
+    assert "12.7 standard errors" in few_trials_note(2)
+    assert "no spread to measure" in few_trials_note(1)
+    assert few_trials_note(10) == ""
+
+
 # --- the HTML and Markdown report --------------------------------------------------------
 
 SMALL_SYNTHETIC = "synthetic:rows=300,features=5,classes=3,informative=5"
