@@ -62,7 +62,8 @@ def ratio_of_means_ci(
     dividing by noise), and low and high are NaN. A ratio of means stays stable
     where per-trial ratios explode (a trial that lost almost nothing divides by
     almost zero). Returns (ratio, low, high, n); NaN where mean(denominator) is
-    not positive.
+    not positive. Trials that all tied in both (a zero-width interval) leave the
+    ends NaN, as ``mean_ci``'s ``empty_if_tied`` does: their spread is unmeasured.
     """
     numerator = np.asarray(numerator, dtype=float)
     denominator = np.asarray(denominator, dtype=float)
@@ -71,8 +72,9 @@ def ratio_of_means_ci(
         return math.nan, math.nan, math.nan, n
     top, bottom = float(numerator.mean()), float(denominator.mean())
     ratio = top / bottom
-    if n == 1:
-        return ratio, math.nan, math.nan, 1
+    tied = numerator.min() == numerator.max() and denominator.min() == denominator.max()
+    if n == 1 or tied:
+        return ratio, math.nan, math.nan, n
     t2 = float(stdtrit(n - 1, (1 + confidence) / 2)) ** 2
     cov = np.cov(numerator, denominator, ddof=1) / n  # covariance of the two means
     # r in the interval <=> (top - r bottom)^2 <= t2 (v11 - 2 r v12 + r^2 v22):

@@ -153,6 +153,9 @@ def test_ratio_of_means_has_no_bounds_where_the_denominator_is_within_noise_of_z
 
     ratio, low, high, n = ratio_of_means_ci(np.array([0.1, 0.0, 0.05]), np.array([0.3, -0.1, 0.1]))
     assert ratio == pytest.approx(0.05 / 0.1) and math.isnan(low) and math.isnan(high) and n == 3
+    # Tied trials (each won 1 of 2 lost rows back): the spread is unmeasured, not zero.
+    ratio, low, high, n = ratio_of_means_ci(np.full(3, 0.05), np.full(3, 0.1))
+    assert ratio == pytest.approx(0.5) and math.isnan(low) and math.isnan(high)
 
 
 def test_an_interval_is_cut_to_the_range_its_quantity_cannot_leave():
