@@ -165,7 +165,8 @@ def _loss_sentence(
             f"wins back {share} of them{interval}"
         )
     elif not defended.empty and measured is not None:
-        sentence += ", so there is no loss to recover and no recovery is given"
+        if measured[2] < 2 or measured[0] <= 0:  # else no level 0 to pair with (recovery)
+            sentence += ", so there is no loss to recover and no recovery is given"
     elif not defended.empty:
         # recovery_summary gave no row: the loss's own interval reaches zero.
         sentence += (
