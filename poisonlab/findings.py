@@ -160,6 +160,8 @@ def _loss_sentence(
             if best["ci_low"] == best["ci_low"]
             else ""
         )
+        if best["ci_low"] <= 0:  # Fieller's interval: it may win back nothing
+            interval += ", which reaches zero: over these trials it may win back nothing"
         sentence += (
             f"; training only on the rows the {best['defense']} detector kept "
             f"wins back {share} of them{interval}"

@@ -163,3 +163,26 @@ def test_a_detector_ranking_within_noise_is_not_stated_as_a_finding():
     assert "zscore (0.65) lies within its 95% interval (0.60 to 0.80)" in close
     apart = findings(summary, detection(0.4), points, 0.1)[-1]
     assert "knn finds the poisoned rows best" in apart and "not a finding" not in apart
+
+
+def test_a_recovery_whose_interval_reaches_zero_is_said_to_maybe_win_nothing():
+    records = _records(np.array([[0.9, 0.6], [0.9, 0.61], [0.9, 0.59]]), [0.0, 0.3])
+    defended = records[records["poison_level"] == 0.3].assign(defense="knn")
+    summary = (
+        pd.concat([records, defended])
+        .groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)["value"]
+        .mean()
+        .rename("mean")
+        .reset_index()
+    )
+    recovery = (0.3, "label_flip", "m", "knn", "recovery", 0.8)
+    columns = ["poison_level", "attack", "model", "defense", "metric", "mean"]
+    detection = pd.DataFrame(columns=["poison_level", "attack", "detector", "metric", "mean"])
+    points = breakdown_points(summary, 0.1)
+
+    def loss_sentence(low: float) -> str:
+        row = pd.DataFrame([recovery], columns=columns).assign(ci_low=low, ci_high=1.3, n=3)
+        return findings(pd.concat([summary, row]), detection, points, 0.1)[0]
+
+    assert "wins back 80% of them, 95% CI -20% to 130%, which reaches zero" in loss_sentence(-0.2)
+    assert "reaches zero" not in loss_sentence(0.4)
