@@ -142,8 +142,15 @@ def print_accuracy_table(summary_path: Path) -> None:
     manifest = json.loads((summary_path.parent / MANIFEST_FILE).read_text(encoding="utf-8"))
     chosen = manifest.get("headline_metric", {"metric": "accuracy", "reason": ""})
     table = accuracy_table(pd.read_csv(summary_path), chosen["metric"])
-    print(f"\nMean {chosen['metric']} on the clean test set (no defence), by poison level")
+    trials = manifest.get("config", {}).get("trials")
+    over = f" over {trials} trials (95% intervals in summary.csv)" if trials else ""
+    print(f"\nMean {chosen['metric']} on the clean test set (no defence){over}, by poison level")
     print(f"({chosen['reason']}):" if chosen["reason"] else ":")
+    if table.empty:  # balanced_accuracy and roc_auc need two classes in a test split
+        print(
+            f"  none: no trial's test split held two classes, so none measured {chosen['metric']}"
+        )
+        return
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

@@ -579,11 +579,15 @@ def _test_scores(
     estimator: Any, dataset: Dataset, test: np.ndarray, predicted: np.ndarray
 ) -> dict[str, float]:
     """A fitted model's scores on a clean test split: ``classification_metrics``, and
-    ``roc_auc`` where it has class scores and the split two classes or more."""
+    ``roc_auc`` where it has class scores; ``balanced_accuracy`` and ``roc_auc`` only
+    where the split has two classes or more (else they have no record, and ``n``
+    in summary.csv counts the trials that measured them)."""
     from poisonlab.metrics import classification_metrics, roc_auc
     from poisonlab.models import class_scores
 
     scores = classification_metrics(dataset.y[test], predicted, dataset.n_classes)
+    if scores["balanced_accuracy"] != scores["balanced_accuracy"]:  # NaN: one class tested
+        del scores["balanced_accuracy"]
     ranked = class_scores(estimator, dataset.X[test], dataset.n_classes)
     if ranked is not None:
         auc = roc_auc(dataset.y[test], ranked)
@@ -648,14 +652,16 @@ def _paired(model_records: pd.DataFrame, metric: str) -> pd.DataFrame:
     ).merge(clean.rename(columns={"value": "clean"}), on=pair)
 
 
-def recovery_summary(model_records: pd.DataFrame, metric: str, seed: int) -> pd.DataFrame:
+def recovery_summary(model_records: pd.DataFrame, metric: str) -> pd.DataFrame:
     """``recovery`` rows of summary.csv: the share of the loss to poisoning a defence wins back.
 
     Per level, attack, model and defence, over paired trials:
-    mean(defended - poisoned) / mean(clean - poisoned), in ``metric``, with a
-    bootstrap 95% interval over trials (``stats.ratio_of_means_ci``). Only where
-    poisoning cost something: where the loss's own 95% interval (Student-t over
-    the paired trials) reaches zero there is no loss to recover, and no row.
+    mean(defended - poisoned) / mean(clean - poisoned), in ``metric``, with
+    Fieller's 95% interval over paired trials (``stats.ratio_of_means_ci``),
+    valid with 2 trials too. Only where poisoning cost something: where the
+    loss's own 95% interval (Student-t over the paired trials) reaches zero there
+    is no loss to recover, and no row; that is also where Fieller's interval
+    would have no upper bound.
     """
     from poisonlab.stats import mean_ci, ratio_of_means_ci
 
@@ -669,8 +675,7 @@ def recovery_summary(model_records: pd.DataFrame, metric: str, seed: int) -> pd.
         if not loss_low > 0:  # NaN (one trial) too
             continue
         won = (frame["value"] - frame["poisoned"]).to_numpy()
-        rng = derive_rng(seed, RECOVERY, level, attack, model, defense)
-        mean, low, high, n = ratio_of_means_ci(won, loss, rng)
+        mean, low, high, n = ratio_of_means_ci(won, loss)
         rows.append((level, attack, model, defense, RECOVERY, mean, low, high, n))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
@@ -689,7 +694,8 @@ def defence_cost_records(model_records: pd.DataFrame, metric: str) -> pd.DataFra
 
 
 def _summarize(records: pd.DataFrame, keys: list[str], order: dict[str, list[str]]) -> pd.DataFrame:
-    """Mean and 95% CI of ``value`` over trials, per group of ``keys``.
+    """Mean and 95% CI of ``value`` over trials, per group of ``keys``; no interval where
+    every trial gave the same value (``stats.mean_ci``'s ``empty_if_tied``).
 
     Rows are sorted by level, then by each key in ``order`` (config order; names
     not listed there come after, alphabetically).
@@ -701,7 +707,7 @@ def _summarize(records: pd.DataFrame, keys: list[str], order: dict[str, list[str
     metric_at = keys.index("metric")
     for group, frame in records.groupby(keys, sort=False):
         bounds = METRIC_BOUNDS.get(group[metric_at])
-        mean, low, high, n = mean_ci(frame["value"].to_numpy(), bounds=bounds)
+        mean, low, high, n = mean_ci(frame["value"].to_numpy(), bounds=bounds, empty_if_tied=True)
         rows.append((*group, mean, low, high, n))
     summary = pd.DataFrame(rows, columns=[*keys, "mean", "ci_low", "ci_high", "n"])
     return _sort(summary, keys, order)
@@ -754,7 +760,7 @@ def summarize(
     }
     model_records = records[records["detector"] == ""]
     costs = defence_cost_records(model_records, metric)
-    recovery = recovery_summary(model_records, metric, config["seed"])
+    recovery = recovery_summary(model_records, metric)
     detection_records = records[records["detector"] != ""]
     summary = _summarize(
         pd.concat([model_records, costs], ignore_index=True),

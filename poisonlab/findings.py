@@ -64,8 +64,42 @@ def worst_levels(summary: pd.DataFrame, metric: str = "accuracy") -> dict[str, f
     return {attack: float(means[attack].idxmin()) for attack in dict.fromkeys(accuracy["attack"])}
 
 
-def _loss_sentence(summary: pd.DataFrame, attack: str, metric: str) -> str | None:
-    """The model hurt most at the attack's highest level, and the defence that helps it most."""
+def _floor_sentences(summary: pd.DataFrame, metric: str, floor: float | None) -> list[str]:
+    """A sentence per model whose clean ``metric`` is not distinguishable from ``floor``
+    (``metrics.majority_score``): it learnt little that poisoning could take away, so
+    its losses and breakdown point are no finding (common with a rare class)."""
+    rows = undefended_accuracy(summary, metric)
+    if floor is None or rows.empty:
+        return []
+    clean = rows[rows["poison_level"] == rows["poison_level"].min()].drop_duplicates("model")
+    sentences = []
+    for row in clean.itertuples(index=False):
+        measured = row.ci_low == row.ci_low  # not NaN
+        if (row.ci_low if measured else row.mean) > floor:
+            continue
+        how = (
+            f"{row.mean:.3f} (95% CI {row.ci_low:.3f} to {row.ci_high:.3f}), is not "
+            "distinguishable from"
+            if measured
+            else f"{row.mean:.3f}, is no better than"
+        )
+        sentences.append(
+            f"{row.model}'s clean {metric}, {how} the {floor:.3f} of always predicting the "
+            "largest class: it learnt little that poisoning could take away, so its losses "
+            "and breakdown point below say little."
+        )
+    return sentences
+
+
+def _loss_sentence(
+    summary: pd.DataFrame, attack: str, metric: str, losses: pd.DataFrame | None = None
+) -> str | None:
+    """The model hurt most at the attack's highest level, and the defence that helps it most.
+
+    With ``losses`` (``paired_losses``) the loss's 95% interval is given, and a loss
+    whose interval reaches zero, or that one trial measured, is said not to be a
+    finding.
+    """
     accuracy = summary[(summary["metric"] == metric) & (summary["attack"] == attack)]
     levels = sorted(set(accuracy["poison_level"]))
     if len(levels) < 2:
@@ -73,15 +107,15 @@ def _loss_sentence(summary: pd.DataFrame, attack: str, metric: str) -> str | Non
     low, high = levels[0], levels[-1]
     undefended = accuracy[accuracy["defense"] == NO_DEFENSE].set_index(["poison_level", "model"])
     models = list(dict.fromkeys(undefended.index.get_level_values("model")))
-    losses = {
+    lost = {
         m: undefended.loc[(low, m), "mean"] - undefended.loc[(high, m), "mean"]
         for m in models
         if (low, m) in undefended.index and (high, m) in undefended.index
     }
-    if not losses:
+    if not lost:
         return None
-    model = max(losses, key=lambda m: losses[m])
-    loss = losses[model]
+    model = max(lost, key=lambda m: lost[m])
+    loss = lost[model]
     clean, poisoned = undefended.loc[(low, model), "mean"], undefended.loc[(high, model), "mean"]
     if loss < 0.01:
         return (
@@ -92,6 +126,20 @@ def _loss_sentence(summary: pd.DataFrame, attack: str, metric: str) -> str | Non
         f"{model} loses {loss * 100:.0f} points at {high:.0%} {attack} "
         f"({metric} {clean:.3f} to {poisoned:.3f})"
     )
+    measured = _loss_interval(losses, attack, model, high)
+    if measured is not None:
+        low_end, high_end, n = measured
+        if n < 2:
+            sentence += ", in a single trial: with no spread to measure, this is not a finding"
+        elif low_end <= 0:
+            sentence += (
+                f", but over these {n} trials the loss is not distinguishable from zero "
+                f"(95% interval {low_end * 100:.0f} to {high_end * 100:.0f} points)"
+            )
+        elif low_end == high_end:  # every trial lost the same: the spread is unmeasured
+            sentence += f", the same loss in each of the {n} trials (so no interval)"
+        else:
+            sentence += f", 95% interval {low_end * 100:.0f} to {high_end * 100:.0f} points"
     recovered = summary[
         (summary["metric"] == RECOVERY)
         & (summary["attack"] == attack)
@@ -112,10 +160,15 @@ def _loss_sentence(summary: pd.DataFrame, attack: str, metric: str) -> str | Non
             if best["ci_low"] == best["ci_low"]
             else ""
         )
+        if best["ci_low"] <= 0:  # Fieller's interval: it may win back nothing
+            interval += ", which reaches zero: over these trials it may win back nothing"
         sentence += (
             f"; training only on the rows the {best['defense']} detector kept "
             f"wins back {share} of them{interval}"
         )
+    elif not defended.empty and measured is not None:
+        if measured[2] < 2 or measured[0] <= 0:  # else no level 0 to pair with (recovery)
+            sentence += ", so there is no loss to recover and no recovery is given"
     elif not defended.empty:
         # recovery_summary gave no row: the loss's own interval reaches zero.
         sentence += (
@@ -125,8 +178,28 @@ def _loss_sentence(summary: pd.DataFrame, attack: str, metric: str) -> str | Non
     return sentence + "."
 
 
+def _loss_interval(
+    losses: pd.DataFrame | None, attack: str, model: str, level: float
+) -> tuple[float, float, int] | None:
+    """(ci_low, ci_high, n) of ``paired_losses``'s row, None without one."""
+    if losses is None:
+        return None
+    row = losses[
+        (losses["attack"] == attack)
+        & (losses["model"] == model)
+        & (losses["poison_level"] == level)
+    ]
+    if row.empty:
+        return None
+    return float(row["ci_low"].iloc[0]), float(row["ci_high"].iloc[0]), int(row["n"].iloc[0])
+
+
 def _breakdown_sentence(
-    points: pd.DataFrame, attack: str, drop: float, metric: str = "accuracy"
+    points: pd.DataFrame,
+    attack: str,
+    drop: float,
+    metric: str = "accuracy",
+    intervals: pd.DataFrame | None = None,
 ) -> str | None:
     rows = points[points["attack"] == attack]
     broken = rows.dropna(subset=["breakdown_level"])
@@ -135,15 +208,26 @@ def _breakdown_sentence(
     if broken.empty:
         return f"Under {attack} no model falls {drop * 100:.0f} points below its clean {metric}."
     first = broken.loc[broken["breakdown_level"].idxmin()]
+    interval = ""
+    if intervals is not None:
+        found = intervals[(intervals["attack"] == attack) & (intervals["model"] == first["model"])]
+        if not found.empty:
+            ci = found.iloc[0]
+            interval = (
+                f", 95% interval {format_interval(ci['ci_low'], ci['ci_high'])}"
+                if ci["n"] >= 2
+                else ", from one trial with no interval"
+            )
     return (
         f"Under {attack}, {first['model']} breaks down first: {drop * 100:.0f} points under its "
-        f"clean {metric} at {format_level(first['breakdown_level'])} poison "
+        f"clean {metric} at {format_level(first['breakdown_level'])} poison{interval} "
         f"({len(broken)} of {len(rows)} models break down within the levels run)."
     )
 
 
 def _detection_sentence(detection: pd.DataFrame, attack: str) -> str | None:
-    """The detector with the best F1 at the attack's highest level."""
+    """The detector with the best F1 at the attack's highest level; the others whose mean
+    F1 lies within its 95% interval are named too, as not distinguishable from it."""
     rows = detection[detection["attack"] == attack]
     f1 = rows[rows["metric"] == "f1"]
     if f1.empty:
@@ -162,10 +246,23 @@ def _detection_sentence(detection: pd.DataFrame, attack: str) -> str | None:
     detail = ", ".join(
         f"{name} {values[name]:.2f}" for name in ("precision", "recall") if name in values
     )
-    return (
+    sentence = (
         f"At {high:.0%} {attack}, {best['detector']} finds the poisoned rows best "
-        f"(F1 {best['mean']:.2f}{', ' + detail if detail else ''})."
+        f"(F1 {best['mean']:.2f}{', ' + detail if detail else ''})"
     )
+    low = best.get("ci_low", math.nan)
+    others = at_high[at_high["detector"] != best["detector"]]
+    close = others[(others["mean"] >= low) | (others["mean"] == best["mean"])]
+    if not close.empty:
+        named = ", ".join(
+            f"{d} ({m:.2f})" for d, m in zip(close["detector"], close["mean"], strict=True)
+        )
+        within = f"lies within its 95% interval ({low:.2f} to {best['ci_high']:.2f})"
+        sentence += (
+            f", but the F1 of {named} {within if low == low else 'is the same'}: over "
+            f"{int(best['n'])} trials the ranking is not a finding"
+        )
+    return sentence + "."
 
 
 def findings(
@@ -174,13 +271,28 @@ def findings(
     points: pd.DataFrame,
     drop: float,
     metric: str = "accuracy",
+    losses: pd.DataFrame | None = None,
+    intervals: pd.DataFrame | None = None,
+    floor: float | None = None,
 ) -> list[str]:
-    """Short sentences written from the numbers, a few per attack, in the headline ``metric``."""
-    sentences = []
+    """Short sentences written from the numbers, a few per attack, in the headline ``metric``.
+
+    ``losses`` (``paired_losses``) and ``intervals`` (``breakdown_intervals``), from the
+    per-trial records, add each number's 95% interval and say where it is no finding;
+    ``floor`` (``metrics.majority_score``) names the models that score no better than
+    always predicting the largest class.
+    """
+    sentences = _floor_sentences(summary, metric, floor)
+    if undefended_accuracy(summary, metric).empty and (summary["defense"] == NO_DEFENSE).any():
+        # balanced_accuracy and roc_auc need two classes in a test split (metrics).
+        sentences.append(
+            f"No trial measured {metric}: no test split held two classes, so the tables of "
+            f"{metric} below are empty; raise dataset.test_size, or add rows of the rare class."
+        )
     for attack in dict.fromkeys(summary["attack"]):
         for sentence in (
-            _loss_sentence(summary, attack, metric),
-            _breakdown_sentence(points, attack, drop, metric),
+            _loss_sentence(summary, attack, metric, losses),
+            _breakdown_sentence(points, attack, drop, metric, intervals),
             _detection_sentence(detection, attack),
         ):
             if sentence:
@@ -188,47 +300,72 @@ def findings(
     return sentences
 
 
-BREAKDOWN_CI_COLUMNS = ["attack", "model", "ci_low", "ci_high", "n_boot", "never_share"]
+LOSS_COLUMNS = ["attack", "model", "poison_level", "mean", "ci_low", "ci_high", "n"]
 
 
-def breakdown_intervals(
-    records: pd.DataFrame, drop: float, seed: int, n_boot: int = 1000, metric: str = "accuracy"
-) -> pd.DataFrame:
-    """A 95% bootstrap interval of each breakdown point, resampling trials.
+def paired_losses(records: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Per attack, model and level, the ``metric`` lost against the lowest level run, with
+    its 95% Student-t interval over trials (``stats.mean_ci``).
 
-    Per attack and model, trials are drawn with replacement (the same trials at
-    every level, since a trial's levels are paired), the mean accuracy per level
-    recomputed and its breakdown level found as ``breakdown_level`` does (on
-    ``metric``, the report's headline metric). The
-    interval is the 2.5th to 97.5th percentile, a resample that never breaks
-    down counting as beyond the highest level; ``never_share`` is their share,
-    and an end beyond the highest level is NaN ("none within the levels run").
+    Paired by trial (a trial's levels share its test split), so the split's own
+    difficulty cancels out: each trial's undefended score at the lowest level
+    minus its score at the level. Valid with 2 trials (wide then: t = 12.7).
     """
-    from poisonlab.seeding import derive_rng
+    from poisonlab.metrics import METRIC_BOUNDS
+    from poisonlab.stats import mean_ci
 
-    accuracy = records[(records["metric"] == metric) & (records["defense"] == NO_DEFENSE)]
+    # A difference of two values in [lo, hi] lies in [lo - hi, hi - lo].
+    lo, hi = METRIC_BOUNDS.get(metric, (-math.inf, math.inf))
+    bounds = (lo - hi, hi - lo)
+    scores = records[(records["metric"] == metric) & (records["defense"] == NO_DEFENSE)]
     rows = []
-    for (attack, model), frame in accuracy.groupby(["attack", "model"], sort=False):
+    for (attack, model), frame in scores.groupby(["attack", "model"], sort=False):
         table = frame.pivot_table(index="trial", columns="poison_level", values="value")
-        table = table.dropna()
-        if table.shape[1] < 2 or len(table) < 2:
-            rows.append((attack, model, math.nan, math.nan, 0, math.nan))
+        first = table.iloc[:, 0]
+        for level in table.columns:
+            loss = (first - table[level]).dropna().to_numpy()
+            rows.append((attack, model, float(level), *mean_ci(loss, bounds=bounds)))
+    return pd.DataFrame(rows, columns=LOSS_COLUMNS)
+
+
+BREAKDOWN_CI_COLUMNS = ["attack", "model", "ci_low", "ci_high", "n"]
+
+
+def breakdown_intervals(losses: pd.DataFrame, drop: float) -> pd.DataFrame:
+    """A 95% interval of each breakdown point, from the paired losses' t intervals.
+
+    ``losses`` is ``paired_losses``. The breakdown point is where the mean loss
+    first passes ``drop``; the interval runs from where the upper end of the
+    loss's 95% interval first passes it (the earliest level the data cannot rule
+    out) to where the lower end does (the level by which it has surely passed),
+    each found as ``breakdown_level`` finds the point. This inverts a test at
+    each level, as an inverse-prediction (calibration) interval does (Draper and
+    Smith, "Applied Regression Analysis", 3rd ed., 1998, ch. 3, inverse
+    regression), and is valid with 2 trials, where a bootstrap over trials only
+    spans what the 2 trials show. The intervals are pointwise, not simultaneous
+    over levels. ``ci_low`` NaN: even the upper ends never pass ``drop`` (none
+    within the levels run); ``ci_high`` NaN: the lower ends never do (beyond
+    the levels run). With fewer than 2 trials (``n``) there is no interval.
+    """
+    rows = []
+    for (attack, model), frame in losses.groupby(["attack", "model"], sort=False):
+        levels = frame["poison_level"].to_numpy(dtype=float)
+        n = int(frame["n"].min())
+        if len(levels) < 2 or n < 2:
+            rows.append((attack, model, math.nan, math.nan, n))
             continue
-        levels = table.columns.to_numpy(dtype=float)
-        values = table.to_numpy()
-        rng = derive_rng(seed, "breakdown", attack, model)
-        draws = rng.integers(0, len(values), size=(n_boot, len(values)))
-        means = values[draws].mean(axis=1)  # n_boot x levels
-        points = np.array([breakdown_level(levels, m, drop) for m in means])
-        beyond = levels[-1] + 1.0  # stands for "never", above every level
-        low, high = np.percentile(np.where(np.isnan(points), beyond, points), [2.5, 97.5])
-        low, high = (float(v) if v <= levels[-1] else math.nan for v in (low, high))
-        rows.append((attack, model, low, high, n_boot, float(np.isnan(points).mean())))
+        # breakdown_level reads a score that starts at the baseline: the negated loss.
+        low = breakdown_level(levels, -frame["ci_high"].to_numpy(dtype=float), drop)
+        high = breakdown_level(levels, -frame["ci_low"].to_numpy(dtype=float), drop)
+        rows.append((attack, model, low, high, n))
     return pd.DataFrame(rows, columns=BREAKDOWN_CI_COLUMNS)
 
 
-def format_interval(low: float, high: float) -> str:
-    """A breakdown interval as percentages; an end beyond the levels run as "none"."""
+def format_interval(low: float, high: float, n: int = 2) -> str:
+    """A breakdown interval as percentages; an end beyond the levels run as "none";
+    with fewer than 2 trials, why there is none."""
+    if n < 2:
+        return f"none ({n} trial: no spread to measure)"
     if math.isnan(low):
         return "none within the levels run"
     return f"{low:.1%} to {'beyond the levels run' if math.isnan(high) else f'{high:.1%}'}"

@@ -27,6 +27,9 @@ def classification_metrics(
     Balanced accuracy is the mean recall of the classes present in ``y_true``
     (scikit-learn's ``balanced_accuracy_score``): a model that always predicts
     the majority class scores 1 / (classes present), whatever the imbalance.
+    With one class present it would be that class's recall, plain accuracy
+    under another name (a split with no row of the rare class), so it is NaN
+    there, as ``roc_auc`` is.
     """
     counts = np.bincount(
         n_classes * np.asarray(y_true, dtype=np.int64) + np.asarray(y_pred, dtype=np.int64),
@@ -38,7 +41,9 @@ def classification_metrics(
     return {
         "accuracy": float(correct.sum() / len(y_true)) if len(y_true) else 0.0,
         "balanced_accuracy": (
-            float(np.mean(correct[present] / actual[present])) if present.any() else 0.0
+            float(np.mean(correct[present] / actual[present]))
+            if present.sum() >= 2
+            else float("nan")
         ),
         "f1_macro": float(np.mean(_f1(correct, actual, counts.sum(axis=0)))),
     }
@@ -164,6 +169,29 @@ def headline_metric(setting: str, class_counts: list[int]) -> tuple[str, str]:
         f"report.metric auto: the smallest class holds {share:.1%} of the rows "
         f"(at least {bound}), so accuracy is not dominated by one class"
     )
+
+
+def majority_score(metric: str, class_counts: list[int] | None) -> float | None:
+    """What a model that always predicts the largest class scores in ``metric`` on a
+    stratified test split: the floor a model must beat to have learnt anything.
+
+    ``accuracy``: the largest class's share m; ``balanced_accuracy``: 1 / classes
+    (one class's recall is 1, the others' 0); ``f1_macro``: that class's F1,
+    2m / (1 + m), over the classes; ``roc_auc``: 0.5 (constant scores rank
+    nothing). None for other metrics or without class counts.
+    """
+    counts = np.asarray(class_counts or [], dtype=np.float64)
+    counts = counts[counts > 0]
+    if counts.size < 2:
+        return None
+    majority = float(counts.max() / counts.sum())
+    floors = {
+        "accuracy": majority,
+        "balanced_accuracy": 1.0 / counts.size,
+        "f1_macro": 2 * majority / (1 + majority) / counts.size,
+        "roc_auc": 0.5,
+    }
+    return floors.get(metric)
 
 
 def _f1(true_positives, actual, predicted) -> np.ndarray:

@@ -304,14 +304,16 @@ def certified_headline(results_dir: Path) -> dict[str, float]:
 
 
 def _summary_metrics(rows: pd.DataFrame, prefix: str = "") -> dict[str, float]:
-    """``<prefix><metric>_mean/_ci_low/_ci_high`` from summary or detection rows."""
+    """``<prefix><metric>_mean/_ci_low/_ci_high`` from summary or detection rows; an
+    interval left empty (one trial, or tied trials: ``stats.mean_ci``) is not logged."""
     metrics = {}
     for metric, mean, low, high in rows[["metric", "mean", "ci_low", "ci_high"]].itertuples(
         index=False
     ):
         metrics[f"{prefix}{metric}_mean"] = mean
-        metrics[f"{prefix}{metric}_ci_low"] = low
-        metrics[f"{prefix}{metric}_ci_high"] = high
+        if low == low:  # not NaN
+            metrics[f"{prefix}{metric}_ci_low"] = low
+            metrics[f"{prefix}{metric}_ci_high"] = high
     return metrics
 
 

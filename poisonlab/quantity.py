@@ -99,13 +99,14 @@ def empty_records() -> pd.DataFrame:
 
 
 def summarize_quantity(records: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
-    """quantity.csv: mean and 95% CI over trials per level, size, model and metric."""
+    """quantity.csv: mean and 95% CI over trials per level, size, model and metric (no
+    interval where every trial tied: ``stats.mean_ci``)."""
     rows = []
     for (level, n_train, model, metric), frame in records.groupby(
         ["poison_level", "n_train", "model", "metric"], sort=False
     ):
         bounds = METRIC_BOUNDS.get(metric)
-        mean, low, high, n = mean_ci(frame["value"].to_numpy(), bounds=bounds)
+        mean, low, high, n = mean_ci(frame["value"].to_numpy(), bounds=bounds, empty_if_tied=True)
         rows.append((level, int(n_train), model, metric, mean, low, high, n))
     summary = pd.DataFrame(rows, columns=QUANTITY_COLUMNS)
     model_rank = {m: i for i, m in enumerate(config["train"]["models"])}
@@ -137,9 +138,19 @@ def rows_to_match(sizes: np.ndarray, accuracy: np.ndarray, target: float) -> flo
     return math.nan
 
 
-def quantity_answers(summary: pd.DataFrame, reference: int, attack: str) -> list[str]:
-    """One sentence per model: poisoned rows needed to match ``reference`` clean rows."""
-    accuracy = summary[summary["metric"] == "accuracy"]
+def quantity_answers(
+    summary: pd.DataFrame, reference: int, attack: str, metric: str = "accuracy"
+) -> list[str]:
+    """One sentence per model: poisoned rows needed to match ``reference`` clean rows.
+
+    In ``metric``, the report's headline metric (accuracy where the experiment did
+    not record it: ``roc_auc``). No size is given at a level where the poisoned
+    score at ``reference`` rows has a 95% interval reaching the clean score: poisoning
+    cost nothing measurable there, and a size "needed" would be a ratio of noise.
+    """
+    if metric not in set(summary["metric"]):
+        metric = "accuracy"
+    accuracy = summary[summary["metric"] == metric]
     levels = sorted(set(accuracy["poison_level"]))
     if not levels or levels[0] != 0.0:
         return ["The quantity experiment needs poison level 0 (clean data) to compare against."]
@@ -153,6 +164,15 @@ def quantity_answers(summary: pd.DataFrame, reference: int, attack: str) -> list
         for level in levels[1:]:
             curve = frame[frame["poison_level"] == level].sort_values("n_train")
             sizes, means = curve["n_train"].to_numpy(), curve["mean"].to_numpy()
+            same = curve[curve["n_train"] == reference]
+            if not same.empty and same["ci_high"].iloc[0] >= target:
+                row = same.iloc[0]
+                parts.append(
+                    f"at {level:.0%} {attack} {reference} rows score {row['mean']:.3f} (95% CI "
+                    f"{row['ci_low']:.3f} to {row['ci_high']:.3f}), not distinguishable from "
+                    "clean, so no size is given"
+                )
+                continue
             needed = rows_to_match(sizes, means, target)
             if math.isnan(needed):
                 parts.append(
@@ -167,6 +187,6 @@ def quantity_answers(summary: pd.DataFrame, reference: int, attack: str) -> list
                     f"({needed / reference:.1f}x as many)"
                 )
         sentences.append(
-            f"{model}: {reference} clean rows give accuracy {target:.3f}; " + "; ".join(parts) + "."
+            f"{model}: {reference} clean rows give {metric} {target:.3f}; " + "; ".join(parts) + "."
         )
     return sentences

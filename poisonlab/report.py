@@ -34,6 +34,7 @@ from poisonlab.findings import (
     findings,
     format_interval,
     format_level,
+    paired_losses,
     worst_levels,
 )
 from poisonlab.gate import gate_detector, gate_table
@@ -76,7 +77,7 @@ def breakdown_table(
     points: pd.DataFrame, intervals: pd.DataFrame | None = None, metric: str = "accuracy"
 ) -> pd.DataFrame:
     """The breakdown points as the report shows them; with ``intervals``
-    (``findings.breakdown_intervals``) their 95% bootstrap interval too."""
+    (``findings.breakdown_intervals``) their 95% interval too."""
     table = pd.DataFrame(
         {
             "attack": points["attack"],
@@ -88,9 +89,9 @@ def breakdown_table(
     )
     if intervals is not None and not intervals.empty:
         found = points[["attack", "model"]].merge(intervals, on=["attack", "model"], how="left")
-        table["95% CI (bootstrap over trials)"] = [
-            format_interval(low, high)
-            for low, high in zip(found["ci_low"], found["ci_high"], strict=True)
+        table["95% CI (Student-t over trials)"] = [
+            format_interval(low, high, n)
+            for low, high, n in zip(found["ci_low"], found["ci_high"], found["n"], strict=True)
         ]
     return table
 
@@ -120,7 +121,7 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Per attack, model and defence: its cost at level 0 and its recovery at each level.
 
     Cost: the headline metric lost to the clean rows it removed (``defence_cost``).
-    Recovery: the share of the loss to poisoning it wins back, with its bootstrap
+    Recovery: the share of the loss to poisoning it wins back, with Fieller's
     interval; "no measurable loss" where poisoning cost nothing measurable (the loss's
     interval reaches 0), "not fitted" where it kept too little in every trial,
     "detector failed" where its detector failed in every trial.
@@ -157,6 +158,23 @@ def defence_table(summary: pd.DataFrame) -> pd.DataFrame:
             row[f"recovery at {level:g}"] = cell
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def few_trials_note(trials: int) -> str:
+    """A sentence on how wide intervals over few trials are, and why (empty from 5 trials)."""
+    if trials >= 5:
+        return ""
+    if trials < 2:
+        return " With 1 trial there is no spread to measure: no number here has an interval."
+    from scipy.special import stdtrit
+
+    t = float(stdtrit(trials - 1, 0.975))
+    return (
+        f" With {trials} trials every interval is wide: a 95% Student-t interval reaches "
+        f"{t:.1f} standard errors each side of the mean ({stdtrit(9, 0.975):.1f} with 10 "
+        "trials); an interval left empty means the trials that measured it tied or only "
+        "one did, which measures no spread."
+    )
 
 
 def unfitted_notes(summary: pd.DataFrame, detection: pd.DataFrame, trials: int) -> list[str]:
@@ -263,6 +281,7 @@ class Report:
         gate: pd.DataFrame | None = None,
         certified: CertifiedResults | None = None,
         breakdown_ci: pd.DataFrame | None = None,
+        losses: pd.DataFrame | None = None,
     ):
         self.summary, self.detection = summary, detection
         self.certified = certified
@@ -274,7 +293,12 @@ class Report:
         self.drop = config["report"]["breakdown_drop"]
         self.metric, self.metric_reason = headline(config, provenance)
         self.points = breakdown_points(summary, self.drop, self.metric)
-        self.findings = findings(summary, detection, self.points, self.drop, self.metric)
+        from poisonlab.metrics import majority_score
+
+        floor = majority_score(self.metric, provenance.get("class_counts"))
+        self.findings = findings(
+            summary, detection, self.points, self.drop, self.metric, losses, breakdown_ci, floor
+        )
         self.unfitted = [
             *unfitted_notes(summary, detection, config["trials"]),
             *failed_fit_notes(provenance, config["trials"]),
@@ -283,7 +307,7 @@ class Report:
         self.defences = defence_table(summary)
         q = config["quantity"]
         self.quantity_answers = (
-            quantity_answers(self.quantity, q["reference"], q["attack"])
+            quantity_answers(self.quantity, q["reference"], q["attack"], self.metric)
             if self.quantity is not None
             else []
         )
@@ -295,7 +319,7 @@ class Report:
             f"classes {', '.join(p['class_names'])}. {self.config['trials']} trials, "
             f"seed {self.config['seed']}; intervals are 95% CIs over trials; scores are on "
             f"a clean held-out test set. Headline metric: {self.metric} "
-            f"({self.metric_reason})."
+            f"({self.metric_reason}).{few_trials_note(self.config['trials'])}"
         )
 
     def _defence_note(self) -> str:
@@ -303,7 +327,8 @@ class Report:
             f"In {self.metric}. Cost: what training on a defence's kept rows loses at level 0, "
             "where there is nothing to defend against (clean minus defended, paired by "
             "trial; negative is a gain). Recovery: mean(defended - poisoned) / mean(clean - "
-            "poisoned) over paired trials, with a bootstrap 95% interval over trials; "
+            "poisoned) over paired trials, with Fieller's 95% interval (Student-t, valid with few "
+            "trials); "
             "1 wins back the whole loss, 0 nothing. 'no measurable loss': poisoning cost nothing "
             "measurable there (the loss's own 95% interval reaches 0), so there was no loss "
             "to recover and no ratio is given."
@@ -314,7 +339,10 @@ class Report:
             f"Breakdown point: the smallest poison level at which mean {self.metric} falls more "
             "than "
             f"{self.drop * 100:g} points below its value at the lowest level run "
-            "(linear between levels); none if it never does."
+            "(linear between levels); none if it never does. Its 95% interval runs from "
+            "the level where the upper end of the paired loss's Student-t interval first "
+            "passes that drop to the level where its lower end does: valid with 2 trials, "
+            "and wide with few."
         )
 
     def _data_notes(self) -> list[str]:
@@ -357,6 +385,17 @@ class Report:
         "run achieved: the truth lies between."
     )
 
+    def _certified_note(self) -> str:
+        """The certified section's note; with another headline metric, why accuracy here."""
+        if self.metric == "accuracy":
+            return self._CERTIFIED_NOTE
+        return (
+            f"{self._CERTIFIED_NOTE} Certificates count test rows, so this section is in "
+            f"accuracy, not the headline {self.metric}: with a rare class most certified rows "
+            "are the largest class's, and a model that always predicts it is certified on "
+            "all of them."
+        )
+
     def _certified_check(self) -> list[str]:
         """The certificate against measurements, trial by trial, in words."""
         lines = []
@@ -378,7 +417,7 @@ class Report:
         esc = html.escape
         return [
             "<h2>Certified robustness</h2>",
-            f"<p class='note'>{esc(self._CERTIFIED_NOTE)}</p>",
+            f"<p class='note'>{esc(self._certified_note())}</p>",
             "<ul class='findings'>",
             *(f"<li>{esc(s)}</li>" for s in self.certified.sentences),
             *(f"<li>{esc(s)}</li>" for s in self._certified_check()),
@@ -389,7 +428,7 @@ class Report:
     def _certified_markdown(self) -> list[str]:
         if self.certified is None or self.certified.table.empty:
             return []
-        lines = ["## Certified robustness", "", self._CERTIFIED_NOTE, ""]
+        lines = ["## Certified robustness", "", self._certified_note(), ""]
         lines += [f"- {s}" for s in [*self.certified.sentences, *self._certified_check()]]
         return [*lines, ""]
 
@@ -544,9 +583,19 @@ def write_results(
         write_csv(certified.table, results_dir / CERTIFIED_FILE)
     drop = config["report"]["breakdown_drop"]
     model_records = records[records["detector"] == ""]
-    intervals = breakdown_intervals(model_records, drop, config["seed"], metric=metric)
+    losses = paired_losses(model_records, metric)
+    intervals = breakdown_intervals(losses, drop)
     report = Report(
-        summary, detection, config, provenance, confusion, quantity, gate, certified, intervals
+        summary,
+        detection,
+        config,
+        provenance,
+        confusion,
+        quantity,
+        gate,
+        certified,
+        intervals,
+        losses,
     )
     (results_dir / REPORT_FILE).write_text(report.html(), encoding="utf-8")
     (results_dir / MARKDOWN_FILE).write_text(report.markdown(), encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Breakdown points with a 95% bootstrap interval over trials."""
+"""Breakdown points and losses with 95% intervals over trials, honest with few trials."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from poisonlab.findings import breakdown_intervals, breakdown_level, format_interval
+from poisonlab.findings import (
+    breakdown_intervals,
+    breakdown_level,
+    breakdown_points,
+    findings,
+    format_interval,
+    paired_losses,
+)
 
 
 def _records(accuracy_by_trial: np.ndarray, levels: list[float]) -> pd.DataFrame:
@@ -20,25 +28,161 @@ def _records(accuracy_by_trial: np.ndarray, levels: list[float]) -> pd.DataFrame
     return pd.DataFrame(rows, columns=columns)
 
 
+def _intervals(accuracy_by_trial: np.ndarray, levels: list[float]) -> pd.Series:
+    return breakdown_intervals(paired_losses(_records(accuracy_by_trial, levels)), 0.1).iloc[0]
+
+
 def test_the_interval_holds_the_point_and_narrows_with_agreeing_trials():
     levels = [0.0, 0.1, 0.2, 0.3]
     rng = np.random.default_rng(0)
     noisy = np.array([1.0, 0.95, 0.8, 0.6]) + rng.normal(0, 0.05, size=(10, 4))
-    found = breakdown_intervals(_records(noisy, levels), 0.1, seed=1).iloc[0]
+    found = _intervals(noisy, levels)
     point = breakdown_level(np.array(levels), noisy.mean(axis=0), 0.1)
-    assert found["ci_low"] <= point <= found["ci_high"]
+    assert found["ci_low"] <= point <= found["ci_high"] and found["n"] == 10
     assert found["ci_high"] - found["ci_low"] > 0.01
     same = np.tile([1.0, 0.95, 0.8, 0.6], (10, 1))
-    tight = breakdown_intervals(_records(same, levels), 0.1, seed=1).iloc[0]
-    assert tight["ci_low"] == tight["ci_high"] == breakdown_level(np.array(levels), same[0], 0.1)
-    again = breakdown_intervals(_records(noisy, levels), 0.1, seed=1)
-    assert again.equals(breakdown_intervals(_records(noisy, levels), 0.1, seed=1))
+    tight = _intervals(same, levels)
+    point = breakdown_level(np.array(levels), same[0], 0.1)
+    assert tight["ci_low"] == tight["ci_high"] == pytest.approx(point)
+
+
+def test_two_trials_give_an_interval_wider_than_the_two_trials_show():
+    """The trials' own breakdown points are 12.0% and 13.3%; a bootstrap over them could
+    say no more than that. The t interval (12.7 times the standard error) says how
+    little two trials pin down."""
+    levels = [0.0, 0.1, 0.2, 0.3]
+    two = np.array([[1.0, 0.95, 0.8, 0.6], [1.0, 0.93, 0.78, 0.62]])
+    own = [breakdown_level(np.array(levels), trial, 0.1) for trial in two]
+    found = _intervals(two, levels)
+    assert found["ci_low"] < min(own) - 0.05 and found["n"] == 2
+    assert math.isnan(found["ci_high"]) or found["ci_high"] > max(own) + 0.05
 
 
 def test_resamples_that_never_break_down_count_as_beyond_the_levels_run():
     levels = [0.0, 0.1, 0.2]
     flat = np.tile([0.9, 0.9, 0.88], (5, 1))
-    found = breakdown_intervals(_records(flat, levels), 0.1, seed=1).iloc[0]
-    assert math.isnan(found["ci_low"]) and found["never_share"] == 1.0
+    found = _intervals(flat, levels)
+    assert math.isnan(found["ci_low"])
     assert format_interval(found["ci_low"], found["ci_high"]) == "none within the levels run"
     assert format_interval(0.1, math.nan) == "10.0% to beyond the levels run"
+
+
+def test_one_trial_has_no_interval_and_says_why():
+    found = _intervals(np.array([[1.0, 0.8, 0.5]]), [0.0, 0.1, 0.2])
+    assert found["n"] == 1 and math.isnan(found["ci_low"]) and math.isnan(found["ci_high"])
+    assert "1 trial" in format_interval(found["ci_low"], found["ci_high"], found["n"])
+
+
+def _sentences(accuracy_by_trial: np.ndarray, levels: list[float]) -> list[str]:
+    records = _records(accuracy_by_trial, levels)
+    summary = (
+        records.groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)[
+            "value"
+        ]
+        .mean()
+        .rename("mean")
+        .reset_index()
+    )
+    points = breakdown_points(summary, 0.1)
+    losses = paired_losses(records)
+    detection = pd.DataFrame(columns=["poison_level", "attack", "detector", "metric", "mean"])
+    return findings(
+        summary, detection, points, 0.1, "accuracy", losses, breakdown_intervals(losses, 0.1)
+    )
+
+
+def test_a_loss_within_noise_of_zero_is_not_stated_as_a_finding():
+    """Two trials: one lost 30 points, the other 1; the mean loss, 15.5, is noise."""
+    noisy = _sentences(np.array([[0.9, 0.6], [0.9, 0.89]]), [0.0, 0.3])
+    assert "not distinguishable from zero" in noisy[0]
+    assert "over these 2 trials" in noisy[0]
+    steady = _sentences(np.array([[0.9, 0.6], [0.9, 0.61], [0.9, 0.59]]), [0.0, 0.3])
+    assert "not distinguishable" not in steady[0] and "95% interval" in steady[0]
+    single = _sentences(np.array([[0.9, 0.6]]), [0.0, 0.3])
+    assert "not a finding" in single[0]
+
+
+def test_a_model_no_better_than_the_majority_class_is_named():
+    """A rare class: balanced accuracy 0.5 is what always predicting the largest class scores."""
+    records = _records(np.array([[0.52, 0.5], [0.49, 0.5], [0.55, 0.45]]), [0.0, 0.3])
+    summary = (
+        records.groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)[
+            "value"
+        ]
+        .agg(["mean", "std"])
+        .reset_index()
+    )
+    summary["ci_low"], summary["ci_high"] = summary["mean"] - 0.1, summary["mean"] + 0.1
+    points = breakdown_points(summary, 0.1)
+    detection = pd.DataFrame(columns=["poison_level", "attack", "detector", "metric", "mean"])
+    near = findings(summary, detection, points, 0.1, floor=0.5)
+    assert "not distinguishable from the 0.500 of always predicting" in near[0]
+    assert not any(
+        "always predicting" in s for s in findings(summary, detection, points, 0.1, floor=0.3)
+    )
+
+
+def test_a_headline_metric_no_trial_measured_is_said_in_a_sentence():
+    """Every test split without the rare class: balanced accuracy has no record at all."""
+    records = _records(np.array([[1.0, 1.0], [1.0, 0.9]]), [0.0, 0.3])
+    summary = (
+        records.groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)[
+            "value"
+        ]
+        .mean()
+        .rename("mean")
+        .reset_index()
+    )
+    points = breakdown_points(summary, 0.1, "balanced_accuracy")
+    detection = pd.DataFrame(columns=["poison_level", "attack", "detector", "metric", "mean"])
+    sentences = findings(summary, detection, points, 0.1, "balanced_accuracy")
+    assert sentences[0].startswith("No trial measured balanced_accuracy")
+    assert not any("No trial measured" in s for s in findings(summary, detection, points, 0.1))
+
+
+def test_a_detector_ranking_within_noise_is_not_stated_as_a_finding():
+    records = _records(np.array([[0.9, 0.6], [0.9, 0.61]]), [0.0, 0.3])
+    summary = (
+        records.groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)[
+            "value"
+        ]
+        .mean()
+        .rename("mean")
+        .reset_index()
+    )
+    points = breakdown_points(summary, 0.1)
+
+    def detection(second: float) -> pd.DataFrame:
+        rows = [(0.3, "label_flip", "knn", "f1", 0.7, 0.6, 0.8, 3)]
+        rows.append((0.3, "label_flip", "zscore", "f1", second, second - 0.1, second + 0.1, 3))
+        columns = ["poison_level", "attack", "detector", "metric", "mean", "ci_low", "ci_high", "n"]
+        return pd.DataFrame(rows, columns=columns)
+
+    close = findings(summary, detection(0.65), points, 0.1)[-1]
+    assert "knn finds the poisoned rows best" in close
+    assert "zscore (0.65) lies within its 95% interval (0.60 to 0.80)" in close
+    apart = findings(summary, detection(0.4), points, 0.1)[-1]
+    assert "knn finds the poisoned rows best" in apart and "not a finding" not in apart
+
+
+def test_a_recovery_whose_interval_reaches_zero_is_said_to_maybe_win_nothing():
+    records = _records(np.array([[0.9, 0.6], [0.9, 0.61], [0.9, 0.59]]), [0.0, 0.3])
+    defended = records[records["poison_level"] == 0.3].assign(defense="knn")
+    summary = (
+        pd.concat([records, defended])
+        .groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)["value"]
+        .mean()
+        .rename("mean")
+        .reset_index()
+    )
+    recovery = (0.3, "label_flip", "m", "knn", "recovery", 0.8)
+    columns = ["poison_level", "attack", "model", "defense", "metric", "mean"]
+    detection = pd.DataFrame(columns=["poison_level", "attack", "detector", "metric", "mean"])
+    points = breakdown_points(summary, 0.1)
+
+    def loss_sentence(low: float) -> str:
+        row = pd.DataFrame([recovery], columns=columns).assign(ci_low=low, ci_high=1.3, n=3)
+        return findings(pd.concat([summary, row]), detection, points, 0.1)[0]
+
+    assert "wins back 80% of them, 95% CI -20% to 130%, which reaches zero" in loss_sentence(-0.2)
+    assert "reaches zero" not in loss_sentence(0.4)

@@ -237,25 +237,25 @@ def _paired_records(trials: list[tuple[float, float, float]], level: float = 0.3
     )
 
 
-def test_recovery_is_a_ratio_of_mean_paired_differences_with_a_bootstrap_interval():
+def test_recovery_is_a_ratio_of_mean_paired_differences_with_an_interval():
     trials = [(1.0, 0.5, 1.0), (0.9, 0.7, 0.8), (0.95, 0.6, 0.9), (0.9, 0.5, 0.7)]
-    rows = experiment.recovery_summary(_paired_records(trials), "accuracy", seed=0)
+    rows = experiment.recovery_summary(_paired_records(trials), "accuracy")
     won = np.mean([d - p for _, p, d in trials])
     lost = np.mean([c - p for c, p, _ in trials])
     assert list(rows["poison_level"]) == [0.3] and list(rows["n"]) == [4]
     assert rows["mean"].iloc[0] == pytest.approx(won / lost)
     assert rows["ci_low"].iloc[0] < won / lost < rows["ci_high"].iloc[0]
-    # Same records, same seed: the same interval.
-    again = experiment.recovery_summary(_paired_records(trials), "accuracy", seed=0)
+    # Same records: the same interval.
+    again = experiment.recovery_summary(_paired_records(trials), "accuracy")
     pd.testing.assert_frame_equal(rows, again)
 
 
 def test_no_recovery_where_the_loss_interval_reaches_zero():
     """One trial lost 0.4, three gained: the mean loss is not distinguishable from 0."""
     trials = [(0.9, 0.5, 0.9), (0.9, 0.92, 0.9), (0.9, 0.95, 0.9), (0.9, 0.91, 0.9)]
-    assert experiment.recovery_summary(_paired_records(trials), "accuracy", seed=0).empty
+    assert experiment.recovery_summary(_paired_records(trials), "accuracy").empty
     # A single trial has no interval at all: no recovery either.
-    assert experiment.recovery_summary(_paired_records(trials[:1]), "accuracy", seed=0).empty
+    assert experiment.recovery_summary(_paired_records(trials[:1]), "accuracy").empty
 
 
 def test_defence_cost_is_clean_minus_defended_at_level_0():

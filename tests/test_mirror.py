@@ -91,11 +91,14 @@ def test_local_run_makes_one_parent_and_a_child_per_group(server, live_run):
     children = [r for r in runs if "mlflow.parentRunId" in tags(r)]
     assert len(parents) == 1 and len(children) == LIVE_CHILDREN
     parent_id = parents[0]["info"]["run_id"]
-    groups = set()
+    groups, bounded = set(), 0
     for child in children:
         assert tags(child)["mlflow.parentRunId"] == parent_id
         values = metrics(child)
-        assert values["accuracy_ci_low"] <= values["accuracy_mean"] <= values["accuracy_ci_high"]
+        if "accuracy_ci_low" in values:  # not logged where the trials tied (mean_ci)
+            assert values["accuracy_ci_low"] <= values["accuracy_mean"]
+            assert values["accuracy_mean"] <= values["accuracy_ci_high"]
+            bounded += 1
         assert "detection_knn_flag_rate_mean" in values
         p = params(child)
         assert {p["trials"], p["seed"]} == {"2", "42"}
@@ -107,6 +110,7 @@ def test_local_run_makes_one_parent_and_a_child_per_group(server, live_run):
         for model in ("logistic_regression", "decision_tree")
         for defense in ("none", "knn")
     }
+    assert bounded > 0
     parent = rest(server, "runs/get", run_id=parent_id)["run"]
     assert params(parent)["data_sha256"] == tags(parent)["data_sha256"]
     assert "kfp.mirror_task" in tags(parent)

@@ -135,6 +135,14 @@ def test_findings_are_written_from_the_numbers():
     assert worst_levels(summary) == {"label_flip": 0.5}
 
 
+def test_few_trials_are_said_to_give_wide_intervals():
+    from poisonlab.report import few_trials_note
+
+    assert "12.7 standard errors" in few_trials_note(2)
+    assert "no spread to measure" in few_trials_note(1)
+    assert few_trials_note(10) == ""
+
+
 # --- the HTML and Markdown report --------------------------------------------------------
 
 SMALL_SYNTHETIC = "synthetic:rows=300,features=5,classes=3,informative=5"
@@ -253,6 +261,28 @@ def test_rows_to_match_interpolates():
     assert math.isnan(quantity.rows_to_match(sizes, np.array([0.7, 0.8, 0.9]), 0.95))
 
 
+def test_quantity_gives_no_size_where_poisoning_cost_nothing_measurable():
+    """At 40 reference rows: clean balanced accuracy 0.9; poisoned 0.7 [0.65, 0.75] needs
+    more rows, poisoned 0.88 [0.80, 0.96] is noise and gets no ratio."""
+
+    def summary(poisoned: list[tuple[float, float, float]]) -> pd.DataFrame:
+        clean = [(0.8, 0.75, 0.85), (0.9, 0.85, 0.95), (0.95, 0.9, 1.0)]
+        rows = [
+            (level, size, "m", "balanced_accuracy", *values, 3)
+            for level, curve in ((0.0, clean), (0.3, poisoned))
+            for size, values in zip([20, 40, 80], curve, strict=True)
+        ]
+        return pd.DataFrame(rows, columns=quantity.QUANTITY_COLUMNS)
+
+    lower = [(0.6, 0.55, 0.65), (0.7, 0.65, 0.75), (0.95, 0.9, 1.0)]
+    (answer,) = quantity.quantity_answers(summary(lower), 40, "label_flip", "balanced_accuracy")
+    assert "give balanced_accuracy 0.900" in answer and "it takes about 72 rows" in answer
+    noise = [(0.6, 0.55, 0.65), (0.88, 0.8, 0.96), (0.95, 0.9, 1.0)]
+    (answer,) = quantity.quantity_answers(summary(noise), 40, "label_flip", "balanced_accuracy")
+    assert "not distinguishable from clean, so no size is given" in answer
+    assert "takes about" not in answer
+
+
 def test_quantity_writes_csv_and_the_report_answers_with_numbers(tmp_path):
     out, info = _small_results(tmp_path, with_quantity=True)
     table = pd.read_csv(out / quantity.QUANTITY_FILE)
@@ -264,7 +294,8 @@ def test_quantity_writes_csv_and_the_report_answers_with_numbers(tmp_path):
     assert_self_contained(text)
     answer = re.search(
         r"logistic_regression: 40 clean rows give accuracy (0\.\d{3}); at 30% label_flip "
-        r"(it takes about (\d+) rows|no size up to 80 rows reaches it|20 rows already do)",
+        r"(it takes about (\d+) rows|no size up to 80 rows reaches it|20 rows already do"
+        r"|40 rows score 0\.\d{3} \(95% CI .*?\), not distinguishable from clean)",
         text,
     )
     assert answer, text[text.find("quality versus quantity") :][:2000]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from poisonlab.metrics import classification_metrics, detection_metrics
@@ -22,6 +23,16 @@ def test_mean_ci_is_the_student_t_interval():
 def test_mean_ci_of_one_value_has_no_interval():
     mean, low, high, n = mean_ci(np.array([0.7]))
     assert (mean, n) == (0.7, 1) and math.isnan(low) and math.isnan(high)
+
+
+def test_tied_trials_leave_the_interval_empty_where_asked():
+    """Three trials of 74 right out of 80: their spread is unmeasured, not zero."""
+    tied = np.array([0.925, 0.925, 0.925])
+    mean, low, high, n = mean_ci(tied)
+    assert high - low < 1e-9  # what a t interval gives: certainty from three trials
+    mean, low, high, n = mean_ci(tied, empty_if_tied=True)
+    assert mean == pytest.approx(0.925) and n == 3 and math.isnan(low) and math.isnan(high)
+    assert not math.isnan(mean_ci(np.array([0.925, 0.9]), empty_if_tied=True)[1])
 
 
 def test_detection_metrics_against_the_mask():
@@ -100,20 +111,51 @@ def test_balanced_accuracy_and_roc_auc_match_scikit_learn():
     assert math.isnan(roc_auc(np.zeros(5, dtype=int), np.zeros((5, 2))))
 
 
+def test_balanced_accuracy_of_a_split_with_one_class_is_undefined_not_accuracy():
+    """A test split with no row of the rare class: scikit-learn gives the one class's
+    recall (here 0.9, the accuracy); that is not balanced accuracy."""
+    y_true = np.zeros(10, dtype=int)
+    predicted = np.array([0] * 9 + [1])
+    scores = classification_metrics(y_true, predicted, 2)
+    assert scores["accuracy"] == 0.9 and math.isnan(scores["balanced_accuracy"])
+
+
 def test_majority_predictor_scores_high_accuracy_but_half_balanced_accuracy():
     y_true = np.array([0] * 19 + [1])
     scores = classification_metrics(y_true, np.zeros(20, dtype=int), 2)
     assert scores["accuracy"] == 0.95 and scores["balanced_accuracy"] == 0.5
 
 
-def test_ratio_of_means_interval_is_seeded_and_brackets_the_ratio():
+def test_ratio_of_means_interval_is_wider_than_two_trials_show():
+    """Two trials: a bootstrap can only span their own ratios (0.5 and 0.73); Fieller's
+    interval, exact for normal pairs at any n, reaches well past them."""
     from poisonlab.stats import ratio_of_means_ci
 
-    won, lost = np.array([0.3, 0.2, 0.25, 0.1]), np.array([0.4, 0.3, 0.3, 0.2])
-    first = ratio_of_means_ci(won, lost, np.random.default_rng(1))
-    assert first == ratio_of_means_ci(won, lost, np.random.default_rng(1))
-    ratio, low, high, n = first
-    assert ratio == won.mean() / lost.mean() and n == 4 and low <= ratio <= high
+    won, lost = np.array([0.2, 0.3]), np.array([0.4, 0.41])
+    ratio, low, high, n = ratio_of_means_ci(won, lost)
+    assert ratio == won.mean() / lost.mean() and n == 2
+    assert low < 0.4 and high > 0.9
+
+
+def test_ratio_of_means_interval_covers_the_true_ratio_95_percent_at_three_trials():
+    from poisonlab.stats import ratio_of_means_ci
+
+    rng = np.random.default_rng(0)
+    won = rng.normal(0.3, 0.1, size=(2000, 3))
+    lost = rng.normal(0.5, 0.05, size=(2000, 3))
+    intervals = np.array([ratio_of_means_ci(w, d)[1:3] for w, d in zip(won, lost, strict=True)])
+    covered = (intervals[:, 0] <= 0.6) & (intervals[:, 1] >= 0.6)
+    assert 0.93 < covered.mean() < 0.97
+
+
+def test_ratio_of_means_has_no_bounds_where_the_denominator_is_within_noise_of_zero():
+    from poisonlab.stats import ratio_of_means_ci
+
+    ratio, low, high, n = ratio_of_means_ci(np.array([0.1, 0.0, 0.05]), np.array([0.3, -0.1, 0.1]))
+    assert ratio == pytest.approx(0.05 / 0.1) and math.isnan(low) and math.isnan(high) and n == 3
+    # Tied trials (each won 1 of 2 lost rows back): the spread is unmeasured, not zero.
+    ratio, low, high, n = ratio_of_means_ci(np.full(3, 0.05), np.full(3, 0.1))
+    assert ratio == pytest.approx(0.5) and math.isnan(low) and math.isnan(high)
 
 
 def test_an_interval_is_cut_to_the_range_its_quantity_cannot_leave():
@@ -143,3 +185,15 @@ def test_summary_intervals_stay_in_each_metrics_range():
                 low, high = METRIC_BOUNDS[metric]
                 assert (rows["ci_low"].dropna() >= low).all(), metric
                 assert (rows["ci_high"].dropna() <= high).all(), metric
+
+
+def test_majority_score_is_what_always_predicting_the_largest_class_scores():
+    from poisonlab.metrics import majority_score, roc_auc
+
+    y_true = np.array([0] * 15 + [1] * 4 + [2])
+    always = classification_metrics(y_true, np.zeros(20, dtype=int), 3)
+    for metric in ("accuracy", "balanced_accuracy", "f1_macro"):
+        assert majority_score(metric, [15, 4, 1]) == pytest.approx(always[metric]), metric
+    constant = np.tile([1.0, 0.0, 0.0], (20, 1))
+    assert majority_score("roc_auc", [15, 4, 1]) == roc_auc(y_true, constant)
+    assert majority_score("accuracy", None) is None

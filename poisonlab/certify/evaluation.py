@@ -129,7 +129,8 @@ def _filled(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize_certified(records: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
-    """certified.csv: mean certified accuracy over trials with its 95% CI, per radius."""
+    """certified.csv: mean certified accuracy over trials with its 95% CI, per radius (none
+    where the trials tied: ``stats.mean_ci``)."""
     from poisonlab.metrics import METRIC_BOUNDS
     from poisonlab.stats import mean_ci
 
@@ -139,7 +140,8 @@ def summarize_certified(records: pd.DataFrame, config: dict[str, Any]) -> pd.Dat
     rows = []
     for group, frame in _filled(records).groupby(keys, sort=False):
         values = frame["certified_accuracy"].to_numpy()
-        rows.append((*group, *mean_ci(values, bounds=METRIC_BOUNDS["certified_accuracy"])))
+        bounds = METRIC_BOUNDS["certified_accuracy"]
+        rows.append((*group, *mean_ci(values, bounds=bounds, empty_if_tied=True)))
     table = pd.DataFrame(rows, columns=CERTIFIED_COLUMNS)
     attacks = {a: i for i, a in enumerate(config["poison"]["attacks"])}
     models = {m: i for i, m in enumerate(config["train"]["models"])}
