@@ -178,6 +178,18 @@ def run_locally(config: dict, args: argparse.Namespace) -> int:
     return report_failed_levels(output_dir)
 
 
+def first_failures(failures: list[dict], part: str) -> list[dict]:
+    """The first of ``failures`` for each level, attack and ``part`` (model or detector):
+    one line each, not one per trial and defence."""
+    said, first = set(), []
+    for failure in failures:
+        key = (failure["level"], failure["attack"], failure[part])
+        if key not in said:
+            said.add(key)
+            first.append(failure)
+    return first
+
+
 def report_failed_levels(output_dir: Path) -> int:
     """Say on stderr which poison levels, which models' fits and which detectors failed;
     exit code 1 if any did, else 0."""
@@ -191,12 +203,7 @@ def report_failed_levels(output_dir: Path) -> int:
             file=sys.stderr,
         )
     fits = manifest["provenance"].get("failed_fits") or []
-    said = set()
-    for fit in fits:  # once per level, attack and model, with its first error
-        key = (fit["level"], fit["attack"], fit["model"])
-        if key in said:
-            continue
-        said.add(key)
+    for fit in first_failures(fits, "model"):
         print(
             f"error: model {fit['model']} failed to fit at poison level {fit['level']:g} under "
             f"{fit['attack']} ({fit['error']}); it has no metrics there, every other result "
@@ -204,12 +211,7 @@ def report_failed_levels(output_dir: Path) -> int:
             file=sys.stderr,
         )
     detections = manifest["provenance"].get("failed_detections") or []
-    said = set()
-    for found in detections:  # once per level, attack and detector, with its first error
-        key = (found["level"], found["attack"], found["detector"])
-        if key in said:
-            continue
-        said.add(key)
+    for found in first_failures(detections, "detector"):
         print(
             f"error: detector {found['detector']} failed at poison level {found['level']:g} "
             f"under {found['attack']} ({found['error']}); where it failed it has no detection "

@@ -18,6 +18,12 @@ from poisonlab.findings import (
 )
 
 
+def _means(records: pd.DataFrame) -> pd.DataFrame:
+    """Mean over trials per level, attack, model, defence and metric: summary.csv's ``mean``."""
+    group = ["poison_level", "attack", "model", "defense", "metric"]
+    return records.groupby(group, sort=False)["value"].mean().rename("mean").reset_index()
+
+
 def _records(accuracy_by_trial: np.ndarray, levels: list[float]) -> pd.DataFrame:
     rows = [
         (level, trial, "label_flip", "m", "none", "", "accuracy", value)
@@ -75,14 +81,7 @@ def test_one_trial_has_no_interval_and_says_why():
 
 def _sentences(accuracy_by_trial: np.ndarray, levels: list[float]) -> list[str]:
     records = _records(accuracy_by_trial, levels)
-    summary = (
-        records.groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)[
-            "value"
-        ]
-        .mean()
-        .rename("mean")
-        .reset_index()
-    )
+    summary = _means(records)
     points = breakdown_points(summary, 0.1)
     losses = paired_losses(records)
     detection = pd.DataFrame(columns=["poison_level", "attack", "detector", "metric", "mean"])
@@ -125,14 +124,7 @@ def test_a_model_no_better_than_the_majority_class_is_named():
 def test_a_headline_metric_no_trial_measured_is_said_in_a_sentence():
     """Every test split without the rare class: balanced accuracy has no record at all."""
     records = _records(np.array([[1.0, 1.0], [1.0, 0.9]]), [0.0, 0.3])
-    summary = (
-        records.groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)[
-            "value"
-        ]
-        .mean()
-        .rename("mean")
-        .reset_index()
-    )
+    summary = _means(records)
     points = breakdown_points(summary, 0.1, "balanced_accuracy")
     detection = pd.DataFrame(columns=["poison_level", "attack", "detector", "metric", "mean"])
     sentences = findings(summary, detection, points, 0.1, "balanced_accuracy")
@@ -142,14 +134,7 @@ def test_a_headline_metric_no_trial_measured_is_said_in_a_sentence():
 
 def test_a_detector_ranking_within_noise_is_not_stated_as_a_finding():
     records = _records(np.array([[0.9, 0.6], [0.9, 0.61]]), [0.0, 0.3])
-    summary = (
-        records.groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)[
-            "value"
-        ]
-        .mean()
-        .rename("mean")
-        .reset_index()
-    )
+    summary = _means(records)
     points = breakdown_points(summary, 0.1)
 
     def detection(second: float) -> pd.DataFrame:
