@@ -20,10 +20,13 @@ import numpy as np
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
 ) -> dict[str, float]:
-    """Accuracy, balanced accuracy and macro F1 over all classes of the dataset.
+    """Accuracy, balanced accuracy and macro F1 of one test split.
 
-    A class neither present nor predicted scores F1 0, as scikit-learn's
-    ``f1_score(labels=range(n_classes), average="macro", zero_division=0)``.
+    Macro F1 is the mean F1 of the classes present in ``y_true`` or predicted, as
+    scikit-learn's ``f1_score(average="macro", zero_division=0)``: a class the
+    split lacks and the model never predicts has no F1 (scoring it 0 would cut a
+    split without the rare class by 1 / classes for nothing the model did); one
+    predicted but absent scores 0, for its false positives.
     Balanced accuracy is the mean recall of the classes present in ``y_true``
     (scikit-learn's ``balanced_accuracy_score``): a model that always predicts
     the majority class scores 1 / (classes present), whatever the imbalance.
@@ -38,6 +41,8 @@ def classification_metrics(
     correct = np.diag(counts)
     actual = counts.sum(axis=1)
     present = actual > 0
+    predicted = counts.sum(axis=0)
+    f1, seen = _f1(correct, actual, predicted), (actual + predicted) > 0
     return {
         "accuracy": float(correct.sum() / len(y_true)) if len(y_true) else 0.0,
         "balanced_accuracy": (
@@ -45,7 +50,7 @@ def classification_metrics(
             if present.sum() >= 2
             else float("nan")
         ),
-        "f1_macro": float(np.mean(_f1(correct, actual, counts.sum(axis=0)))),
+        "f1_macro": float(np.mean(f1[seen])) if seen.any() else 0.0,
     }
 
 

@@ -66,9 +66,7 @@ def test_counted_scores_equal_scikit_learns():
             y_true = rng.integers(0, n_classes - 1, n)  # the last class never present
             y_pred = rng.integers(0, n_classes, n)
             m = classification_metrics(y_true, y_pred, n_classes)
-            expected = f1_score(
-                y_true, y_pred, labels=np.arange(n_classes), average="macro", zero_division=0
-            )
+            expected = f1_score(y_true, y_pred, average="macro", zero_division=0)
             assert m["f1_macro"] == expected and m["accuracy"] == np.mean(y_true == y_pred)
     for _ in range(200):
         mask = rng.random(20) < 0.3
@@ -109,6 +107,18 @@ def test_balanced_accuracy_and_roc_auc_match_scikit_learn():
     assert math.isclose(roc_auc(y[80:], class_scores(svm, X[80:], 2)), margin)
     # One class in the test split: nothing to rank.
     assert math.isnan(roc_auc(np.zeros(5, dtype=int), np.zeros((5, 2))))
+
+
+def test_macro_f1_leaves_out_a_class_the_split_lacks_and_no_model_predicts():
+    """Three classes, the rare one absent from this split and never predicted: the mean F1
+    of the two present (scoring the absent one 0 would cut it by a third)."""
+    y_true = np.array([0, 0, 0, 1, 1, 1])
+    predicted = np.array([0, 0, 1, 1, 1, 1])
+    scores = classification_metrics(y_true, predicted, 3)
+    assert scores["f1_macro"] == pytest.approx((0.8 + 6 / 7) / 2)
+    # Predicted though absent: it counts, with F1 0.
+    predicted[0] = 2
+    assert classification_metrics(y_true, predicted, 3)["f1_macro"] < (2 / 3 + 6 / 7) / 2
 
 
 def test_balanced_accuracy_of_a_split_with_one_class_is_undefined_not_accuracy():
