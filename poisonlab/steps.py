@@ -324,20 +324,17 @@ def report(
     records = experiment.read_records(kept)
     # Which levels failed, and the SHA-256 of every poisoned variant of the others.
     provenance["failed_levels"] = failed
-    # Models that failed on some split of a level that stands (experiment.FailedFit).
-    provenance["failed_fits"] = [
-        {"level": meta["poison_level"], **fit}
-        for meta in map(_attached, kept)
-        for fit in meta.get("failed_fits", [])
-    ]
-    # Detectors that failed on some split of a level that stands (experiment.FailedDetection).
-    provenance["failed_detections"] = [
-        {"level": meta["poison_level"], **found}
-        for meta in map(_attached, kept)
-        for found in meta.get("failed_detections", [])
-    ]
+    levels = [_attached(path) for path in kept]
+    # Models and detectors that failed on some split of a level that stands
+    # (experiment.FailedFit, experiment.FailedDetection).
+    for key in ("failed_fits", "failed_detections"):
+        provenance[key] = [
+            {"level": meta["poison_level"], **failure}
+            for meta in levels
+            for failure in meta.get(key, [])
+        ]
     provenance["poisoned_sha256"] = {
-        f"{meta['poison_level']:g}": meta["poisoned_sha256"] for meta in map(_attached, kept)
+        f"{meta['poison_level']:g}": meta["poisoned_sha256"] for meta in levels
     }
     confusion = experiment.read_records([d / CONFUSION_FILE for d in kept_dirs])
     quantity = experiment.read_records([d / QUANTITY_RECORDS_FILE for d in kept_dirs])
