@@ -17,6 +17,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL_RUN = ["trials=2", "poison.levels=[0.0,0.2]"]
 
 
+# Session fixtures that run the whole pipeline (~1 min each): under pytest-xdist every
+# worker would run its own copy, so the tests that use them share one worker.
+SHARED_RUNS = {"small_run", "rerun_with_credentials"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SHARED_RUNS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("shared_runs"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def scratch_environment(tmp_path_factory: pytest.TempPathFactory):
     """Keep runner temp dirs and MLflow telemetry out of the machine's state."""
