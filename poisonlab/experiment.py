@@ -45,7 +45,6 @@ from poisonlab.data import (
     array_hash,
     load_configured,
     read_metadata,
-    split_masks,
 )
 from poisonlab.errors import PoisonlabError
 from poisonlab.gate import CLASS_BALANCE, CLASS_SHIFT, class_shift
@@ -800,10 +799,10 @@ def run_level(
 
 def run_experiment(config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The pipeline's work in one process: (summary, detection, records)."""
+    from poisonlab.splits import trial_masks
+
     dataset, _ = load_configured(config["dataset"])
-    test_masks = split_masks(
-        dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"]
-    )
+    test_masks = trial_masks(dataset, config)
     records = pd.concat(
         [run_level(dataset, test_masks, config, level) for level in config["poison"]["levels"]],
         ignore_index=True,

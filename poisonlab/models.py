@@ -63,6 +63,15 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+@functools.cache
+def estimator_params(name: str) -> tuple[str, ...]:
+    """The parameters a built-in model takes: every one of its scikit-learn estimator's
+    (``get_params``), but ``random_state``, which each trial sets from the seed."""
+    return tuple(
+        sorted(key for key in MODELS[name].estimator().get_params() if key != "random_state")
+    )
+
+
 BUILTIN = "builtin"
 USER = "user"
 CERTIFIED = "certified"
