@@ -453,9 +453,7 @@ def check_certified(name: str, section: dict[str, Any], train: dict[str, Any]) -
     params = (
         copy.deepcopy(train[base])
         if given is None
-        else _merge_parameters(
-            models[base], given, f"{field}.base_params", _estimator_params(base)
-        )
+        else _merge_parameters(models[base], given, f"{field}.base_params", _estimator_params(base))
     )
     return {
         "aggregate": aggregate,

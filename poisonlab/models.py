@@ -72,6 +72,18 @@ def estimator_params(name: str) -> tuple[str, ...]:
     )
 
 
+def reweighable_models(train: dict[str, Any]) -> tuple[str, ...]:
+    """The configured built-in models that take ``class_weight`` and were given none
+    (``train``, a checked config's section): those a rare class may be weighed up in."""
+    return tuple(
+        name
+        for name in train["models"]
+        if name in MODELS
+        and "class_weight" in estimator_params(name)
+        and train[name].get("class_weight") is None
+    )
+
+
 BUILTIN = "builtin"
 USER = "user"
 CERTIFIED = "certified"

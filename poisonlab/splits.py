@@ -307,12 +307,18 @@ def split_record(split: dict[str, Any], values: np.ndarray | None, masks: np.nda
         elif split["by"] == TIME:
             keys = time_keys(values, split["column"])
             for side, rows in (("train", ~test), ("test", test)):
-                first, last = np.argmin(np.where(rows, keys, np.inf)), np.argmax(
-                    np.where(rows, keys, -np.inf)
+                first, last = (
+                    np.argmin(np.where(rows, keys, np.inf)),
+                    np.argmax(np.where(rows, keys, -np.inf)),
                 )
                 entry[f"{side}_time"] = [_plain(values[first]), _plain(values[last])]
         trials.append(entry)
-    return {"by": split["by"], "column": split["column"], "feature": split["feature"], "trials": trials}
+    return {
+        "by": split["by"],
+        "column": split["column"],
+        "feature": split["feature"],
+        "trials": trials,
+    }
 
 
 def split_sentence(record: dict | None) -> str:
@@ -369,9 +375,11 @@ def looks_like_time(values: pd.Series) -> bool:
     if not any(word in _TIME_WORDS for word in _words(str(values.name))):
         return False
     numbers = values.dropna().to_numpy(dtype=np.float64)
-    return numbers.size > 0 and bool(np.all(numbers == np.round(numbers))) and np.unique(
-        numbers
-    ).size >= 2
+    return (
+        numbers.size > 0
+        and bool(np.all(numbers == np.round(numbers)))
+        and np.unique(numbers).size >= 2
+    )
 
 
 # A repeated entity: at least this many distinct values, each on 2 rows or more on average.
