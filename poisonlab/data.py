@@ -576,6 +576,9 @@ def read_configured(dataset_config: dict) -> tuple[pd.DataFrame, Dataset, str]:
     (``splits.feature_settings``), and its values ride on the Dataset as ``split_values``.
     """
     frame, input_hash = read_frame(dataset_config["source"])
+    # Checked first: an error about the split column names dataset.split.
+    label = _label_column(frame, dataset_config["label_column"], dataset_config["source"])
+    values = split_column_values(frame, dataset_config, label)
     dataset = frame_to_dataset(
         frame,
         dataset_config["label_column"],
@@ -584,9 +587,8 @@ def read_configured(dataset_config: dict) -> tuple[pd.DataFrame, Dataset, str]:
         dataset_config.get("encode"),
         feature_settings(dataset_config).get("drop_columns"),
     )
-    values = split_column_values(frame, dataset_config, dataset.label_name)
     if values is not None:
-        values = values[kept_rows(frame, dataset_config, dataset.label_name)]
+        values = values[kept_rows(frame, dataset_config, label)]
         dataset = replace(dataset, split_values=values)
     return frame, dataset, input_hash
 
