@@ -228,7 +228,7 @@ def time_masks(
     ``test_size`` of them, rows of one time all on one side.
 
     The cut is the time whose rows from it on come nearest ``test_size`` of all
-    rows, leaving at least one row on each side.
+    rows (the later of two equally near), leaving at least one row on each side.
     """
     keys = time_keys(times, column)
     distinct, counts = np.unique(keys, return_counts=True)
@@ -238,8 +238,9 @@ def time_masks(
             "another; name a column that orders the rows, or split by: random"
         )
     from_each = np.cumsum(counts[::-1])[::-1]  # rows at or after each distinct time
-    candidates = from_each[1:]  # the first time's rows stay in train
-    best = int(np.argmin(np.abs(candidates - test_size * len(keys)))) + 1
+    distance = np.abs(from_each[1:] - test_size * len(keys))  # the first time stays in train
+    # Between two cuts equally near, the later one: the test set not above test_size.
+    best = len(distance) - int(np.argmin(distance[::-1]))
     test = keys >= distinct[best]
     masks = np.repeat(test[np.newaxis, :], trials, axis=0)
     _check_train_classes(y, masks, class_names, f"a split by time on {column!r}")
