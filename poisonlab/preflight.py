@@ -39,7 +39,8 @@ def check_classes_survive(dataset: Dataset, test_masks: np.ndarray, config: dict
 
     levels = config["poison"]["levels"]
     train_counts = [np.bincount(dataset.y[~m], minlength=dataset.n_classes) for m in test_masks]
-    n_train = int((~test_masks[0]).sum())
+    # The largest training split: a group split's trials hold different numbers of rows.
+    n_train = int(max((~m).sum() for m in test_masks))
     smallest = min(int(c.min()) for c in train_counts)
     for index, level in enumerate(levels):
         if n_poisoned(level, n_train) < smallest:

@@ -77,6 +77,13 @@ def test_a_group_split_keeps_every_group_on_one_side_and_draws_anew_each_trial()
         assert abs(dataset.y[test].mean() - dataset.y.mean()) < 0.03
     assert not np.array_equal(masks[0], masks[1])
     assert np.array_equal(masks, trial_splits(dataset, config))  # same seed, same split
+    # The split travels in the pipeline's config parameter, which keys --cache and Vertex.
+    from pipelines.vertex import parameter_values
+
+    assert (
+        '"split":{"by":"group","column":"id","feature":false}'
+        in (parameter_values(config)["config"])
+    )
 
 
 def test_a_time_split_tests_on_the_latest_rows_with_ties_together():
