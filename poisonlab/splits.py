@@ -199,8 +199,9 @@ def group_masks(
             name = repr(class_names[c]) if class_names else f"code {c}"
             raise PoisonlabError(
                 f"dataset.split.column: every row of class {name} is in one group of "
-                f"{column!r} ({_plain(uniques[held[0]])!r}), so no group split can put the class in "
-                "both train and test; split by: random, or give the class rows in more groups"
+                f"{column!r} ({_plain(uniques[held[0]])!r}), so no group split can put the "
+                "class in both train and test; split by: random, or give the class rows in "
+                "more groups"
             )
     k, m = _folds(test_size, n_groups)
     masks = np.zeros((trials, len(y)), dtype=bool)
