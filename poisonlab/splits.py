@@ -343,11 +343,15 @@ def split_sentence(record: dict | None) -> str:
             "the groups allow (dataset.split by: group)."
         )
     first = trials[0]
+
+    def span(times: list) -> str:
+        return str(times[0]) if times[0] == times[1] else f"{times[0]} to {times[1]}"
+
     return (
         f"Test split: by time on {column!r}{feature}: the latest {first['test_rows']} rows "
-        f"({column} {first['test_time'][0]} to {first['test_time'][1]}) are the test set, "
-        f"trained on the {first['train_rows']} rows before them ({first['train_time'][0]} to "
-        f"{first['train_time'][1]}). Every trial shares this split, so trials vary only the "
+        f"({column} {span(first['test_time'])}) are the test set, trained on the "
+        f"{first['train_rows']} rows before them ({span(first['train_time'])}). "
+        "Every trial shares this split, so trials vary only the "
         "poisoning and the models, and intervals over trials leave out the test set's own "
         "sampling error (dataset.split by: time)."
     )
