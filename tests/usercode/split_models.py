@@ -49,7 +49,11 @@ class Lookup(ClassifierMixin, BaseEstimator):
         return self
 
     def predict(self, X):
-        return np.array([self.table_[row.tobytes()] for row in np.asarray(X, dtype=float)])
+        rows = np.asarray(X, dtype=float)
+        unseen = [i for i, row in enumerate(rows) if row.tobytes() not in self.table_]
+        if unseen:
+            raise KeyError(f"row {unseen[0]} of {len(rows)} was not among the rows fitted on")
+        return np.array([self.table_[row.tobytes()] for row in rows])
 
     def predict_proba(self, X):
         predicted = self.predict(X)
