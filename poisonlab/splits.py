@@ -371,11 +371,9 @@ def _words(name: str) -> list[str]:
 
 
 def looks_like_time(values: pd.Series) -> bool:
-    """Whether a column looks like a time: a datetime type, or whole numbers under a
-    time's name (``week``, ``year``, ``order_date``) taking two values or more. Text
-    dates are ``data.holds_dates``'s (they have their own warning)."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return True
+    """Whether a column looks like a time given as numbers: whole numbers under a time's
+    name (``week``, ``year``, ``order_date``) taking two values or more. Dates (text or
+    datetime) are ``data.holds_dates``'s: their warning gives the same advice."""
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return False
     if not any(word in _TIME_WORDS for word in _words(str(values.name))):
