@@ -305,6 +305,13 @@ def test_a_model_at_the_majority_floor_under_balanced_accuracy_is_told_of_class_
     assert "train.logistic_regression: {class_weight: balanced}" in told
     [plain] = _floor_sentences(summary, "balanced_accuracy", 0.5, ())
     assert "class_weight" not in plain
+    from poisonlab.models import reweighable_models
+
+    train = {"models": ["logistic_regression", "knn", "random_forest"]}
+    train["random_forest"] = {"class_weight": "balanced"}
+    assert reweighable_models(validate_config({"train": train})["train"]) == (
+        "logistic_regression",  # knn takes no class_weight; the forest has one
+    )
 
 
 # --- must hold 5: a model whose predict raises fails alone --------------------------------
