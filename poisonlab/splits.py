@@ -359,10 +359,10 @@ def split_sentence(record: dict | None) -> str:
 
 # --- columns that call for a split by group or time ------------------------------------
 
-# Words that name a time column: ``week``, ``order_date``, ``SaleYear``.
-_TIME_WORDS = frozenset(
-    {"date", "time", "timestamp", "datetime", "week", "month", "year", "day", "quarter", "period"}
-)
+# Words that name a time column: ``week``, ``order_date``, ``SaleYear``. Not ``time``,
+# ``day`` or ``month``: as often a duration (a loan's ``Time`` in months) or a day or
+# month of the year, which repeats every year and orders nothing.
+_TIME_WORDS = frozenset({"date", "timestamp", "datetime", "week", "year", "quarter", "period"})
 
 
 def _words(name: str) -> list[str]:
@@ -430,7 +430,8 @@ def split_warnings(frame: pd.DataFrame, dataset_config: dict[str, Any], label: s
         name, values = str(column), frame[column]
         if name == label:
             continue
-        if looks_like_entity_id(values):
+        timed = looks_like_time(values)  # a table sorted by week repeats weeks in blocks
+        if not timed and looks_like_entity_id(values):
             distinct = values.nunique()
             found.append(
                 f"dataset: column {name!r} looks like the id of an entity with several rows "
@@ -438,7 +439,7 @@ def split_warnings(frame: pd.DataFrame, dataset_config: dict[str, Any], label: s
                 "random split tests on entities it trained on, which flatters every score; "
                 f'set dataset.split={{by: group, column: "{name}"}} to hold out whole ones'
             )
-        elif name not in dropped and looks_like_time(values):
+        elif timed and name not in dropped:
             found.append(
                 f"dataset: column {name!r} looks like a time ({values.min()} to "
                 f"{values.max()}); to test on the latest rows, as a model in use meets them, "
