@@ -147,6 +147,9 @@ def test_a_class_inside_one_group_cannot_reach_test_and_is_refused():
 # --- must hold 1: a panel's people held out ---------------------------------------------
 
 
+_RF = {"train": {"models": ["random_forest"]}, "trials": 3}
+
+
 def test_holding_out_people_matches_scikit_learn_and_is_well_below_a_row_split():
     """PSID 1976-82: a random forest told union members from others. With people held
     out it scores what scikit-learn's GroupShuffleSplit gives outside poisonlab, and well
@@ -155,16 +158,17 @@ def test_holding_out_people_matches_scikit_learn_and_is_well_below_a_row_split()
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import GroupShuffleSplit
 
-    models = {"models": ["random_forest"]}
-    grouped = _config(PANEL, "union", {"by": "group", "column": "id"}, train=models, trials=3)
-    # The same features (the id dropped): only the split differs.
-    rows = _config(PANEL, "union", train=models, trials=3, dataset={"drop_columns": ["id"]})
+    # rownames numbers the rows person by person: a feature would name the person.
+    people = {"drop_columns": ["rownames"]}
+    grouped = _config(PANEL, "union", {"by": "group", "column": "id"}, dataset=people, **_RF)
+    # The same features (the id dropped too): only the split differs.
+    rows = _config(PANEL, "union", dataset={"drop_columns": ["rownames", "id"]}, **_RF)
     by_group = _level0(run_experiment(grouped)[0], "random_forest")
     by_row = _level0(run_experiment(rows)[0], "random_forest")
 
     table = pd.read_csv(PANEL)
     y = table["union"].to_numpy()
-    X = pd.get_dummies(table.drop(columns=["union", "id"]), dtype=float).to_numpy()
+    X = pd.get_dummies(table.drop(columns=["union", "id", "rownames"]), dtype=float).to_numpy()
     outside = []
     for seed in range(10):
         train, test = next(
