@@ -30,9 +30,11 @@ import numpy as np
 import pandas as pd
 
 from poisonlab.errors import PoisonlabError
-from poisonlab.seeding import derive_seed
+from poisonlab.seeding import derive_rng, derive_seed
 
 RANDOM, GROUP, TIME = "random", "group", "time"
+# Past this many groups, a group split shuffles groups rather than stratify (group_masks).
+MANY_GROUPS = 5000
 SPLIT_KINDS = (RANDOM, GROUP, TIME)
 # ``dataset.split``'s default: today's stratified random split.
 DEFAULT_SPLIT = {"by": RANDOM, "column": None, "feature": False}
@@ -185,9 +187,12 @@ def group_masks(
 
     Each trial shuffles the groups into k folds with scikit-learn's
     ``StratifiedGroupKFold`` (seeded by the trial) and tests on m of them, m / k
-    nearest ``test_size`` (``_folds``: 1 of 5 for 0.2). A class found in one group
-    only can never be in both train and test: refused, as is a split that leaves a
-    class out of some trial's training rows.
+    nearest ``test_size`` (``_folds``: 1 of 5 for 0.2). Past ``MANY_GROUPS`` groups,
+    where that greedy search takes seconds a trial and a random draw of groups is
+    stratified by sheer number, the trial's groups are shuffled instead and taken
+    in turn up to ``test_size`` of the rows (``_shuffled_groups``). A class found in
+    one group only can never be in both train and test: refused, as is a split that
+    leaves a class out of some trial's training rows.
     """
     from sklearn.model_selection import StratifiedGroupKFold  # slow to import
 
@@ -203,8 +208,14 @@ def group_masks(
                 "class in both train and test; split by: random, or give the class rows in "
                 "more groups"
             )
-    k, m = _folds(test_size, n_groups)
     masks = np.zeros((trials, len(y)), dtype=bool)
+    if n_groups > MANY_GROUPS:
+        for trial in range(trials):
+            rng = derive_rng(seed, "split", trial)
+            masks[trial] = _shuffled_groups(codes, n_groups, test_size, rng)
+        _check_train_classes(y, masks, class_names, f"a split by group of {column!r}")
+        return masks
+    k, m = _folds(test_size, n_groups)
     for trial in range(trials):
         folds = StratifiedGroupKFold(
             n_splits=k, shuffle=True, random_state=derive_seed(seed, "split", trial)
@@ -215,6 +226,19 @@ def group_masks(
         masks[trial, np.concatenate(tests[:m])] = True
     _check_train_classes(y, masks, class_names, f"a split by group of {column!r}")
     return masks
+
+
+def _shuffled_groups(
+    codes: np.ndarray, n_groups: int, test_size: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A test mask of whole groups (``codes``, 0..n_groups-1 per row): the groups in a
+    random order, taken until their rows come nearest ``test_size`` of all rows."""
+    order = rng.permutation(n_groups)
+    sizes = np.bincount(codes, minlength=n_groups)[order]
+    taken = int(np.argmin(np.abs(np.cumsum(sizes) - test_size * len(codes)))) + 1
+    test_groups = np.zeros(n_groups, dtype=bool)
+    test_groups[order[: min(taken, n_groups - 1)]] = True
+    return test_groups[codes]
 
 
 def time_masks(

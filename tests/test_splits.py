@@ -86,6 +86,18 @@ def test_a_group_split_keeps_every_group_on_one_side_and_draws_anew_each_trial()
     )
 
 
+def test_many_groups_are_shuffled_whole_into_test_up_to_its_share():
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 6000, 30000)  # past MANY_GROUPS: no stratifying search
+    y = (rng.random(30000) < 0.1).astype(int)
+    masks = group_masks(y, groups, 0.2, 42, 2)
+    for test in masks:
+        assert not set(groups[test]) & set(groups[~test])
+        assert abs(test.mean() - 0.2) < 0.001
+        assert abs(y[test].mean() - y.mean()) < 0.01
+    assert not np.array_equal(masks[0], masks[1])
+
+
 def test_a_time_split_tests_on_the_latest_rows_with_ties_together():
     times = np.array([3, 1, 2, 2, 5, 4, 5, 1, 3, 4])
     y = np.array([0, 1, 0, 1, 0, 1, 0, 1, 1, 0])
