@@ -362,6 +362,12 @@ def check_model_params(name: str, params: dict[str, Any]) -> None:
     if model_kind(name, params) == USER:
         _check_classifier(name, params, make_model(name, params, random_state=0))
         return
+    if isinstance(params.get("class_weight"), dict):
+        # Keys would have to be poisonlab's class codes, and JSON turns them into text.
+        raise PoisonlabError(
+            f"config: train.{name}.class_weight as a mapping of classes is not supported; "
+            "give balanced (each class weighed by its rarity)"
+        )
     small = {**params}
     if name in _TINY_CAPS:
         key, cap = _TINY_CAPS[name]

@@ -288,6 +288,8 @@ def test_a_misspelt_estimator_parameter_is_refused_with_the_right_name():
     assert config["train"]["random_forest"]["class_weight"] == "balanced_subsample"
     with pytest.raises(PoisonlabError, match=r"train\.svm\.random_state is set for every trial"):
         validate_config({"train": {"svm": {"random_state": 1}}})
+    with pytest.raises(PoisonlabError, match=r"class_weight as a mapping of classes is not"):
+        validate_config({"train": {"decision_tree": {"class_weight": {0: 1, 1: 5}}}})
 
 
 def test_a_model_at_the_majority_floor_under_balanced_accuracy_is_told_of_class_weights():
