@@ -205,7 +205,7 @@ def report_failed_levels(output_dir: Path) -> int:
     fits = manifest["provenance"].get("failed_fits") or []
     for fit in first_failures(fits, "model"):
         print(
-            f"error: model {fit['model']} failed to fit at poison level {fit['level']:g} under "
+            f"error: model {fit['model']} failed at poison level {fit['level']:g} under "
             f"{fit['attack']} ({fit['error']}); it has no metrics there, every other result "
             "is complete",
             file=sys.stderr,

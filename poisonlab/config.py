@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
         "encode": None,
         # Columns left out before anything else (row identifiers, leaks); never the label.
         "drop_columns": [],
+        # Which rows each trial tests on (poisonlab.splits): random (stratified), or whole
+        # groups of a column held out, or the latest rows by a time column.
+        "split": {"by": "random", "column": None, "feature": False},
     },
     "poison": {"levels": [0.0, 0.05, 0.10, 0.50], "attacks": ["label_flip", "feature_noise"]},
     "validate": {
@@ -179,7 +182,8 @@ def _merge(defaults: dict[str, Any], given: Any, path: str) -> dict[str, Any]:
             _check_type(f"{path}{key}", given[key], default)
             merged[key] = given[key]
     for name, parameters in registered.items():
-        merged[name] = _merge_parameters(parameters, given.get(name), f"{path}{name}")
+        accepted = _estimator_params(name) if section == "train" else ()
+        merged[name] = _merge_parameters(parameters, given.get(name), f"{path}{name}", accepted)
     merged.update(own)
     return merged
 
@@ -211,16 +215,38 @@ def _own_sections(
     }
 
 
-def _merge_parameters(defaults: dict[str, Any], given: Any, field: str) -> dict[str, Any]:
-    """Parameters of one attack, detector or model: known names, default types."""
+def _estimator_params(name: str) -> tuple[str, ...]:
+    """Every parameter a built-in model's scikit-learn estimator takes (``get_params``),
+    but ``random_state``, which every trial sets from the seed."""
+    from poisonlab.models import estimator_params
+
+    return estimator_params(name)
+
+
+def _merge_parameters(
+    defaults: dict[str, Any], given: Any, field: str, accepted: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Parameters of one attack, detector or model: known names, default types.
+
+    ``accepted`` names the other parameters it takes (a built-in model's estimator's):
+    their values are checked by the estimator (``models.check_model_params``).
+    """
     if given is None:
         return copy.deepcopy(defaults)
     if not isinstance(given, dict):
         raise _fail(field, f"= {given!r} is not a mapping", "write its parameters as key: value")
     merged = copy.deepcopy(defaults)
     for key, value in given.items():
+        if key in accepted:
+            merged[key] = value
+            continue
+        if key == "random_state" and accepted:
+            raise _fail(
+                f"{field}.{key}", "is set for every trial from seed", "drop it, or change seed"
+            )
         if key not in defaults:
-            hint = _did_you_mean(str(key), sorted(defaults)) if defaults else "it takes none"
+            known = sorted({*defaults, *accepted})
+            hint = _did_you_mean(str(key), known) if known else "it takes none"
             raise _fail(f"{field}.{key}", "is not a parameter it takes", hint)
         # None is allowed: several estimator parameters use it (max_depth: null).
         _check_type(f"{field}.{key}", value, defaults[key], allow_none=True)
@@ -427,7 +453,7 @@ def check_certified(name: str, section: dict[str, Any], train: dict[str, Any]) -
     params = (
         copy.deepcopy(train[base])
         if given is None
-        else _merge_parameters(models[base], given, f"{field}.base_params")
+        else _merge_parameters(models[base], given, f"{field}.base_params", _estimator_params(base))
     )
     return {
         "aggregate": aggregate,
@@ -510,6 +536,9 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
             'quote it, e.g. "species"',
         )
     _check_drop_columns(config["dataset"]["drop_columns"])
+    from poisonlab.splits import check_split_config
+
+    check_split_config(config["dataset"]["split"])
     if not isinstance(config["dataset"]["source"], str):
         raise _fail(
             "dataset.source", f"= {config['dataset']['source']!r} is not a string", "quote it"

@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +25,18 @@ import pyarrow.parquet as pq
 from poisonlab.config import ENCODE_METHODS, IMPUTE_METHODS
 from poisonlab.errors import PoisonlabError
 from poisonlab.seeding import derive_seed
+from poisonlab.splits import (
+    feature_settings,
+    kept_rows,
+    split_column_values,
+    split_warnings,
+    time_split_hint,
+)
 from poisonlab.synthetic import PREFIX as SYNTHETIC_PREFIX
 from poisonlab.synthetic import synthetic_frame
 
 LABEL = "_label"
+SPLIT = "_split"  # a stored Dataset's split_values
 SKLEARN_DATASETS = ("iris", "wine", "breast_cancer", "digits")
 _METADATA_KEY = b"poisonlab"
 
@@ -43,6 +51,9 @@ class Dataset:
     class_names: list[str]
     # The label column's name in the input table (what a user's schema gate calls it).
     label_name: str = "target"
+    # The ``dataset.split`` column's value per row (a person id, a week), None for a
+    # random split: what ``splits.test_masks`` splits by; a feature only if configured.
+    split_values: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
@@ -398,6 +409,7 @@ def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
                 f"dataset: column {str(column)!r} holds dates, which encoding treats as "
                 f"{distinct} unrelated values; add it to dataset.drop_columns, or give a "
                 "number made from it (a year, days since a start)"
+                + time_split_hint(str(column), dataset_config)
             )
         missing = int(values.isna().sum())
         if missing > n / 2:
@@ -429,7 +441,8 @@ def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
                 f"dataset.label_column: classes {variants} of {label!r} differ only in case, "
                 "so they count as different classes; write each class one way in the file"
             )
-    return warnings
+    # Repeated entity ids and times, which call for dataset.split by group or time.
+    return warnings + split_warnings(frame, dataset_config, label)
 
 
 def frame_to_dataset(
@@ -557,16 +570,26 @@ def load_dataset(
 
 def read_configured(dataset_config: dict) -> tuple[pd.DataFrame, Dataset, str]:
     """The raw table, its checked Dataset and the input's SHA-256, with the options of a
-    validated config's ``dataset`` section (the raw table is for ``table_warnings``)."""
+    validated config's ``dataset`` section (the raw table is for ``table_warnings``).
+
+    The ``dataset.split`` column is left out of the features unless ``feature: true``
+    (``splits.feature_settings``), and its values ride on the Dataset as ``split_values``.
+    """
     frame, input_hash = read_frame(dataset_config["source"])
+    # Checked first: an error about the split column names dataset.split.
+    label = _label_column(frame, dataset_config["label_column"], dataset_config["source"])
+    values = split_column_values(frame, dataset_config, label)
     dataset = frame_to_dataset(
         frame,
         dataset_config["label_column"],
         dataset_config["source"],
         dataset_config.get("impute"),
         dataset_config.get("encode"),
-        dataset_config.get("drop_columns"),
+        feature_settings(dataset_config).get("drop_columns"),
     )
+    if values is not None:
+        values = values[kept_rows(frame, dataset_config, label)]
+        dataset = replace(dataset, split_values=values)
     return frame, dataset, input_hash
 
 
@@ -622,6 +645,8 @@ def write_dataset(dataset: Dataset, path: str | Path, extra: dict | None = None)
     """Write a Dataset as Parquet; names and ``extra`` go in the file's metadata."""
     columns = {name: dataset.X[:, j] for j, name in enumerate(dataset.feature_names)}
     columns[LABEL] = dataset.y
+    if dataset.split_values is not None:
+        columns[SPLIT] = dataset.split_values
     table = pa.table(columns)
     meta = {
         "feature_names": dataset.feature_names,
@@ -650,6 +675,11 @@ def read_dataset(path: str | Path) -> Dataset:
         feature_names=meta["feature_names"],
         class_names=meta["class_names"],
         label_name=meta.get("label_name", "target"),
+        split_values=(
+            table.column(SPLIT).to_numpy(zero_copy_only=False)
+            if SPLIT in table.column_names
+            else None
+        ),
     )
 
 

@@ -45,7 +45,6 @@ from poisonlab.data import (
     array_hash,
     load_configured,
     read_metadata,
-    split_masks,
 )
 from poisonlab.errors import PoisonlabError
 from poisonlab.gate import CLASS_BALANCE, CLASS_SHIFT, class_shift
@@ -463,7 +462,9 @@ def predict_level(
     """Every fitted model's predicted class codes on its trial's clean test split.
 
     A model shared by several keys (``train_level``) predicts once, its
-    predictions shared too.
+    predictions shared too. A model whose ``predict`` raises fails alone, as a fit
+    that raises does: its place in ``models`` is taken by a ``FailedFit`` with the
+    one-line error (so it gets a ``failed`` record), and it has no predictions.
     """
     from poisonlab.models import one_blas_thread, predict_classes
 
@@ -474,9 +475,28 @@ def predict_level(
                 continue
             once = (key[0], id(estimator))  # the trial's test split, this fitted object
             if once not in done:
-                done[once] = predict_classes(estimator, dataset.X[test_masks[key[0]]])
+                try:
+                    done[once] = predict_classes(estimator, dataset.X[test_masks[key[0]]])
+                except Exception as error:  # one model's failure stays that model's
+                    done[once] = failed_prediction(key, "predict", error)
+            if isinstance(done[once], FailedFit):
+                models[key] = done[once]  # a value replaced, not a key added: safe here
+                continue
             predictions[key] = done[once]
     return predictions
+
+
+def failed_prediction(key: ModelKey, method: str, error: Exception) -> FailedFit:
+    """The ``FailedFit`` of a model whose ``method`` raised on its trial's test split;
+    the traceback goes to stderr, as a failed fit's does."""
+    from poisonlab.usercode import one_line
+
+    traceback.print_exc(file=sys.stderr)
+    trial, attack, model, defense = key
+    return FailedFit(
+        f"train.{model}: {method} on trial {trial}'s test split ({attack} set, defence "
+        f"{defense}) raised {one_line(error)}"
+    )
 
 
 def evaluate_level(
@@ -549,12 +569,22 @@ def _model_records(
     """The fitted models' record rows (``evaluate_level``)."""
     rows = []
     scored = {}  # a model shared by several keys (train_level) is scored once
-    for (trial, attack, model, defense), predicted in predictions.items():
-        estimator = models[(trial, attack, model, defense)]
+    # A list: a model whose scoring raises leaves ``predictions`` (and is marked failed).
+    for (trial, attack, model, defense), predicted in list(predictions.items()):
+        key = (trial, attack, model, defense)
+        estimator = models[key]
         test = test_masks[trial]
         once = (trial, id(estimator))
         if once not in scored:
-            scored[once] = _test_scores(estimator, dataset, test, predicted)
+            try:
+                scored[once] = _test_scores(estimator, dataset, test, predicted)
+            except Exception as error:  # predict_proba or decision_function raised
+                scored[once] = failed_prediction(key, "scoring classes", error)
+        if isinstance(scored[once], FailedFit):
+            models[key] = scored[once]
+            del predictions[key]
+            rows.append((level, trial, attack, model, defense, "", FAILED, 1.0))
+            continue
         scores = dict(scored[once])
         info = infos.get((trial, attack), {})
         if "trigger_features" in info:
@@ -563,8 +593,11 @@ def _model_records(
                 stamped = stamp_trigger(
                     dataset.X[others], info["trigger_features"], info["trigger_values"]
                 )
-                hits = estimator.predict(stamped) == info["target_class"]
-                scores["attack_success_rate"] = float(hits.mean())
+                try:
+                    hits = estimator.predict(stamped) == info["target_class"]
+                    scores["attack_success_rate"] = float(hits.mean())
+                except Exception:  # noqa: BLE001 - its other scores stand; the error is printed
+                    traceback.print_exc(file=sys.stderr)
         if SUBPOPULATION in info:
             inside = in_subpopulation(dataset.X[test], info)
             if inside.any():
@@ -800,10 +833,10 @@ def run_level(
 
 def run_experiment(config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The pipeline's work in one process: (summary, detection, records)."""
+    from poisonlab.splits import trial_masks
+
     dataset, _ = load_configured(config["dataset"])
-    test_masks = split_masks(
-        dataset.y, config["dataset"]["test_size"], config["seed"], config["trials"]
-    )
+    test_masks = trial_masks(dataset, config)
     records = pd.concat(
         [run_level(dataset, test_masks, config, level) for level in config["poison"]["levels"]],
         ignore_index=True,

@@ -64,10 +64,14 @@ def worst_levels(summary: pd.DataFrame, metric: str = "accuracy") -> dict[str, f
     return {attack: float(means[attack].idxmin()) for attack in dict.fromkeys(accuracy["attack"])}
 
 
-def _floor_sentences(summary: pd.DataFrame, metric: str, floor: float | None) -> list[str]:
+def _floor_sentences(
+    summary: pd.DataFrame, metric: str, floor: float | None, reweighable: tuple[str, ...] = ()
+) -> list[str]:
     """A sentence per model whose clean ``metric`` is not distinguishable from ``floor``
     (``metrics.majority_score``): it learnt little that poisoning could take away, so
-    its losses and breakdown point are no finding (common with a rare class)."""
+    its losses and breakdown point are no finding (common with a rare class). Where the
+    metric is balanced accuracy (a rare class) and the model is in ``reweighable``, the
+    sentence says how a team would weigh the rare class up: ``class_weight: balanced``."""
     rows = undefended_accuracy(summary, metric)
     if floor is None or rows.empty:
         return []
@@ -83,10 +87,15 @@ def _floor_sentences(summary: pd.DataFrame, metric: str, floor: float | None) ->
             if measured
             else f"{row.mean:.3f}, is no better than"
         )
+        weigh = (
+            f" Weighing the rare class up may help: train.{row.model}: {{class_weight: balanced}}."
+            if metric == "balanced_accuracy" and row.model in reweighable
+            else ""
+        )
         sentences.append(
             f"{row.model}'s clean {metric}, {how} the {floor:.3f} of always predicting the "
             "largest class: it learnt little that poisoning could take away, so its losses "
-            "and breakdown point below say little."
+            f"and breakdown point below say little.{weigh}"
         )
     return sentences
 
@@ -274,15 +283,17 @@ def findings(
     losses: pd.DataFrame | None = None,
     intervals: pd.DataFrame | None = None,
     floor: float | None = None,
+    reweighable: tuple[str, ...] = (),
 ) -> list[str]:
     """Short sentences written from the numbers, a few per attack, in the headline ``metric``.
 
     ``losses`` (``paired_losses``) and ``intervals`` (``breakdown_intervals``), from the
     per-trial records, add each number's 95% interval and say where it is no finding;
     ``floor`` (``metrics.majority_score``) names the models that score no better than
-    always predicting the largest class.
+    always predicting the largest class; those in ``reweighable`` (built-ins that take
+    ``class_weight`` and were given none) are told how to weigh the rare class up.
     """
-    sentences = _floor_sentences(summary, metric, floor)
+    sentences = _floor_sentences(summary, metric, floor, reweighable)
     if undefended_accuracy(summary, metric).empty and (summary["defense"] == NO_DEFENSE).any():
         # balanced_accuracy and roc_auc need two classes in a test split (metrics).
         sentences.append(

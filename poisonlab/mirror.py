@@ -217,12 +217,12 @@ def representative_models(dataset, config: dict[str, Any]) -> dict[ChildKey, Any
     trial 0, at a fraction of the cost, from nothing but the dataset and config.
     """
     from poisonlab import experiment
-    from poisonlab.data import split_masks
     from poisonlab.detectors import TableNames
+    from poisonlab.splits import trial_masks
 
     one_trial = {**config, "trials": 1}
     names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
-    masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], 1)
+    masks = trial_masks(dataset, config, trials=1)
     models: dict[ChildKey, Any] = {}
     for level in config["poison"]["levels"]:
         sets = list(experiment.poison_level(dataset, masks, one_trial, level))

@@ -63,6 +63,27 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+@functools.cache
+def estimator_params(name: str) -> tuple[str, ...]:
+    """The parameters a built-in model takes: every one of its scikit-learn estimator's
+    (``get_params``), but ``random_state``, which each trial sets from the seed."""
+    return tuple(
+        sorted(key for key in MODELS[name].estimator().get_params() if key != "random_state")
+    )
+
+
+def reweighable_models(train: dict[str, Any]) -> tuple[str, ...]:
+    """The configured built-in models that take ``class_weight`` and were given none
+    (``train``, a checked config's section): those a rare class may be weighed up in."""
+    return tuple(
+        name
+        for name in train["models"]
+        if name in MODELS
+        and "class_weight" in estimator_params(name)
+        and train[name].get("class_weight") is None
+    )
+
+
 BUILTIN = "builtin"
 USER = "user"
 CERTIFIED = "certified"
@@ -341,6 +362,12 @@ def check_model_params(name: str, params: dict[str, Any]) -> None:
     if model_kind(name, params) == USER:
         _check_classifier(name, params, make_model(name, params, random_state=0))
         return
+    if isinstance(params.get("class_weight"), dict):
+        # Keys would have to be poisonlab's class codes, and JSON turns them into text.
+        raise PoisonlabError(
+            f"config: train.{name}.class_weight as a mapping of classes is not supported; "
+            "give balanced (each class weighed by its rarity)"
+        )
     small = {**params}
     if name in _TINY_CAPS:
         key, cap = _TINY_CAPS[name]

@@ -16,20 +16,15 @@ import numpy as np
 import pandas as pd
 
 from poisonlab.attacks import dataset_attack_params, n_poisoned
-from poisonlab.data import Dataset, read_configured, split_masks, table_warnings
+from poisonlab.data import Dataset, read_configured, table_warnings
 from poisonlab.errors import PoisonlabError
+from poisonlab.splits import feature_settings, trial_masks
 
 
 def trial_splits(dataset: Dataset, config: dict[str, Any]) -> np.ndarray:
-    """Every trial's test mask under the config's test size, seed and trials
-    (``split_masks``): the splits the run uses."""
-    return split_masks(
-        dataset.y,
-        config["dataset"]["test_size"],
-        config["seed"],
-        config["trials"],
-        dataset.class_names,
-    )
+    """Every trial's test mask under the config's ``dataset.split``, test size, seed and
+    trials (``splits.trial_masks``): the splits the run uses."""
+    return trial_masks(dataset, config)
 
 
 def check_classes_survive(dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any]) -> None:
@@ -44,7 +39,8 @@ def check_classes_survive(dataset: Dataset, test_masks: np.ndarray, config: dict
 
     levels = config["poison"]["levels"]
     train_counts = [np.bincount(dataset.y[~m], minlength=dataset.n_classes) for m in test_masks]
-    n_train = int((~test_masks[0]).sum())
+    # The largest training split: a group split's trials hold different numbers of rows.
+    n_train = int(max((~m).sum() for m in test_masks))
     smallest = min(int(c.min()) for c in train_counts)
     for index, level in enumerate(levels):
         if n_poisoned(level, n_train) < smallest:
@@ -144,7 +140,10 @@ def data_warnings(
     """What in the table would quietly mislead the run (``table_warnings``) and the
     classes some trial cannot test: printed before the run, kept in the provenance
     and shown in the report."""
-    return table_warnings(frame, settings) + untested_class_warnings(dataset, test_masks)
+    # The split column is no feature unless configured: no feature warnings for it.
+    return table_warnings(frame, feature_settings(settings)) + untested_class_warnings(
+        dataset, test_masks
+    )
 
 
 def check_experiment(config: dict[str, Any]) -> Dataset:

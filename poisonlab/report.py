@@ -47,6 +47,7 @@ from poisonlab.result_files import (
     REPORT_FILE,
     SUMMARY_FILE,
 )
+from poisonlab.splits import split_sentence
 
 if TYPE_CHECKING:
     from poisonlab.certify.evaluation import CertifiedResults
@@ -206,7 +207,8 @@ def failed_fit_notes(provenance: dict, trials: int) -> list[str]:
         return notes
     for (level, attack, model), frame in fits.groupby(["level", "attack", "model"], sort=False):
         notes.append(
-            f"At level {level:g} under {attack}, model {model} failed to fit in "
+            f"At level {level:g} under {attack}, model {model} failed (its fit or "
+            "prediction raised) in "
             f"{frame['trial'].nunique()} of {trials} trials: {frame['error'].iloc[0]}. It has "
             "no metrics there (its breakdown point is over the other levels); every other "
             "result stands."
@@ -296,8 +298,18 @@ class Report:
         from poisonlab.metrics import majority_score
 
         floor = majority_score(self.metric, provenance.get("class_counts"))
+        from poisonlab.models import reweighable_models
+
         self.findings = findings(
-            summary, detection, self.points, self.drop, self.metric, losses, breakdown_ci, floor
+            summary,
+            detection,
+            self.points,
+            self.drop,
+            self.metric,
+            losses,
+            breakdown_ci,
+            floor,
+            reweighable_models(config["train"]),
         )
         self.unfitted = [
             *unfitted_notes(summary, detection, config["trials"]),
@@ -319,7 +331,8 @@ class Report:
             f"classes {', '.join(p['class_names'])}. {self.config['trials']} trials, "
             f"seed {self.config['seed']}; intervals are 95% CIs over trials; scores are on "
             f"a clean held-out test set. Headline metric: {self.metric} "
-            f"({self.metric_reason}).{few_trials_note(self.config['trials'])}"
+            f"({self.metric_reason}).{few_trials_note(self.config['trials'])} "
+            f"{split_sentence(p.get('split'))}"
         )
 
     def _defence_note(self) -> str:

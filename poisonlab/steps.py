@@ -37,6 +37,7 @@ from poisonlab.failures import (
     write_failure,
 )
 from poisonlab.preflight import check_classes_survive, data_warnings, trial_splits
+from poisonlab.splits import split_of, split_record
 
 
 def _checked(config_json: str) -> dict[str, Any]:
@@ -85,6 +86,8 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
         },
         # What submit.py warned about before the run, for the report to say too.
         "data_warnings": warnings,
+        # How the test sets were held out: kind, column, rows and groups or times per trial.
+        "split": split_record(split_of(config["dataset"]), dataset.split_values, masks),
     }
     write_dataset(dataset, data_path, extra={"provenance": provenance})
     write_splits(masks, splits_path)

@@ -561,7 +561,8 @@ def test_a_model_failing_on_a_poisoned_split_fails_alone_with_a_one_line_reason(
     assert "accuracy" in by_model["logistic_regression"]
     [note] = failed_fit_notes({"failed_fits": [{"level": 0.1, **f} for f in failed]}, 1)
     assert note.startswith(
-        f"At level 0.1 under label_flip, model even failed to fit in 1 of 1 trials: {error}."
+        f"At level 0.1 under label_flip, model even failed (its fit or prediction raised) "
+        f"in 1 of 1 trials: {error}."
     )
 
 
@@ -734,7 +735,7 @@ def test_the_command_names_a_failed_fit_once_and_exits_1(tmp_path, capsys):
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert submit.report_failed_levels(tmp_path) == 1
     [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith("error: model even failed to fit at poison level 0.1 under label_flip")
+    assert line.startswith("error: model even failed at poison level 0.1 under label_flip")
     assert "(train.even: trial 0)" in line
 
 

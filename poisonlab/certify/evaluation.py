@@ -96,7 +96,15 @@ def certified_records(
         if defense != NO_DEFENSE:
             continue
         test = test_masks[trial]
-        certified = certify_model(estimator, X[test])
+        try:
+            certified = certify_model(estimator, X[test])
+        except Exception as error:  # a user's base model raised: it fails alone
+            from poisonlab.experiment import failed_prediction
+
+            models[(trial, attack, model, defense)] = failed_prediction(
+                (trial, attack, model, defense), "certifying", error
+            )
+            continue
         if certified is None:
             continue
         predicted, radii = certified
