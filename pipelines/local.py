@@ -31,8 +31,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.poisoning import build_pipeline, resolve_image
-from poisonlab.config import canonical_json
+from pipelines.poisoning import build_pipeline, pipeline_parameters, resolve_image
 from poisonlab.data import source_sha256
 from poisonlab.errors import PoisonlabError
 from poisonlab.mirror import write_status
@@ -267,11 +266,9 @@ def run_local(
             )
             # Cached: load's key must change when the file behind dataset.source does.
             digest = source_sha256(config["dataset"]["source"]) if enable_caching else ""
-            pipeline = build_pipeline(resolve_image(config["vertex"]["image"]), digest)
+            pipeline = build_pipeline(resolve_image(config["vertex"]["image"]), digest, config)
             try:
-                task = pipeline(
-                    config=canonical_json(config), poison_levels=config["poison"]["levels"]
-                )
+                task = pipeline(**pipeline_parameters(config))
             except RuntimeError as error:
                 first = str(error).strip().splitlines()[0] if str(error).strip() else "failed"
                 raise PoisonlabError(

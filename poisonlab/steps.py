@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from poisonlab import experiment, gate
+from poisonlab import experiment, gate, units
 from poisonlab.config import check_complete, config_from_json
 from poisonlab.data import (
     INPUT_SHA256_ENV,
@@ -92,15 +92,24 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
 
 
 def poison(
-    config_json: str, level: float, data_path: str, splits_path: str, poisoned_path: str
+    config_json: str,
+    level: float,
+    data_path: str,
+    splits_path: str,
+    poisoned_path: str,
+    unit: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Poison every trial's training split at ``level``; return each variant's SHA-256."""
+    """Poison every trial's training split at ``level``; return each variant's SHA-256.
+
+    ``unit`` (a loop item, ``poisonlab.units``): only its attacks and trials; none, all.
+    """
     config = _checked(config_json)
 
     def work() -> dict[str, str]:
         injected_failure(level)
         dataset = read_dataset(data_path)
-        sets = experiment.poison_level(dataset, read_splits(splits_path), config, level)
+        chosen = units.resolve(config, level, unit)
+        sets = experiment.poison_level(dataset, read_splits(splits_path), config, level, chosen)
         experiment.write_poisoned(sets, dataset, poisoned_path)
         return experiment.poisoned_hashes(poisoned_path)
 
@@ -188,8 +197,12 @@ def evaluate(
     detections_path: str,
     models_path: str,
     level_dir: str,
+    unit: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Score models on the clean test split and detectors against the mask.
+
+    ``unit``: the task's share of the level (``poisonlab.units``); the level's first
+    unit also writes the level's quantity records.
 
     Writes the level's records, confusion counts, quality-versus-quantity
     records (empty unless ``quantity.enabled``) and trial 0's fitted models (the
@@ -246,7 +259,8 @@ def evaluate(
         confusion.to_parquet(confusion_path, index=False)
         from poisonlab import quantity
 
-        enabled = config["quantity"]["enabled"]
+        first = units.first_of_level(config, units.resolve(config, level, unit))
+        enabled = config["quantity"]["enabled"] and first
         rows = quantity.quantity_level(config, level) if enabled else quantity.empty_records()
         rows.to_parquet(quantity_path, index=False)
         accuracy = records[
@@ -343,3 +357,11 @@ def report(
     certified = experiment.read_records(found) if found else None
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     write_results(records, config, provenance, results_dir, run_key, confusion, quantity, certified)
+
+
+def gather(config_json: str, level: float, unit_dirs: list[str], level_dir: str) -> None:
+    """One level's units' ``evaluate`` outputs merged into the level's one directory
+    (``pipeline.fan_out: level_attack``; ``poisonlab.fan_in``)."""
+    from poisonlab.fan_in import gather_level
+
+    gather_level(_checked(config_json), level, unit_dirs, level_dir)
