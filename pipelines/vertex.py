@@ -300,8 +300,12 @@ def bring_back(results_uri: str, output_dir: Path, tracking_uri: str | None) -> 
     if tracking_uri:
         from poisonlab.mirror import mirror_results
 
-        run_id = mirror_results(output_dir, tracking_uri)
-        print(f"mirrored into MLflow at {tracking_uri} (run {run_id})")
+        from poisonlab.mirror import run_page
+
+        result = mirror_results(output_dir, tracking_uri)
+        print(f"mirrored into MLflow at {tracking_uri} (run {result.parent_run_id})")
+        page = run_page(tracking_uri, result.experiment_id, result.parent_run_id)
+        print(f"  the run's page: {page}")
 
 
 def _refused(error) -> PoisonlabError:
