@@ -298,9 +298,7 @@ def bring_back(results_uri: str, output_dir: Path, tracking_uri: str | None) -> 
     print(f"results downloaded from {results_uri} to {output_dir}/")
     print("  summary.csv, detection.csv, report.html, manifest.json")
     if tracking_uri:
-        from poisonlab.mirror import mirror_results
-
-        from poisonlab.mirror import run_page
+        from poisonlab.mirror import mirror_results, run_page
 
         result = mirror_results(output_dir, tracking_uri)
         print(f"mirrored into MLflow at {tracking_uri} (run {result.parent_run_id})")

@@ -83,9 +83,14 @@ def measure(work: Callable[..., Any], *args: Any) -> Measured:
     """Run ``work(*args)`` in a forked child; its CPU time and its memory growth over
     this process's resident memory at the fork (the child starts sharing it)."""
     base = _rss_mb()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - the child writes it, the parent reads it
     pid = os.fork()
     if pid == 0:  # the child: work, then leave at once (no atexit, no flushing twice)
         code = 0
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
         try:
             work(*args)
         except BaseException:  # noqa: BLE001 - reported through the exit code
@@ -93,10 +98,15 @@ def measure(work: Callable[..., Any], *args: Any) -> Measured:
 
             traceback.print_exc()
             code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(code)
     _, status, usage = os.wait4(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise PoisonlabError("--plan: a pilot step failed (its traceback is above)")
+        log.seek(0)
+        lines = log.read().decode(errors="replace").strip().splitlines() or ["no output"]
+        raise PoisonlabError(f"--plan: the pilot's {work.__name__} step failed: {lines[-1]}")
+    log.close()
     peak = usage.ru_maxrss / 1024  # KB on Linux
     return Measured(usage.ru_utime + usage.ru_stime, max(0.0, peak - base))
 

@@ -18,7 +18,7 @@ from pipelines.poisoning import compile_pipeline, pipeline_parameters
 from poisonlab import steps, units
 from poisonlab.config import canonical_json, load_config
 from poisonlab.errors import PoisonlabError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_command
 
 IRIS = ROOT / "configs" / "iris.yaml"
 
@@ -271,3 +271,79 @@ def test_more_units_per_level_than_vertex_collects_is_refused():
         load_config(
             None, ["trials=100", "pipeline.fan_out=level_attack", "pipeline.trials_per_task=1"]
         )
+
+
+# --- the command line --------------------------------------------------------------------
+
+VERTEX = ["--project", "demo-proj", "--pipeline-root", "gs://demo-bucket/root"]
+SIZED = [
+    "--set",
+    "vertex.resources={train: {cpu: 16, memory: 64G}, validate: {cpu: 8, memory: 32G}}",
+    "--set",
+    "vertex.parallelism=8",
+]
+
+
+def test_dry_run_carries_and_prints_the_machines_and_the_plan(tmp_path):
+    """Must-hold 3 (command side): the request's pipeline spec has the settings; the
+    dry run prints them with the run's tasks and longest chain."""
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "none.json"), "HOME": str(tmp_path)}
+    result = run_command("submit.py", "--dry-run", *VERTEX, *SIZED, env=env)
+    assert result.returncode == 0, result.stderr
+    spec = json.loads(result.stdout)["pipelineSpec"]
+    train = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    assert (train["resourceCpuLimit"], train["resourceMemoryLimit"]) == ("16", "64G")
+    assert "plan: train runs with cpu 16, memory 64G" in result.stderr
+    assert "plan: validate runs with cpu 8, memory 32G" in result.stderr
+    assert "plan: at most 8 units at once (vertex.parallelism)" in result.stderr
+    assert "plan: 19 tasks; longest chain 7 tasks" in result.stderr
+
+
+def test_a_misspelt_step_is_refused_in_one_line(tmp_path):
+    result = run_command(
+        "submit.py", "--dry-run", *VERTEX, "--set", "vertex.resources={trainn: {cpu: 4}}"
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "vertex.resources.trainn" in lines[0]
+
+
+def test_the_run_page_is_the_parent_runs_own():
+    from poisonlab.mirror import run_page
+
+    assert (
+        run_page("sqlite:///m.db", "3", "abc") == "http://127.0.0.1:5000/#/experiments/3/runs/abc"
+    )
+    assert (
+        run_page("https://u:p@mlflow.example.com/", "3", "abc")
+        == "https://***@mlflow.example.com/#/experiments/3/runs/abc"
+    )
+
+
+@pytest.mark.slow
+def test_level_attack_runs_on_the_local_runner(tmp_path):
+    """Must-hold 2 (run side), kept tiny: one level, two attacks, one trial, one model and
+    detector. Every task the plan counts runs; the results equal the default fan-out's
+    (in process); the last line is the MLflow run's page."""
+    overrides = [
+        "trials=1",
+        "poison.levels=[0.2]",
+        "train.models=[logistic_regression]",
+        "validate.detectors=[zscore]",
+        "mlflow.log_models=false",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
+    finer = [*overrides, "pipeline.fan_out=level_attack"]
+    out = tmp_path / "out"
+    result = run_command(
+        "submit.py", "--local", *[a for o in finer for a in ("--set", o)], "--output-dir", str(out)
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    config = load_config(None, finer)
+    done = (out / "pipeline.log").read_text().count("' finished with status SUCCESS")
+    assert done - 1 == units.shape(config).tasks == 3 + 1 * (2 * 4 + 2)  # -1: the pipeline's
+    expected = run_steps(load_config(None, overrides), tmp_path / "in_process")
+    for name in ("summary.csv", "detection.csv"):
+        assert (out / name).read_bytes() == (expected / name).read_bytes(), name
+    last = result.stdout.strip().splitlines()[-1]
+    assert "/#/experiments/" in last and "/runs/" in last
