@@ -8,6 +8,6 @@ def gather(
     level_results: Output[Dataset],
 ):
     """Fan-in of one level's units into the one artifact the report collects per level."""
-    from poisonlab import steps
+    from poisonlab import fan_in
 
-    steps.gather(config, level, [unit.path for unit in unit_results], level_results.path)
+    fan_in.gather(config, level, [unit.path for unit in unit_results], level_results.path)

@@ -1,7 +1,7 @@
 """A level's units put back together: the ``gather`` step of ``pipeline.fan_out: level_attack``.
 
 Each unit's ``evaluate`` wrote a level directory for its own attacks and trials
-(``steps.evaluate``); ``gather_level`` writes the one directory the level would have
+(``steps.evaluate``); ``gather`` writes the one directory the level would have
 had with ``fan_out: level``, so the report, the mirror and ``fetch-results`` see one
 run as before, and the report still collects one artifact per level (Vertex refuses
 a fan-in of more than 100). Rows go in one canonical order (trial, then attack in
@@ -11,6 +11,7 @@ summaries are byte-identical whatever the fan-out.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -47,15 +48,15 @@ def _set_key(key: str, rank: dict[str, int]) -> tuple[int, int]:
     return int(trial), rank[attack]
 
 
-def gather_level(
-    config: dict[str, Any], level: float, unit_dirs: list[str], level_dir: str
-) -> None:
-    """Merge the units' directories of ``level`` into ``level_dir``.
+def gather(config_json: str, level: float, unit_dirs: list[str], level_dir: str) -> None:
+    """Merge the units' directories of ``level`` into ``level_dir`` (the ``gather`` step;
+    a step module of its own, beside ``poisonlab.steps`` whose file names it shares).
 
     A unit that failed fails its level (as a failed step does with ``fan_out:
     level``): the report lists the level as failed, with the failure's error, and the
     other levels stand.
     """
+    config = json.loads(config_json)  # checked by load, as every step after it
     out = Path(level_dir)
     out.mkdir(parents=True, exist_ok=True)
     dirs = [Path(d) for d in unit_dirs]

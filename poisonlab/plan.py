@@ -173,7 +173,7 @@ class Pilot:
 def run_pilot(config: dict[str, Any], work_dir: str | Path | None = None) -> Pilot:
     """Measure the pilot (module docstring): one trial of each attack, every model and
     detector, at the config's highest level, on samples of the table at two sizes."""
-    from poisonlab import steps
+    from poisonlab import fan_in, steps
     from poisonlab.data import read_configured
 
     started = time.monotonic()
@@ -213,7 +213,7 @@ def run_pilot(config: dict[str, Any], work_dir: str | Path | None = None) -> Pil
                 )
                 unit_dirs.append(out)
             level_dir, results = str(root / "level"), str(root / "results")
-            costs[("gather", "")] = measure(steps.gather, text, level, unit_dirs, level_dir)
+            costs[("gather", "")] = measure(fan_in.gather, text, level, unit_dirs, level_dir)
             costs[("report", "")] = measure(steps.report, text, [level_dir], data, results, "plan")
             costs[("mirror", "")] = measure(_mirror, results, level_dir, trial)
             for key, cost in costs.items():

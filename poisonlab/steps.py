@@ -357,11 +357,3 @@ def report(
     certified = experiment.read_records(found) if found else None
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     write_results(records, config, provenance, results_dir, run_key, confusion, quantity, certified)
-
-
-def gather(config_json: str, level: float, unit_dirs: list[str], level_dir: str) -> None:
-    """One level's units' ``evaluate`` outputs merged into the level's one directory
-    (``pipeline.fan_out: level_attack``; ``poisonlab.fan_in``)."""
-    from poisonlab.fan_in import gather_level
-
-    gather_level(_checked(config_json), level, unit_dirs, level_dir)

@@ -2,7 +2,7 @@
 
 Defined once, here, and used by the pipeline (what its loops iterate over and how many
 tasks a run makes), by the steps (``poison`` runs a unit's attacks and trials, the
-rest follow its file) and by the fan-in (``steps.gather`` puts a level's units back
+rest follow its file) and by the fan-in (``fan_in.gather`` puts a level's units back
 together in one canonical order).
 
 ``pipeline.fan_out``:

@@ -2,7 +2,7 @@
 compiled shape within Vertex's fan-in limit, machines per step, one-line errors.
 
 The byte-identity check runs the steps in this process, unit by unit as the pipeline
-does (``steps.poison`` with the unit, ``steps.gather`` per level): the KFP runner
+does (``steps.poison`` with the unit, ``fan_in.gather`` per level): the KFP runner
 adds only orchestration, which tests/test_local_run.py covers.
 """
 
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from pipelines.poisoning import compile_pipeline, pipeline_parameters
-from poisonlab import steps, units
+from poisonlab import fan_in, steps, units
 from poisonlab.config import canonical_json, load_config
 from poisonlab.errors import PoisonlabError
 from tests.conftest import ROOT, run_command
@@ -42,7 +42,7 @@ def run_steps(config: dict, base: Path) -> Path:
             unit_dirs.append(out)
         if units.nested(config):
             level_dir = str(base / f"level-{i}")
-            steps.gather(text, level, unit_dirs, level_dir)
+            fan_in.gather(text, level, unit_dirs, level_dir)
             level_dirs.append(level_dir)
         else:
             level_dirs.extend(unit_dirs)
