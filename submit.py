@@ -311,9 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
         check_experiment(config)  # the data against the config, before any job exists
         note_user_modules(config)
-        if args.dry_run:
-            print_plan(config, estimate=args.plan)
-        return submit_to_kfp(
+        code = submit_to_kfp(
             config,
             args.kfp_host,
             namespace=args.kfp_namespace,
@@ -321,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
             dry_run=args.dry_run,
             wait=args.wait,
         )
+        if args.dry_run:  # after the request: everything in it was checked by then
+            print_plan(config, estimate=args.plan)
+        return code
     remote = args.dry_run or args.wait or args.template
     if args.local or (not config["vertex"]["project"] and not remote):
         check_experiment(config)  # the data against the config, before the runner starts
@@ -333,9 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     check_dataset_source(config["dataset"]["source"])
     check_experiment(config)  # the data against the config, before any job is built
     note_user_modules(config)
-    if args.dry_run:
-        print_plan(config, estimate=args.plan)
-    return submit_to_vertex(
+    code = submit_to_vertex(
         config,
         template=args.template,
         dry_run=args.dry_run,
@@ -343,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         output_dir=output_dir,
         tracking_uri=_mirror_uri(config, args),
     )
+    if args.dry_run:  # after the request: everything in it was checked by then
+        print_plan(config, estimate=args.plan)
+    return code
 
 
 if __name__ == "__main__":
