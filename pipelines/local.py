@@ -37,6 +37,7 @@ from poisonlab.errors import PoisonlabError
 from poisonlab.mirror import write_status
 
 LOG_FILE = "pipeline.log"
+LOCAL_PARALLELISM = 2
 CACHE_ENV = "POISONLAB_CACHE_DIR"
 SCRATCH_PREFIX = "poisonlab-run-"
 _OWNER_FILE = "pid"
@@ -266,7 +267,10 @@ def run_local(
             )
             # Cached: load's key must change when the file behind dataset.source does.
             digest = source_sha256(config["dataset"]["source"]) if enable_caching else ""
-            pipeline = build_pipeline(resolve_image(config["vertex"]["image"]), digest, config)
+            # The runner runs 2 iterations of each loop at once: nested, 2 x 2 tasks.
+            # Capped at 2 in all, as with one loop (memory: each task holds the table).
+            image = resolve_image(config["vertex"]["image"])
+            pipeline = build_pipeline(image, digest, config, parallelism=LOCAL_PARALLELISM)
             try:
                 task = pipeline(**pipeline_parameters(config))
             except RuntimeError as error:

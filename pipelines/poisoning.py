@@ -67,7 +67,9 @@ def _sized(task, step: str, resources: dict):
     return task
 
 
-def build_pipeline(image: str, input_sha256: str = "", config: dict | None = None):
+def build_pipeline(
+    image: str, input_sha256: str = "", config: dict | None = None, parallelism: int | None = None
+):
     """The pipeline function, with every component running on ``image``.
 
     ``input_sha256``, the dataset's content hash, goes to the load task's environment
@@ -77,11 +79,12 @@ def build_pipeline(image: str, input_sha256: str = "", config: dict | None = Non
     ``config`` shapes the pipeline (none: the defaults): ``pipeline.fan_out``
     (poisonlab.units: one loop over levels, or a loop over each level's units nested
     in it, with a gather per level), ``vertex.resources`` (CPU, memory and
-    accelerators per step) and ``vertex.parallelism`` (the loops' caps).
+    accelerators per step) and ``vertex.parallelism`` (the loops' caps; ``parallelism``
+    instead where given: the local runner's 2).
     """
     config = config or validate_config({})
     resources = config["vertex"]["resources"] or {}
-    level_cap, unit_cap = loop_parallelism(config)
+    level_cap, unit_cap = loop_parallelism(config, parallelism)
 
     def on_image(func):
         return dsl.component(func, base_image=image, install_kfp_package=False)

@@ -44,24 +44,20 @@ PILOT_MAX_ROWS = 20_000
 PILOT_MIN_ROWS = 2_000
 _EXPONENT = (0.5, 3.0)
 _MEMORY_EXPONENT = (0.0, 1.5)
-# What each kind of task imports before its work (measured by importing them in a
-# fresh interpreter, as a task's executor does).
+# What each step's task imports before its work (its component's imports, as a task's
+# executor runs them), measured in a fresh interpreter.
+_EXECUTOR = "import kfp.dsl.executor_main, poisonlab.steps"
 _IMPORTS = {
-    "unit": "import kfp.dsl.executor_main, poisonlab.steps, poisonlab.experiment, "
-    "poisonlab.models, poisonlab.detectors, poisonlab.metrics, poisonlab.certify.evaluation",
-    "report": "import kfp.dsl.executor_main, poisonlab.steps, poisonlab.report, poisonlab.plots",
-    "mirror": "import kfp.dsl.executor_main, poisonlab.steps, poisonlab.mirror, mlflow.sklearn",
-}
-_STEP_IMPORTS = {
-    "load": "unit",
-    "units": "unit",
-    "poison": "unit",
-    "validate": "unit",
-    "train": "unit",
-    "evaluate": "unit",
-    "gather": "unit",
-    "report": "report",
-    "mirror": "mirror",
+    "load": _EXECUTOR,
+    "units": "import kfp.dsl.executor_main, poisonlab.units",
+    "poison": _EXECUTOR,
+    "validate": f"{_EXECUTOR}, poisonlab.detectors",
+    "train": f"{_EXECUTOR}, poisonlab.models",
+    "evaluate": f"{_EXECUTOR}, poisonlab.models, poisonlab.metrics, "
+    "poisonlab.certify.evaluation, poisonlab.quantity",
+    "gather": "import kfp.dsl.executor_main, poisonlab.fan_in",
+    "report": f"{_EXECUTOR}, poisonlab.report, poisonlab.plots",
+    "mirror": f"{_EXECUTOR}, poisonlab.mirror",
 }
 
 
@@ -111,13 +107,13 @@ def measure(work: Callable[..., Any], *args: Any) -> Measured:
     return Measured(usage.ru_utime + usage.ru_stime, max(0.0, peak - base))
 
 
-def task_start(kind: str) -> Measured:
-    """A task's start: a fresh interpreter importing what ``kind`` of step imports."""
-    process = subprocess.Popen([sys.executable, "-c", _IMPORTS[kind]], env=os.environ.copy())
+def task_start(step: str) -> Measured:
+    """A task's start: a fresh interpreter importing what ``step``'s task imports."""
+    process = subprocess.Popen([sys.executable, "-c", _IMPORTS[step]], env=os.environ.copy())
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
-        raise PoisonlabError(f"--plan: importing what a {kind} task imports failed")
+        raise PoisonlabError(f"--plan: importing what a {step} task imports failed")
     return Measured(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
@@ -215,16 +211,25 @@ def run_pilot(config: dict[str, Any], work_dir: str | Path | None = None) -> Pil
             level_dir, results = str(root / "level"), str(root / "results")
             costs[("gather", "")] = measure(fan_in.gather, text, level, unit_dirs, level_dir)
             costs[("report", "")] = measure(steps.report, text, [level_dir], data, results, "plan")
+            # The store's tables exist before a run's mirror (a server, or made while the
+            # levels run locally): their creation is not the mirror's cost.
+            measure(_prepare_store, trial["mlflow"]["tracking_uri"])
             costs[("mirror", "")] = measure(_mirror, results, level_dir, trial)
             for key, cost in costs.items():
                 pilot.steps.setdefault(key, ())
                 pilot.steps[key] = (*pilot.steps[key], cost)
-        pilot.starts = {kind: task_start(kind) for kind in _IMPORTS}
+        pilot.starts = {step: task_start(step) for step in _IMPORTS}
     finally:
         if own:
             shutil.rmtree(own, ignore_errors=True)
     pilot.seconds = time.monotonic() - started
     return pilot
+
+
+def _prepare_store(uri: str) -> None:
+    from poisonlab.mlflow_store import prepare_store
+
+    prepare_store(uri)
 
 
 def _mirror(results: str, level_dir: str, config: dict[str, Any]) -> None:
@@ -276,7 +281,7 @@ def estimate(config: dict[str, Any], pilot: Pilot) -> Estimate:
         return extrapolate(small, large, n1, n2, n)
 
     def start(step: str) -> Measured:
-        return pilot.starts[_STEP_IMPORTS[step]]
+        return pilot.starts[step]
 
     items = units.level_items(config)
     rows = []

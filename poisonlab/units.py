@@ -148,14 +148,16 @@ def shape(config: dict[str, Any]) -> Shape:
     return Shape(levels, per_level, tasks, chain, fan_in, cap)
 
 
-def loop_parallelism(config: dict[str, Any]) -> tuple[int | None, int | None]:
-    """``vertex.parallelism`` P as (levels at once, units of a level at once).
+def loop_parallelism(
+    config: dict[str, Any], cap: int | None = None
+) -> tuple[int | None, int | None]:
+    """``vertex.parallelism`` P (or ``cap``) as (levels at once, units of a level at once).
 
     With one loop, P levels at once. Nested, the product stays within P: as many
     whole levels as fit (P // units per level, at least 1), and within a level at
     most min(P, units per level) units.
     """
-    cap = config["vertex"].get("parallelism")
+    cap = cap or config["vertex"].get("parallelism")
     if cap is None:
         return None, None
     if not nested(config):

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from pipelines.poisoning import compile_pipeline, pipeline_parameters
-from poisonlab import fan_in, steps, units
+from poisonlab import fan_in, plan, steps, units
 from poisonlab.config import canonical_json, load_config
 from poisonlab.errors import PoisonlabError
 from tests.conftest import ROOT, run_command
@@ -347,3 +347,41 @@ def test_level_attack_runs_on_the_local_runner(tmp_path):
         assert (out / name).read_bytes() == (expected / name).read_bytes(), name
     last = result.stdout.strip().splitlines()[-1]
     assert "/#/experiments/" in last and "/runs/" in last
+
+
+# --- the plan's arithmetic (the pilot itself: benchmarks/plan_accuracy.py) -----------------
+
+
+def _pilot(config: dict, n_rows: int, exponent: float) -> plan.Pilot:
+    """A pilot whose every step costs rows**exponent / 1000 CPU-seconds at each size."""
+    pilot = plan.Pilot(n_rows, (1000, 4000))
+    keys = [("load", ""), ("gather", ""), ("report", ""), ("mirror", "")]
+    keys += [(s, a) for s in units.UNIT_STEPS for a in config["poison"]["attacks"]]
+    for key in keys:
+        pilot.steps[key] = tuple(plan.Measured(n**exponent / 1000, n / 100) for n in (1000, 4000))
+    pilot.starts = {step: plan.Measured(1.0, 100.0) for step in units.STEPS}
+    return pilot
+
+
+def test_the_estimate_follows_the_measured_growth_and_multiplies_out():
+    config = load_config(None, ["trials=4"])
+    small, large = (
+        plan.extrapolate(plan.Measured(1.0, 10), plan.Measured(16.0, 40), 1000, 4000, 40_000),
+        None,
+    )
+    assert small.cpu == pytest.approx(16.0 * 10**2)  # quadratic: x10 rows, x100 time
+    assert small.peak_mb == pytest.approx(400.0)  # linear memory
+    del large
+    one = plan.estimate(config, _pilot(config, 40_000, 1.0))
+    train = next(s for s in one.steps if s.step == "train")
+    # 4 levels x (2 attacks x 4 trials x 40 s at 40k rows + 1 s start) per level task.
+    assert train.tasks == 4 and train.cpu_total == pytest.approx(4 * (2 * 4 * 40.0 + 1.0))
+    finer = load_config(None, ["trials=4", "pipeline.fan_out=level_attack"])
+    two = plan.estimate(finer, _pilot(finer, 40_000, 1.0))
+    train_finer = next(s for s in two.steps if s.step == "train")
+    # The same work in twice the tasks: only the starts are added.
+    assert train_finer.tasks == 8
+    assert train_finer.cpu_total - train.cpu_total == pytest.approx(4 * 1.0)
+    assert two.wall_seconds < one.wall_seconds  # the units of a level side by side
+    lines = plan.estimate_lines(finer, _pilot(finer, 40_000, 1.0), two)
+    assert any("vCPU-hours" in line for line in lines)
