@@ -365,13 +365,9 @@ def _pilot(config: dict, n_rows: int, exponent: float) -> plan.Pilot:
 
 def test_the_estimate_follows_the_measured_growth_and_multiplies_out():
     config = load_config(None, ["trials=4"])
-    small, large = (
-        plan.extrapolate(plan.Measured(1.0, 10), plan.Measured(16.0, 40), 1000, 4000, 40_000),
-        None,
-    )
-    assert small.cpu == pytest.approx(16.0 * 10**2)  # quadratic: x10 rows, x100 time
-    assert small.peak_mb == pytest.approx(400.0)  # linear memory
-    del large
+    grown = plan.extrapolate(plan.Measured(1.0, 10), plan.Measured(16.0, 40), 1000, 4000, 40_000)
+    assert grown.cpu == pytest.approx(16.0 * 10**2)  # quadratic: x10 rows, x100 time
+    assert grown.peak_mb == pytest.approx(400.0)  # linear memory
     one = plan.estimate(config, _pilot(config, 40_000, 1.0))
     train = next(s for s in one.steps if s.step == "train")
     # 4 levels x (2 attacks x 4 trials x 40 s at 40k rows + 1 s start) per level task.
