@@ -381,3 +381,25 @@ def test_the_estimate_follows_the_measured_growth_and_multiplies_out():
     assert two.wall_seconds < one.wall_seconds  # the units of a level side by side
     lines = plan.estimate_lines(finer, _pilot(finer, 40_000, 1.0), two)
     assert any("vCPU-hours" in line for line in lines)
+
+
+def test_a_failed_unit_fails_its_level_only(tmp_path, monkeypatch):
+    from poisonlab.failures import FAIL_LEVELS_ENV
+
+    monkeypatch.setenv(FAIL_LEVELS_ENV, "0.2")
+    config = load_config(
+        None,
+        [
+            "trials=1",
+            "poison.levels=[0.0, 0.2]",
+            "train.models=[logistic_regression]",
+            "validate.detectors=[zscore]",
+            "pipeline.fan_out=level_attack",
+        ],
+    )
+    results = run_steps(config, tmp_path / "run")
+    manifest = json.loads((results / "manifest.json").read_text())
+    [failed] = manifest["provenance"]["failed_levels"]
+    assert failed["level"] == 0.2 and failed["step"] == "poison"
+    summary = (results / "summary.csv").read_text()
+    assert "\n0,label_flip," in summary and "\n0.2," not in summary
