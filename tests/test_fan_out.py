@@ -76,6 +76,22 @@ def test_summaries_are_byte_identical_whatever_the_fan_out(tmp_path):
     assert json.dumps(sets[0]) == json.dumps(sets[1])
 
 
+def test_certified_results_are_byte_identical_whatever_the_fan_out(tmp_path):
+    given = [
+        "trials=2",
+        "poison.levels=[0.0, 0.1]",
+        "validate.detectors=[zscore]",
+        "train.models=[certified_tree]",
+        "train.certified_tree={aggregate: dpa, base: decision_tree, partitions: 5}",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
+    one = run_steps(load_config(None, given), tmp_path / "level")
+    finer = [*given, "pipeline.fan_out=level_attack", "pipeline.trials_per_task=1"]
+    other = run_steps(load_config(None, finer), tmp_path / "level_attack")
+    for name in ("summary.csv", "detection.csv", "certified.csv"):
+        assert (one / name).read_bytes() == (other / name).read_bytes(), name
+
+
 def test_units_cover_every_level_attack_and_trial_once():
     config = load_config(
         None,
