@@ -3,7 +3,8 @@
     python compile.py [--output pipeline.yaml] [--config configs/iris.yaml] [--image IMAGE]
 
 The image every component runs in: --image, else the config's vertex.image,
-else $POISONLAB_IMAGE, else the default.
+else $POISONLAB_IMAGE, else the default. The config also shapes the pipeline
+(pipeline.fan_out) and sizes its steps (vertex.resources, vertex.parallelism).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def main() -> int:
     args = parser.parse_args()
     config = load_config(args.config, args.set)
     image = args.image or resolve_image(config["vertex"]["image"])
-    compile_pipeline(args.output, image)
+    compile_pipeline(args.output, image, config)
     print(f"wrote {args.output} (image {image})")
     return 0
 

@@ -4,6 +4,7 @@
     python submit.py --config F --project P [--region R] [--pipeline-root gs://...] [--dry-run]
         [--image IMAGE] [--template pipeline.yaml] [--label k=v ...] [--wait --output-dir D]
     python submit.py --fetch-results JOB_NAME_OR_GS_DIR [--output-dir D]
+    python submit.py --plan [--config F]   (tasks, units, and a measured estimate of the cost)
     python submit.py --kfp-host URL [--wait] ...
 
 With no Vertex project configured, ``python submit.py`` runs locally and says so.
@@ -32,6 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
     )
     parser.add_argument("--local", action="store_true", help="run on the KFP local runner")
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the run's tasks, units and an estimate of its CPU time, memory and wall "
+        "time from a local pilot; run nothing (with --dry-run: also the request)",
+    )
     parser.add_argument("--output-dir", help="local results directory (default: runs/<time>)")
     parser.add_argument(
         "--keep-artifacts", action="store_true", help="keep every task's outputs (local)"
@@ -116,6 +123,9 @@ def _check_flags(args: argparse.Namespace) -> None:
     ]
     if args.local and remote:
         raise PoisonlabError(f"--local runs here; drop {remote[0]} or --local")
+    if args.plan and (args.local or args.wait or args.fetch_results):
+        flag = "--local" if args.local else "--wait" if args.wait else "--fetch-results"
+        raise PoisonlabError(f"--plan runs nothing; drop {flag} or --plan")
     if args.dry_run and args.wait:
         raise PoisonlabError("--dry-run sends nothing, so there is nothing to --wait for")
     if args.fetch_results and (args.dry_run or args.wait or args.kfp_host or args.template):
@@ -228,10 +238,15 @@ def report_mirror(output_dir: Path, config: dict) -> None:
     status = json.loads((output_dir / MIRROR_STATUS_FILE).read_text())
     uri = config["mlflow"]["tracking_uri"]
     if status["ok"]:
+        from poisonlab.mirror import run_page
+
         browse = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else uri
         print(
             f"MLflow: experiment '{config['mlflow']['experiment']}', parent run "
             f"{status['parent_run_id']}; browse it with: {browse}"
+        )
+        print(
+            f"  the run's page: {run_page(uri, status['experiment_id'], status['parent_run_id'])}"
         )
         return
     print(
@@ -258,6 +273,19 @@ def note_user_modules(config: dict) -> None:
         )
 
 
+def print_plan(config: dict, estimate: bool) -> None:
+    """The run's shape and machines (``poisonlab.plan``); with ``estimate``, the pilot's
+    measured estimate of its cost. On stderr: stdout may be a request body."""
+    from poisonlab.plan import plan, shape_lines
+
+    if estimate:
+        print("plan: running a pilot on samples of the table ...", file=sys.stderr)
+    lines = plan(config) if estimate else shape_lines(config)
+    if not estimate:
+        lines.append("plan: python submit.py --plan adds a measured estimate of CPU time and cost")
+    print("\n".join(lines), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _check_flags(args)
@@ -274,12 +302,16 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.vertex import fetch_results
 
         return fetch_results(config, args.fetch_results, output_dir, _mirror_uri(config, args))
+    if args.plan and not args.dry_run:
+        check_experiment(config)  # the data against the config, before the pilot reads it
+        print_plan(config, estimate=True)
+        return 0
     if args.kfp_host:
         from pipelines.kfp_cluster import submit_to_kfp
 
         check_experiment(config)  # the data against the config, before any job exists
         note_user_modules(config)
-        return submit_to_kfp(
+        code = submit_to_kfp(
             config,
             args.kfp_host,
             namespace=args.kfp_namespace,
@@ -287,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
             dry_run=args.dry_run,
             wait=args.wait,
         )
+        if args.dry_run:  # after the request: everything in it was checked by then
+            print_plan(config, estimate=args.plan)
+        return code
     remote = args.dry_run or args.wait or args.template
     if args.local or (not config["vertex"]["project"] and not remote):
         check_experiment(config)  # the data against the config, before the runner starts
@@ -299,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     check_dataset_source(config["dataset"]["source"])
     check_experiment(config)  # the data against the config, before any job is built
     note_user_modules(config)
-    return submit_to_vertex(
+    code = submit_to_vertex(
         config,
         template=args.template,
         dry_run=args.dry_run,
@@ -307,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         output_dir=output_dir,
         tracking_uri=_mirror_uri(config, args),
     )
+    if args.dry_run:  # after the request: everything in it was checked by then
+        print_plan(config, estimate=args.plan)
+    return code
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ def evaluate(
     confusion_6: Output[ClassificationMetrics],
     confusion_7: Output[ClassificationMetrics],
     confusion_8: Output[ClassificationMetrics],
+    unit: dict = {},  # noqa: B006 (KFP's default; never mutated)
 ):
     """Score the models on the clean test set and the detectors against the true mask.
 
@@ -43,6 +44,7 @@ def evaluate(
         detections.path,
         models.path,
         level_results.path,
+        unit,
     )
     metrics.log_metric("poison_level", level)
     for name, value in headline.items():

@@ -83,7 +83,7 @@ def submit_to_kfp(
     check_no_secrets(config)
     vertex = config["vertex"]
     if template:
-        template_path = check_template(template)
+        template_path = check_template(template, config)
     else:
         image = check_image(vertex["image"], required=not dry_run)
     arguments = parameter_values(config)
@@ -111,7 +111,7 @@ def submit_to_kfp(
             from pipelines.poisoning import compile_pipeline
 
             template_path = str(Path(tmp) / "pipeline.yaml")
-            compile_pipeline(template_path, image)
+            compile_pipeline(template_path, image, config)
         try:
             client = _client(host, namespace)
             result = client.create_run_from_pipeline_package(

@@ -31,13 +31,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.poisoning import build_pipeline, resolve_image
-from poisonlab.config import canonical_json
+from pipelines.poisoning import build_pipeline, pipeline_parameters, resolve_image
 from poisonlab.data import source_sha256
 from poisonlab.errors import PoisonlabError
 from poisonlab.mirror import write_status
 
 LOG_FILE = "pipeline.log"
+LOCAL_PARALLELISM = 2
 CACHE_ENV = "POISONLAB_CACHE_DIR"
 SCRATCH_PREFIX = "poisonlab-run-"
 _OWNER_FILE = "pid"
@@ -267,11 +267,12 @@ def run_local(
             )
             # Cached: load's key must change when the file behind dataset.source does.
             digest = source_sha256(config["dataset"]["source"]) if enable_caching else ""
-            pipeline = build_pipeline(resolve_image(config["vertex"]["image"]), digest)
+            # The runner runs 2 iterations of each loop at once: nested, 2 x 2 tasks.
+            # Capped at 2 in all, as with one loop (memory: each task holds the table).
+            image = resolve_image(config["vertex"]["image"])
+            pipeline = build_pipeline(image, digest, config, parallelism=LOCAL_PARALLELISM)
             try:
-                task = pipeline(
-                    config=canonical_json(config), poison_levels=config["poison"]["levels"]
-                )
+                task = pipeline(**pipeline_parameters(config))
             except RuntimeError as error:
                 first = str(error).strip().splitlines()[0] if str(error).strip() else "failed"
                 raise PoisonlabError(

@@ -20,7 +20,6 @@ from typing import Any
 import yaml
 
 from pipelines.poisoning import DEFAULT_IMAGE, IMAGE_ENV, PIPELINE_NAME, resolve_image
-from poisonlab.config import canonical_json
 from poisonlab.errors import PoisonlabError
 
 # Vertex AI resource rules, checked here because the client does not check them.
@@ -42,8 +41,6 @@ _OPTIONAL = (
     ("experiment", _EXPERIMENT, "use up to 128 lowercase letters, digits and '-'"),
     ("job_id", _JOB_ID, "use up to 128 lowercase letters, digits and '-', letter first"),
 )
-# The pipeline's parameters; a --template must declare the same.
-PARAMETERS = ("config", "poison_levels")
 PLACEHOLDER_PROJECT = "your-project"
 REPORT_TASK = "report"
 RESULTS_OUTPUT = "results"
@@ -208,8 +205,11 @@ def check_vertex(config: dict, dry_run: bool = False) -> VertexSettings:
     )
 
 
-def check_template(path: str) -> str:
-    """A precompiled pipeline YAML that takes this pipeline's parameters."""
+def check_template(path: str, config: dict) -> str:
+    """A precompiled pipeline YAML that takes this pipeline's parameters for ``config``
+    (``pipeline.fan_out: level_attack`` adds ``units``)."""
+    from pipelines.poisoning import pipeline_parameters
+
     file = Path(path)
     if not file.is_file():
         raise PoisonlabError(f"--template {path}: no such file; compile one with python compile.py")
@@ -220,17 +220,22 @@ def check_template(path: str) -> str:
         raise PoisonlabError(
             f"--template {path}: not a compiled KFP pipeline; compile one with python compile.py"
         ) from None
-    if declared != set(PARAMETERS):
+    wanted = list(pipeline_parameters(config))
+    if declared != set(wanted):
         raise PoisonlabError(
             f"--template {path}: takes parameters {sorted(declared)}, not "
-            f"{list(PARAMETERS)}; compile this project's pipeline with python compile.py"
+            f"{wanted}; compile this project's pipeline with python compile.py --config "
+            "(pipeline.fan_out decides the shape)"
         )
     return str(file)
 
 
 def parameter_values(config: dict) -> dict[str, Any]:
-    """The pipeline's parameters: the whole config as JSON, and the levels to fan out over."""
-    return {"config": canonical_json(config), "poison_levels": config["poison"]["levels"]}
+    """The pipeline's parameters: the whole config as JSON, the levels to fan out over
+    (and a level's units with ``pipeline.fan_out: level_attack``)."""
+    from pipelines.poisoning import pipeline_parameters
+
+    return pipeline_parameters(config)
 
 
 def build_job(config: dict, settings: VertexSettings, template_path: str, credentials=None):
@@ -293,10 +298,12 @@ def bring_back(results_uri: str, output_dir: Path, tracking_uri: str | None) -> 
     print(f"results downloaded from {results_uri} to {output_dir}/")
     print("  summary.csv, detection.csv, report.html, manifest.json")
     if tracking_uri:
-        from poisonlab.mirror import mirror_results
+        from poisonlab.mirror import mirror_results, run_page
 
-        run_id = mirror_results(output_dir, tracking_uri)
-        print(f"mirrored into MLflow at {tracking_uri} (run {run_id})")
+        result = mirror_results(output_dir, tracking_uri)
+        print(f"mirrored into MLflow at {tracking_uri} (run {result.parent_run_id})")
+        page = run_page(tracking_uri, result.experiment_id, result.parent_run_id)
+        print(f"  the run's page: {page}")
 
 
 def _refused(error) -> PoisonlabError:
@@ -326,7 +333,7 @@ def submit_to_vertex(
 
     settings = check_vertex(config, dry_run=dry_run)
     if template:
-        template_path = check_template(template)
+        template_path = check_template(template, config)
     else:
         image = check_image(config["vertex"]["image"], required=not dry_run)
     with tempfile.TemporaryDirectory() as tmp:
@@ -334,7 +341,7 @@ def submit_to_vertex(
             from pipelines.poisoning import compile_pipeline
 
             template_path = str(Path(tmp) / "pipeline.yaml")
-            compile_pipeline(template_path, image)
+            compile_pipeline(template_path, image, config)
         credentials = None
         if dry_run:
             import google.auth.credentials

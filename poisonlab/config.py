@@ -79,7 +79,13 @@ DEFAULTS: dict[str, Any] = {
         "enable_caching": None,
         "display_name": None,
         "job_id": None,
+        # Machines per step and how many units run at once (poisonlab.resources, .units).
+        "resources": None,
+        "parallelism": None,
     },
+    # How the work is split into tasks (poisonlab.units): one per level, or per level and
+    # attack, optionally per chunk of trials_per_task trials.
+    "pipeline": {"fan_out": "level", "trials_per_task": None},
 }
 
 # How ``dataset.impute`` fills missing feature values and ``dataset.encode`` turns
@@ -561,6 +567,11 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
         )
 
     _check_report(config["report"])
+    from poisonlab.resources import check_resources
+    from poisonlab.units import check_pipeline
+
+    check_pipeline(config)
+    config["vertex"]["resources"] = check_resources(config["vertex"]["resources"])
     _check_quantity(config["quantity"], config["dataset"]["test_size"])
 
     from poisonlab.attacks import check_attack_params
@@ -686,5 +697,6 @@ def canonical_json(value: Any) -> str:
 
 def config_hash(config: dict[str, Any]) -> str:
     """SHA-256 of the experiment part of a config (where results go is left out)."""
-    experiment = {k: v for k, v in config.items() if k not in ("mlflow", "vertex")}
+    # How the work is split into tasks (pipeline) does not change the results either.
+    experiment = {k: v for k, v in config.items() if k not in ("mlflow", "vertex", "pipeline")}
     return hashlib.sha256(canonical_json(experiment).encode()).hexdigest()

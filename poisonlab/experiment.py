@@ -52,6 +52,7 @@ from poisonlab.seeding import derive_rng, derive_seed
 
 if TYPE_CHECKING:
     from poisonlab.detectors import Detection, TableNames
+    from poisonlab.units import Unit
 
 RECORD_COLUMNS = [
     "poison_level",
@@ -101,16 +102,21 @@ class PoisonedSet:
 
 
 def poison_level(
-    dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any], level: float
+    dataset: Dataset,
+    test_masks: np.ndarray,
+    config: dict[str, Any],
+    level: float,
+    unit: Unit | None = None,
 ) -> Iterator[PoisonedSet]:
     """Poison every trial's training split with every configured attack, one set at a time.
 
     The sets come one at a time, so that a task holds one poisoned copy of the
     data, not one per trial and attack. Bad attack parameters raise at the call.
+    ``unit`` (``poisonlab.units``) narrows them to its attacks and trials.
     """
     # Class and feature names checked against the dataset once, before any poisoning.
     params = dataset_attack_params(config, dataset.class_names, dataset.feature_names)
-    return _poisoned_sets(dataset, test_masks, config, level, params)
+    return _poisoned_sets(dataset, test_masks, config, level, params, unit)
 
 
 def _poisoned_sets(
@@ -119,10 +125,11 @@ def _poisoned_sets(
     config: dict[str, Any],
     level: float,
     params: dict[str, dict[str, Any]],
+    unit: Unit | None = None,
 ) -> Iterator[PoisonedSet]:
-    for trial in range(config["trials"]):
+    for trial in unit.trials if unit else range(config["trials"]):
         train = ~test_masks[trial]
-        for attack in config["poison"]["attacks"]:
+        for attack in unit.attacks if unit else config["poison"]["attacks"]:
             poisoned = apply_attack(
                 attack,
                 dataset.X[train],

@@ -128,6 +128,22 @@ def remirror_command(results_dir: str | Path, tracking_uri: str | None = None) -
     return shlex.join(command)
 
 
+# Where `mlflow ui` serves a local store unless told otherwise.
+MLFLOW_UI_ADDRESS = "http://127.0.0.1:5000"
+
+
+def run_page(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow page of a run: ``<server>/#/experiments/<id>/runs/<run id>``.
+
+    The run's own page, not the experiment's: MLflow 3.17 opens an experiment on its
+    GenAI overview (traces, token usage) even for a classic ML experiment. A local
+    store (sqlite:, file paths) is served by ``mlflow ui`` at MLFLOW_UI_ADDRESS.
+    """
+    uri = redact_uri(tracking_uri)
+    server = uri.rstrip("/") if uri.startswith(("http://", "https://")) else MLFLOW_UI_ADDRESS
+    return f"{server}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
 @contextlib.contextmanager
 def mlflow_session(tracking_uri: str) -> Iterator[None]:
     """Point MLflow at ``tracking_uri`` with fast-failing HTTP; restore both after.

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from poisonlab import experiment, gate
+from poisonlab import experiment, gate, units
 from poisonlab.config import check_complete, config_from_json
 from poisonlab.data import (
     INPUT_SHA256_ENV,
@@ -95,15 +95,24 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
 
 
 def poison(
-    config_json: str, level: float, data_path: str, splits_path: str, poisoned_path: str
+    config_json: str,
+    level: float,
+    data_path: str,
+    splits_path: str,
+    poisoned_path: str,
+    unit: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Poison every trial's training split at ``level``; return each variant's SHA-256."""
+    """Poison every trial's training split at ``level``; return each variant's SHA-256.
+
+    ``unit`` (a loop item, ``poisonlab.units``): only its attacks and trials; none, all.
+    """
     config = _checked(config_json)
 
     def work() -> dict[str, str]:
         injected_failure(level)
         dataset = read_dataset(data_path)
-        sets = experiment.poison_level(dataset, read_splits(splits_path), config, level)
+        chosen = units.resolve(config, level, unit)
+        sets = experiment.poison_level(dataset, read_splits(splits_path), config, level, chosen)
         experiment.write_poisoned(sets, dataset, poisoned_path)
         return experiment.poisoned_hashes(poisoned_path)
 
@@ -191,8 +200,12 @@ def evaluate(
     detections_path: str,
     models_path: str,
     level_dir: str,
+    unit: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Score models on the clean test split and detectors against the mask.
+
+    ``unit``: the task's share of the level (``poisonlab.units``); the level's first
+    unit also writes the level's quantity records.
 
     Writes the level's records, confusion counts, quality-versus-quantity
     records (empty unless ``quantity.enabled``) and trial 0's fitted models (the
@@ -249,7 +262,8 @@ def evaluate(
         confusion.to_parquet(confusion_path, index=False)
         from poisonlab import quantity
 
-        enabled = config["quantity"]["enabled"]
+        first = units.first_of_level(config, units.resolve(config, level, unit))
+        enabled = config["quantity"]["enabled"] and first
         rows = quantity.quantity_level(config, level) if enabled else quantity.empty_records()
         rows.to_parquet(quantity_path, index=False)
         accuracy = records[
