@@ -75,7 +75,12 @@ def build_pipeline(image: str, input_sha256: str = ""):
                 .set_retry(RETRIES)
             )
             validated = (
-                validate_op(config=config, poisoned=poisoned.outputs["poisoned"])
+                validate_op(
+                    config=config,
+                    poisoned=poisoned.outputs["poisoned"],
+                    data=loaded.outputs["data"],
+                    splits=loaded.outputs["splits"],
+                )
                 .set_display_name("validate")
                 .set_retry(RETRIES)
             )

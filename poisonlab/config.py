@@ -35,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
     "poison": {"levels": [0.0, 0.05, 0.10, 0.50], "attacks": ["label_flip", "feature_noise"]},
     "validate": {
         "detectors": ["knn", "zscore"],
+        # Calibrated gates (poisonlab.detectors.calibration): every detector with scores
+        # flags the rows scoring above what flags this share of the trial's clean
+        # training split; null keeps each detector's own threshold.
+        "fpr": 0.05,
         # The validation gate (poisonlab.gate): detector null means the first listed.
         "gate": {"detector": None, "max_flag_rate": 0.1, "max_class_shift": 0.1},
     },
@@ -176,12 +180,16 @@ def _merge(defaults: dict[str, Any], given: Any, path: str) -> dict[str, Any]:
         elif key not in given:
             merged[key] = copy.deepcopy(default)
         else:
-            _check_type(f"{path}{key}", given[key], default)
+            _check_type(f"{path}{key}", given[key], default, allow_none=f"{path}{key}" in _NULLABLE)
             merged[key] = given[key]
     for name, parameters in registered.items():
         merged[name] = _merge_parameters(parameters, given.get(name), f"{path}{name}")
     merged.update(own)
     return merged
+
+
+# Keys whose default is a number but which null switches off.
+_NULLABLE = {"validate.fpr"}
 
 
 # How to name the user's own model or gate, for the error on an unknown name.
@@ -263,6 +271,15 @@ def _check_levels(levels: list[Any]) -> None:
 
 
 def _check_gate(validate: dict[str, Any]) -> None:
+    fpr = validate["fpr"]
+    if fpr is not None:
+        if not 0.0 < fpr < 1.0:
+            raise _fail(
+                "validate.fpr",
+                f"= {fpr} is outside (0, 1)",
+                "use e.g. 0.05, or null to keep each detector's own threshold",
+            )
+        validate["fpr"] = float(fpr)
     gate = validate["gate"]
     detector = gate["detector"]
     if detector is not None and detector not in validate["detectors"]:
