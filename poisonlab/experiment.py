@@ -132,6 +132,7 @@ def _poisoned_sets(
                 rng=derive_rng(config["seed"], "poison", trial, attack),
                 n_classes=dataset.n_classes,
                 params=params[attack],
+                feature_names=dataset.feature_names,
             )
             yield PoisonedSet(trial, attack, poisoned)
 

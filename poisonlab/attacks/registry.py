@@ -26,6 +26,7 @@ from poisonlab.attacks.label import (
     label_flip_margin,
     label_flip_targeted,
 )
+from poisonlab.attacks.minmax import check_minmax, minmax
 from poisonlab.attacks.subpopulation import check_subpopulation, subpopulation
 from poisonlab.errors import PoisonlabError
 
@@ -66,6 +67,14 @@ ATTACKS: dict[str, Attack] = {
         class_params=("target_class",),
         feature_params=("features",),
         level_note="level = fraction of training rows, taken from classes other than the target",
+    ),
+    "minmax": Attack(
+        minmax,
+        {"surrogate": "logistic_regression", "batches": 10, "quantile": 0.95, "cluster": 12},
+        check_minmax,
+        level_note="level = rows added, as a fraction of the training rows (none changed)",
+        unit="added_or_removed",
+        takes_feature_names=True,
     ),
 }
 
@@ -162,4 +171,6 @@ def apply_attack(
     ``feature_names`` are given, otherwise indices only.
     """
     resolved = resolve_params(name, params, class_names=class_names, feature_names=feature_names)
+    if ATTACKS[name].takes_feature_names:
+        resolved["feature_names"] = list(feature_names) if feature_names is not None else None
     return ATTACKS[name].poison(X, y, level, rng=rng, n_classes=n_classes, **resolved)
