@@ -194,6 +194,8 @@ _NULLABLE = {"validate.fpr"}
 
 # How to name the user's own model or gate, for the error on an unknown name.
 _OWN_HINT = {
+    "poison": " (a gate-aware attack: a section NAME: {base: <attack>, evade: [<gate>], "
+    "rounds: 5})",
     "train": ' (a model of your own: a section NAME: {estimator: "module:attribute"})',
     "validate": ' (a gate of your own: a section NAME: {detector: "module:function"} '
     'or {schema: "module:schema"})',
@@ -208,10 +210,11 @@ def _own_sections(
     the user code's keyword arguments, checked when it is imported."""
     if section not in _OWN_HINT:
         return {}
+    from poisonlab.attacks.adaptive import attack_kind
     from poisonlab.detectors import detector_kind
     from poisonlab.models import model_kind
 
-    kind = model_kind if section == "train" else detector_kind
+    kind = {"train": model_kind, "validate": detector_kind, "poison": attack_kind}[section]
     return {
         key: copy.deepcopy(value)
         for key, value in given.items()
@@ -496,7 +499,13 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
 
     _check_levels(config["poison"]["levels"])
     config["poison"]["levels"] = [float(level) for level in config["poison"]["levels"]]
-    _check_names("poison.attacks", config["poison"]["attacks"], _registry("attack"), False)
+    _check_names(
+        "poison.attacks",
+        config["poison"]["attacks"],
+        {**_registry("attack"), **_named_sections(config["poison"], DEFAULTS["poison"])},
+        False,
+        _OWN_HINT["poison"],
+    )
     _check_names(
         "validate.detectors",
         config["validate"]["detectors"],
@@ -555,8 +564,14 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     from poisonlab.detectors import check_detector_params, check_gate
     from poisonlab.models import check_model_params
 
+    from poisonlab.attacks.adaptive import attack_kind, check_adaptive
+
+    for name, section in config["poison"].items():  # gate-aware attacks, listed or not
+        if attack_kind(name, section) is not None:
+            config["poison"][name] = check_adaptive(name, section, config)
     for name in config["poison"]["attacks"]:
-        check_attack_params(name, config["poison"][name])
+        if attack_kind(name, config["poison"][name]) is None:
+            check_attack_params(name, config["poison"][name])
     for name in config["validate"]["detectors"]:
         if name not in _registry("detector"):
             check_gate(name, config["validate"][name])  # the user's: it imports, of its kind

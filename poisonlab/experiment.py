@@ -133,8 +133,18 @@ def _poisoned_sets(
                 n_classes=dataset.n_classes,
                 params=params[attack],
                 feature_names=dataset.feature_names,
+                **_gate_names(attack, params[attack], dataset),
             )
             yield PoisonedSet(trial, attack, poisoned)
+
+
+def _gate_names(attack: str, params: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
+    """A gate-aware attack's user gates see the table under the dataset's names."""
+    from poisonlab.attacks import ATTACKS
+
+    if attack in ATTACKS:
+        return {}
+    return {"class_names": dataset.class_names, "label_name": dataset.label_name}
 
 
 def write_poisoned(sets: Iterable[PoisonedSet], dataset: Dataset, path: str | Path) -> None:

@@ -352,12 +352,12 @@ class Report:
 
     def _level_notes(self) -> list[str]:
         """What the level means for attacks where it is not a share of all training rows."""
-        from poisonlab.attacks import ATTACKS
+        from poisonlab.attacks import attack_spec
 
         return [
-            f"{name}: {ATTACKS[name].level_note}"
+            f"{name}: {attack_spec(name, self.config).level_note}"
             for name in self.config["poison"]["attacks"]
-            if ATTACKS[name].level_note
+            if attack_spec(name, self.config).level_note
         ]
 
     def _gate_view(self) -> pd.DataFrame:
