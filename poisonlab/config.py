@@ -561,10 +561,9 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     _check_quantity(config["quantity"], config["dataset"]["test_size"])
 
     from poisonlab.attacks import check_attack_params
+    from poisonlab.attacks.adaptive import attack_kind, check_adaptive
     from poisonlab.detectors import check_detector_params, check_gate
     from poisonlab.models import check_model_params
-
-    from poisonlab.attacks.adaptive import attack_kind, check_adaptive
 
     for name, section in config["poison"].items():  # gate-aware attacks, listed or not
         if attack_kind(name, section) is not None:

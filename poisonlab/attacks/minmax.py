@@ -71,13 +71,13 @@ def encoding_constraints(X: np.ndarray, feature_names: list[str] | None = None) 
                 prefixes.setdefault(name.split("=", 1)[0], []).append(j)
         for columns in prefixes.values():
             block = X[:, columns]
-            if len(columns) >= 2 and np.isin(block, (0.0, 1.0)).all():
-                if np.all(block.sum(axis=1) == 1.0):
-                    groups.append(np.array(columns))
+            binary = np.isin(block, (0.0, 1.0)).all()
+            if len(columns) >= 2 and binary and np.all(block.sum(axis=1) == 1.0):
+                groups.append(np.array(columns))
     in_group = np.zeros(d, dtype=bool)
     for columns in groups:
         in_group[columns] = True
-    integer = np.all(X == np.round(X), axis=0) & ~in_group if len(X) else np.zeros(d, bool)
+    integer = np.all(np.round(X) == X, axis=0) & ~in_group if len(X) else np.zeros(d, bool)
     return Encoding(X.min(axis=0), X.max(axis=0), integer, groups)
 
 
