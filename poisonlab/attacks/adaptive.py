@@ -187,11 +187,12 @@ def gate_aware(
             break
         rounds_run += 1
         accepted = clean_rows[~flagged[clean_rows]]
-        for i in caught:
-            pool = accepted[y_new[accepted] == y_new[i]]
+        for label in np.unique(y_new[caught]):  # vectorized per label: 3000 rows, not a loop
+            rows = caught[y_new[caught] == label]
+            pool = accepted[y_new[accepted] == label]
             pool = pool if len(pool) else accepted if len(accepted) else clean_rows
-            target = X_new[pool[move_rng.integers(len(pool))]]
-            X_new[i] = X_new[i] + 0.5 * (target - X_new[i])
+            targets = X_new[pool[move_rng.integers(len(pool), size=len(rows))]]
+            X_new[rows] = X_new[rows] + 0.5 * (targets - X_new[rows])
         flagged = _gate_flags(
             gates, X_new, y_new, thresholds, seed=seed, n_classes=n_classes, names=names
         )
