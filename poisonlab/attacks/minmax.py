@@ -159,6 +159,7 @@ def _scores_and_grad(model: Any, z: np.ndarray, c: int, n_classes: int, kind: st
     Logistic: cross-entropy; SVM: the one-vs-rest hinge losses scikit-learn's
     LinearSVC minimises. Two classes are written as two logits (0 and w.z + b).
     """
+    c = int(np.searchsorted(model.classes_, c))  # a position among the classes it saw
     W, b = np.asarray(model.coef_), np.asarray(model.intercept_)
     if W.shape[0] == 1:
         W, b = np.vstack([np.zeros_like(W[0]), W[0]]), np.array([0.0, b[0]])
@@ -180,6 +181,7 @@ def _scores_and_grad(model: Any, z: np.ndarray, c: int, n_classes: int, kind: st
 
 def clean_loss(model: Any, Z: np.ndarray, y: np.ndarray, kind: str) -> float:
     """The surrogate's mean loss on the clean rows: what the attacker raises."""
+    y = np.searchsorted(model.classes_, y)  # positions among the classes it saw
     scores = model.decision_function(Z)
     if scores.ndim == 1:
         scores = np.column_stack([np.zeros_like(scores), scores])
