@@ -211,7 +211,8 @@ def worst_point(
     Projected gradient ascent from the centroid (steps of a tenth of the radius,
     projected on the sphere, slab and range after each), then discretized; if
     rounding left the sphere or slab, the row is pulled back towards the
-    class's anchor row by bisection, so the result is always feasible.
+    class's anchor row (the largest feasible step of 40), so the result is always
+    feasible.
     """
     z = region.centre.copy()
     low, high = (encoding.low - mean) / scale, (encoding.high - mean) / scale
@@ -227,16 +228,13 @@ def worst_point(
     target = z * scale + mean
     anchor = region.anchor * scale + mean
     best = discretize(anchor.copy(), encoding)
-    lo, hi = 0.0, 1.0
-    for _ in range(12):  # the largest step towards the target whose rounding stays feasible
-        alpha = hi if lo == 0.0 and hi == 1.0 else (lo + hi) / 2
+    # The largest step towards the target whose rounding stays feasible: scanned, not
+    # bisected, since rounding makes feasibility jump along the segment.
+    for alpha in np.linspace(1.0, 0.0, 41)[:-1]:
         x = discretize(anchor + alpha * (target - anchor), encoding)
         if region.holds((x - mean) / scale):
-            best, lo = x, alpha
-            if alpha == 1.0:
-                break
-        else:
-            hi = alpha
+            best = x
+            break
     loss, _ = _scores_and_grad(model, (best - mean) / scale, c, n_classes, kind)
     return best, loss
 
@@ -318,9 +316,7 @@ def minmax(
                 y_all = np.concatenate([y, [*labels, c]])
                 w_all = np.concatenate([np.ones(n), [*weights, size]])
                 refit = copy.deepcopy(model).fit(Z_all, y_all, sample_weight=w_all)  # warm
-                # Clean rows misclassified first (what accuracy counts), then the loss.
-                errors = float(np.mean(refit.predict(Z) != y))
-                damage = errors + 1e-3 * clean_loss(refit, Z, y, surrogate)
+                damage = clean_loss(refit, Z, y, surrogate)
                 if best is None or damage > best[2]:
                     best = (x, c, damage, refit)
         x, c, _, model = best

@@ -37,6 +37,7 @@ DETECTORS: dict[str, Detector] = {
             "filter_by": "prune_by_noise_rate",
             "outlier_threshold": 3.5,
             "max_reference": 20000,
+            "correct_noise": True,
         },
     ),
     "trim": Detector(trimmed_loss, {"trim": 0.2, "max_rounds": 10, "C": 1.0}),
