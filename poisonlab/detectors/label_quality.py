@@ -259,12 +259,12 @@ def ensemble(
         quality = probabilities[np.arange(n), y]
         fitted_on, keep = keep, ~outliers & (quality >= 1.0 / n_classes)
     flags = np.asarray(find_label_issues(y, probabilities, filter_by=filter_by, n_jobs=1), bool)
-    if correct_noise:
-        corrected = noise_corrected(probabilities, y, n_classes, fitted_on)
-        quality = corrected[np.arange(n), y]
     if n_classes > 2:
         # Below chance is below the decision boundary only with three or more
         # classes; with two, chance is the boundary, where clean rows sit too.
         flags |= quality < 1.0 / n_classes
+    if correct_noise:  # the score only: the flags above are the detector's own
+        corrected = noise_corrected(probabilities, y, n_classes, fitted_on)
+        quality = corrected[np.arange(n), y]
     scores = np.maximum(1.0 - quality, outlier / (outlier + outlier_threshold))
     return Detection(scores, flags | outliers)
