@@ -219,6 +219,15 @@ def ensemble(
        or more classes, every label whose quality is below chance: on Wine and
        Iris cleanlab's count alone misses a third of the flips at 10%.
 
+    5. Noise correction (``correct_noise``, ``noise_corrected``): models that learnt
+       from noisy labels are less sure of every label, so heavy poisoning pulls every
+       row's quality towards chance, under a threshold set on clean data (at 30%
+       flips on credit_data the calibrated ensemble caught 0.02 of the flips at 1%
+       FPR). The label quality in the score is read from the pooled probabilities
+       mapped back to estimated clean-label posteriors through the class-conditional
+       noise that confident learning estimates in the rows the last models learnt
+       from. The flags are unchanged.
+
     Score: the larger of 1 - label quality and z / (z + threshold) (0.5 at the
     outlier threshold). Cost: rounds x 3 x n_splits fits. The kNN and extra-trees
     members are fitted on at most ``max_reference`` rows (``reference_rows``), so
