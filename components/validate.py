@@ -2,7 +2,12 @@ from kfp.dsl import Dataset, Input, Metrics, Output
 
 
 def validate(
-    config: str, poisoned: Input[Dataset], detections: Output[Dataset], gate: Output[Metrics]
+    config: str,
+    poisoned: Input[Dataset],
+    data: Input[Dataset],
+    splits: Input[Dataset],
+    detections: Output[Dataset],
+    gate: Output[Metrics],
 ) -> str:
     """Run the data-validation detectors on every poisoned training set.
 
@@ -11,7 +16,8 @@ def validate(
     """
     from poisonlab import steps
 
-    verdicts = steps.validate(config, poisoned.path, detections.path)
+    # The clean splits calibrate the detectors' thresholds (validate.fpr).
+    verdicts = steps.validate(config, poisoned.path, detections.path, data.path, splits.path)
     detections.metadata["gate"] = verdicts
     for attack, verdict in verdicts.items():
         gate.log_metric(f"gate_pass_{attack}", float(verdict["verdict"] == "pass"))

@@ -110,7 +110,12 @@ def build_pipeline(
             resources,
         )
         validated = _sized(
-            validate_op(config=config_json, poisoned=poisoned.outputs["poisoned"]),
+            validate_op(
+                config=config_json,
+                poisoned=poisoned.outputs["poisoned"],
+                data=loaded.outputs["data"],
+                splits=loaded.outputs["splits"],
+            ),
             "validate",
             resources,
         )

@@ -38,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
     "poison": {"levels": [0.0, 0.05, 0.10, 0.50], "attacks": ["label_flip", "feature_noise"]},
     "validate": {
         "detectors": ["knn", "zscore"],
+        # Calibrated gates (poisonlab.detectors.calibration): every detector with scores
+        # flags the rows scoring above what flags this share of the trial's clean
+        # training split; null keeps each detector's own threshold.
+        "fpr": 0.05,
         # The validation gate (poisonlab.gate): detector null means the first listed.
         "gate": {"detector": None, "max_flag_rate": 0.1, "max_class_shift": 0.1},
     },
@@ -185,7 +189,7 @@ def _merge(defaults: dict[str, Any], given: Any, path: str) -> dict[str, Any]:
         elif key not in given:
             merged[key] = copy.deepcopy(default)
         else:
-            _check_type(f"{path}{key}", given[key], default)
+            _check_type(f"{path}{key}", given[key], default, allow_none=f"{path}{key}" in _NULLABLE)
             merged[key] = given[key]
     for name, parameters in registered.items():
         accepted = _estimator_params(name) if section == "train" else ()
@@ -194,8 +198,14 @@ def _merge(defaults: dict[str, Any], given: Any, path: str) -> dict[str, Any]:
     return merged
 
 
+# Keys whose default is a number but which null switches off.
+_NULLABLE = {"validate.fpr"}
+
+
 # How to name the user's own model or gate, for the error on an unknown name.
 _OWN_HINT = {
+    "poison": " (a gate-aware attack: a section NAME: {base: <attack>, evade: [<gate>], "
+    "rounds: 5})",
     "train": ' (a model of your own: a section NAME: {estimator: "module:attribute"})',
     "validate": ' (a gate of your own: a section NAME: {detector: "module:function"} '
     'or {schema: "module:schema"})',
@@ -210,10 +220,11 @@ def _own_sections(
     the user code's keyword arguments, checked when it is imported."""
     if section not in _OWN_HINT:
         return {}
+    from poisonlab.attacks.adaptive import attack_kind
     from poisonlab.detectors import detector_kind
     from poisonlab.models import model_kind
 
-    kind = model_kind if section == "train" else detector_kind
+    kind = {"train": model_kind, "validate": detector_kind, "poison": attack_kind}[section]
     return {
         key: copy.deepcopy(value)
         for key, value in given.items()
@@ -295,6 +306,15 @@ def _check_levels(levels: list[Any]) -> None:
 
 
 def _check_gate(validate: dict[str, Any]) -> None:
+    fpr = validate["fpr"]
+    if fpr is not None:
+        if not 0.0 < fpr < 1.0:
+            raise _fail(
+                "validate.fpr",
+                f"= {fpr} is outside (0, 1)",
+                "use e.g. 0.05, or null to keep each detector's own threshold",
+            )
+        validate["fpr"] = float(fpr)
     gate = validate["gate"]
     detector = gate["detector"]
     if detector is not None and detector not in validate["detectors"]:
@@ -511,7 +531,13 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
 
     _check_levels(config["poison"]["levels"])
     config["poison"]["levels"] = [float(level) for level in config["poison"]["levels"]]
-    _check_names("poison.attacks", config["poison"]["attacks"], _registry("attack"), False)
+    _check_names(
+        "poison.attacks",
+        config["poison"]["attacks"],
+        {**_registry("attack"), **_named_sections(config["poison"], DEFAULTS["poison"])},
+        False,
+        _OWN_HINT["poison"],
+    )
     _check_names(
         "validate.detectors",
         config["validate"]["detectors"],
@@ -575,11 +601,16 @@ def validate_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     _check_quantity(config["quantity"], config["dataset"]["test_size"])
 
     from poisonlab.attacks import check_attack_params
+    from poisonlab.attacks.adaptive import attack_kind, check_adaptive
     from poisonlab.detectors import check_detector_params, check_gate
     from poisonlab.models import check_model_params
 
+    for name, section in config["poison"].items():  # gate-aware attacks, listed or not
+        if attack_kind(name, section) is not None:
+            config["poison"][name] = check_adaptive(name, section, config)
     for name in config["poison"]["attacks"]:
-        check_attack_params(name, config["poison"][name])
+        if attack_kind(name, config["poison"][name]) is None:
+            check_attack_params(name, config["poison"][name])
     for name in config["validate"]["detectors"]:
         if name not in _registry("detector"):
             check_gate(name, config["validate"][name])  # the user's: it imports, of its kind

@@ -138,8 +138,19 @@ def _poisoned_sets(
                 rng=derive_rng(config["seed"], "poison", trial, attack),
                 n_classes=dataset.n_classes,
                 params=params[attack],
+                feature_names=dataset.feature_names,
+                **_gate_names(attack, params[attack], dataset),
             )
             yield PoisonedSet(trial, attack, poisoned)
+
+
+def _gate_names(attack: str, params: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
+    """A gate-aware attack's user gates see the table under the dataset's names."""
+    from poisonlab.attacks import ATTACKS
+
+    if attack in ATTACKS:
+        return {}
+    return {"class_names": dataset.class_names, "label_name": dataset.label_name}
 
 
 def write_poisoned(sets: Iterable[PoisonedSet], dataset: Dataset, path: str | Path) -> None:
@@ -222,32 +233,56 @@ def detect_level(
     config: dict[str, Any],
     n_classes: int,
     names: TableNames | None = None,
+    clean: CleanSplits | None = None,
 ) -> dict:
     """Run every configured detector on every poisoned set (the mask is not passed).
 
     ``names`` (the dataset's column and class names) are for the user's own gates,
     which see the table as it was loaded.
 
+    ``clean`` gives each trial's clean training split: every detector with scores
+    is run on it too (once per trial), and its flags on the poisoned sets use the
+    threshold that flags ``validate.fpr`` of those clean rows
+    (``detectors.calibration``); the thresholds at 1% and 5% are kept for
+    ``recall_at_1pct_fpr`` and ``recall_at_5pct_fpr``. Without ``clean`` each
+    detector keeps its own threshold.
+
     A detector that raises leaves a ``FailedDetection`` with its one-line error in
     its place for that set: it gets a ``failed`` record there, its defence is not
     trained, and the other detectors and models of the level stand.
     """
     from poisonlab.detectors import run_detector
+    from poisonlab.detectors.calibration import calibrated
     from poisonlab.usercode import one_line
 
+    fpr = config["validate"].get("fpr")
     detections: dict[DetectionKey, Detection | FailedDetection] = {}
+    references: dict[tuple[int, str], Any] = {}  # (trial, detector): its clean detection
     for s in sets:
         for detector in config["validate"]["detectors"]:
             try:
-                found = run_detector(
-                    detector,
-                    s.data.X,
-                    s.data.y,
-                    seed=derive_seed(config["seed"], "detect", s.trial, s.attack, detector),
-                    n_classes=n_classes,
-                    params=config["validate"][detector],
-                    names=names,
-                )
+                reference = None
+                if clean is not None:
+                    key = (s.trial, detector)
+                    if key not in references:
+                        references[key] = clean_detection(
+                            clean, s.trial, detector, config, n_classes, names
+                        )
+                    reference = references[key]
+                X_clean, y_clean = clean(s.trial) if clean is not None else (None, None)
+                if reference is not None and _same_rows(s.data.X, s.data.y, X_clean, y_clean):
+                    found = reference  # level 0: the poisoned set is the clean split
+                else:
+                    found = run_detector(
+                        detector,
+                        s.data.X,
+                        s.data.y,
+                        seed=derive_seed(config["seed"], "detect", s.trial, s.attack, detector),
+                        n_classes=n_classes,
+                        params=config["validate"][detector],
+                        names=names,
+                    )
+                found = calibrated(found, reference, fpr)
             except Exception as error:  # one detector's failure stays that detector's
                 traceback.print_exc(file=sys.stderr)
                 where = f"trial {s.trial}'s {s.attack} set"
@@ -258,6 +293,54 @@ def detect_level(
                 )
             detections[(s.trial, s.attack, detector)] = found
     return detections
+
+
+# A trial's clean training split (features, labels), for calibrating the detectors.
+CleanSplits = Any  # Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+
+def clean_splits(dataset: Dataset, test_masks: np.ndarray) -> CleanSplits:
+    """The ``clean`` argument of ``detect_level``: trial -> its clean training rows."""
+
+    def split(trial: int) -> tuple[np.ndarray, np.ndarray]:
+        train = ~test_masks[trial]
+        return dataset.X[train], dataset.y[train]
+
+    return split
+
+
+def clean_detection(
+    clean: CleanSplits,
+    trial: int,
+    detector: str,
+    config: dict[str, Any],
+    n_classes: int,
+    names: TableNames | None,
+) -> Detection:
+    """``detector`` on trial ``trial``'s clean training split: what its calibration
+    thresholds are read from. Seeded by trial and detector only, so every attack and
+    level of a trial shares one calibration."""
+    from poisonlab.detectors import run_detector
+
+    X, y = clean(trial)
+    return run_detector(
+        detector,
+        X,
+        y,
+        seed=derive_seed(config["seed"], "detect-clean", trial, detector),
+        n_classes=n_classes,
+        params=config["validate"][detector],
+        names=names,
+    )
+
+
+def _same_rows(X: np.ndarray, y: np.ndarray, X_clean: Any, y_clean: Any) -> bool:
+    return (
+        X_clean is not None
+        and X.shape == X_clean.shape
+        and np.array_equal(y, y_clean)
+        and np.array_equal(X, X_clean)
+    )
 
 
 @dataclass(frozen=True)
@@ -314,9 +397,19 @@ def write_detections(
             table = pa.Table.from_arrays(columns, schema=schema)
             writer.write_table(table, row_group_size=max(1, table.num_rows))
         failed = failed_detections(detections)
-        writer.add_key_value_metadata(
-            {"poisonlab": json.dumps({"sets": sets, "detectors": detectors, "failed": failed})}
-        )
+        # Calibration thresholds and flag-only gates (detectors.calibration), by key.
+        calibration = {
+            f"{trial}/{attack}/{detector}": {
+                "scored": d.scored,
+                "thresholds": [[f, t] for f, t in d.thresholds.items()],
+            }
+            for (trial, attack, detector), d in detections.items()
+            if not isinstance(d, FailedDetection) and (d.thresholds or not d.scored)
+        }
+        meta = {"sets": sets, "detectors": detectors, "failed": failed}
+        if calibration:
+            meta["calibration"] = calibration
+        writer.add_key_value_metadata({"poisonlab": json.dumps(meta)})
 
 
 def read_detections(path: str | Path) -> dict[DetectionKey, Detection | FailedDetection]:
@@ -325,6 +418,7 @@ def read_detections(path: str | Path) -> dict[DetectionKey, Detection | FailedDe
 
     meta = read_metadata(path)
     failed = {(f["trial"], f["attack"], f["detector"]): f["error"] for f in meta.get("failed", [])}
+    calibration = meta.get("calibration", {})
     file = pq.ParquetFile(path)
     detections = {}
     for group, (trial, attack) in enumerate(meta["sets"]):
@@ -337,9 +431,16 @@ def read_detections(path: str | Path) -> dict[DetectionKey, Detection | FailedDe
                 else Detection(
                     table.column(f"{detector}.score").to_numpy(),
                     table.column(f"{detector}.flag").to_numpy(zero_copy_only=False),
+                    **_calibration_fields(calibration.get(f"{trial}/{attack}/{detector}")),
                 )
             )
     return detections
+
+
+def _calibration_fields(found: dict[str, Any] | None) -> dict[str, Any]:
+    if not found:
+        return {}
+    return {"scored": found["scored"], "thresholds": {f: t for f, t in found["thresholds"]}}
 
 
 # --- train ----------------------------------------------------------------------------
@@ -534,6 +635,7 @@ def evaluate_level(
     poisoned set's class shift from the loaded dataset's class proportions
     (detector ``class_balance``), which the validation gate checks.
     """
+    from poisonlab.detectors.calibration import recall_at_fpr
     from poisonlab.metrics import detection_metrics
     from poisonlab.models import one_blas_thread
 
@@ -560,6 +662,7 @@ def evaluate_level(
             rows.append((level, trial, attack, "", "", detector, FAILED, 1.0))
             continue
         scores = detection_metrics(masks[(trial, attack)], d.scores, d.flags)
+        scores.update(recall_at_fpr(masks[(trial, attack)], d))
         for metric, value in scores.items():
             rows.append((level, trial, attack, "", "", detector, metric, value))
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
@@ -791,6 +894,8 @@ def summarize(
             DETECTOR_FAILED,
             "precision",
             "recall",
+            "recall_at_1pct_fpr",
+            "recall_at_5pct_fpr",
             "f1",
             "roc_auc",
             "average_precision",
@@ -833,7 +938,8 @@ def run_level(
 
     sets = list(poison_level(dataset, test_masks, config, level))
     names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
-    detections = detect_level(sets, config, dataset.n_classes, names)
+    clean = clean_splits(dataset, test_masks)
+    detections = detect_level(sets, config, dataset.n_classes, names, clean)
     models = train_level(sets, detections, config, dataset.feature_names)
     return evaluate_level(models, dataset, test_masks, sets, detections, level)
 

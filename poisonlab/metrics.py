@@ -120,6 +120,8 @@ METRIC_BOUNDS = {
             "subpopulation_accuracy",
             "precision",
             "recall",
+            "recall_at_1pct_fpr",
+            "recall_at_5pct_fpr",
             "f1",
             "average_precision",
             "flag_rate",

@@ -284,8 +284,11 @@ class Report:
         certified: CertifiedResults | None = None,
         breakdown_ci: pd.DataFrame | None = None,
         losses: pd.DataFrame | None = None,
+        adaptive: Any = None,
     ):
         self.summary, self.detection = summary, detection
+        # Naive versus adaptive attackers (poisonlab.adaptive_report.AdaptiveResults).
+        self.adaptive = adaptive
         self.certified = certified
         self.breakdown_ci = breakdown_ci
         self.gate = gate if gate is not None else pd.DataFrame()
@@ -311,6 +314,8 @@ class Report:
             floor,
             reweighable_models(config["train"]),
         )
+        if adaptive is not None:
+            self.findings += [*adaptive.verdicts(self.metric), *adaptive.harm]
         self.unfitted = [
             *unfitted_notes(summary, detection, config["trials"]),
             *failed_fit_notes(provenance, config["trials"]),
@@ -365,12 +370,12 @@ class Report:
 
     def _level_notes(self) -> list[str]:
         """What the level means for attacks where it is not a share of all training rows."""
-        from poisonlab.attacks import ATTACKS
+        from poisonlab.attacks import attack_spec
 
         return [
-            f"{name}: {ATTACKS[name].level_note}"
+            f"{name}: {attack_spec(name, self.config).level_note}"
             for name in self.config["poison"]["attacks"]
-            if ATTACKS[name].level_note
+            if attack_spec(name, self.config).level_note
         ]
 
     def _gate_view(self) -> pd.DataFrame:
@@ -481,6 +486,15 @@ class Report:
             ),
             *self._certified_html(),
         ]
+        if self.adaptive is not None and not self.adaptive.gates.empty:
+            from poisonlab.adaptive_report import NOTE
+
+            parts += [
+                "<h2>Naive versus adaptive attackers</h2>",
+                f"<p class='note'>{esc(NOTE)}</p>",
+                _html_table(self.adaptive.gates).replace("<table", "<table id='adaptive'", 1),
+                _html_table(self.adaptive.worst).replace("<table", "<table id='worst'", 1),
+            ]
         if not self.defences.empty:
             parts += [
                 "<h2>What each defence costs and wins back</h2>",
@@ -535,6 +549,12 @@ class Report:
         lines += ["", "## Breakdown point", "", self._breakdown_note(), ""]
         lines += [markdown_table(breakdown_table(self.points, self.breakdown_ci, self.metric)), ""]
         lines += self._certified_markdown()
+        if self.adaptive is not None and not self.adaptive.gates.empty:
+            from poisonlab.adaptive_report import NOTE
+
+            lines += ["## Naive versus adaptive attackers", "", NOTE, ""]
+            lines += [markdown_table(self.adaptive.gates), "", "Worst case per model:", ""]
+            lines += [markdown_table(self.adaptive.worst), ""]
         if not self.defences.empty:
             lines += ["## What each defence costs and wins back", "", self._defence_note(), ""]
             lines += [markdown_table(self.defences), ""]
@@ -598,6 +618,9 @@ def write_results(
     model_records = records[records["detector"] == ""]
     losses = paired_losses(model_records, metric)
     intervals = breakdown_intervals(losses, drop)
+    from poisonlab.adaptive_report import adaptive_results
+
+    adaptive = adaptive_results(records, summary, detection, config, metric)
     report = Report(
         summary,
         detection,
@@ -609,6 +632,7 @@ def write_results(
         certified,
         intervals,
         losses,
+        adaptive,
     )
     (results_dir / REPORT_FILE).write_text(report.html(), encoding="utf-8")
     (results_dir / MARKDOWN_FILE).write_text(report.markdown(), encoding="utf-8")

@@ -119,11 +119,19 @@ def poison(
     return contained("poison", level, [], [poisoned_path], work, default={})
 
 
-def validate(config_json: str, poisoned_path: str, detections_path: str) -> dict[str, Any]:
+def validate(
+    config_json: str,
+    poisoned_path: str,
+    detections_path: str,
+    data_path: str | None = None,
+    splits_path: str | None = None,
+) -> dict[str, Any]:
     """Run every detector on every poisoned set; return the gate's verdict per attack.
 
     The verdict (``poisonlab.gate``) is data for the component's outputs: the
-    pipeline does not branch on it.
+    pipeline does not branch on it. With the dataset and its splits, detectors are
+    calibrated on each trial's clean training split (``validate.fpr``) and report
+    recall at 1% and 5% false positives; without them, each keeps its own threshold.
     """
     config = _checked(config_json)
 
@@ -137,7 +145,10 @@ def validate(config_json: str, poisoned_path: str, detections_path: str) -> dict
         names = TableNames(
             metadata["feature_names"], metadata["class_names"], metadata["label_name"]
         )
-        detections = experiment.detect_level(sets, config, n_classes, names)
+        clean = None
+        if data_path is not None and splits_path is not None:
+            clean = experiment.clean_splits(read_dataset(data_path), read_splits(splits_path))
+        detections = experiment.detect_level(sets, config, n_classes, names, clean)
         experiment.write_detections(detections, detections_path)
         detector = gate.gate_detector(config)
         checks = pd.DataFrame(

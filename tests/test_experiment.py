@@ -36,7 +36,13 @@ def test_summary_has_a_row_per_level_attack_model_defense_and_metric(iris_result
     assert len(summary[summary["metric"] == "accuracy"]) == expected
     # recovery leaves out trials where poisoning cost nothing, so its n may be lower.
     recovery = summary["metric"] == "recovery"
-    assert (summary.loc[~recovery, "n"] == 3).all() and (summary.loc[recovery, "n"] <= 3).all()
+    # Calibrated on clean rows (validate.fpr), knn flags most of a 50%-flipped split: a
+    # defence that keeps too little leaves that trial unfitted, so its n may be lower too.
+    keys = ["poison_level", "attack", "model", "defense"]
+    unfitted = summary.loc[summary["metric"] == "unfitted", keys]
+    short = summary[keys].merge(unfitted, how="left", indicator=True)["_merge"] == "both"
+    short = short.to_numpy() | recovery.to_numpy()
+    assert (summary.loc[~short, "n"] == 3).all() and (summary.loc[short, "n"] <= 3).all()
     bounded = summary.dropna(subset=["ci_low"])
     assert (bounded["ci_low"] <= bounded["mean"]).all()
     assert (bounded["mean"] <= bounded["ci_high"]).all()

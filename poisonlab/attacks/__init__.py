@@ -37,6 +37,7 @@ from poisonlab.attacks.label import (
 from poisonlab.attacks.registry import (
     ATTACKS,
     apply_attack,
+    attack_spec,
     check_attack_params,
     dataset_attack_params,
     resolve_params,
@@ -48,6 +49,7 @@ __all__ = [
     "Attack",
     "Poisoned",
     "apply_attack",
+    "attack_spec",
     "backdoor",
     "check_attack_params",
     "dataset_attack_params",

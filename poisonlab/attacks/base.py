@@ -47,6 +47,9 @@ class Attack:
     feature_params: tuple[str, ...] = ()
     level_note: str = ""
     unit: str = "modified"
+    # Whether the attack takes the encoded columns' names (``feature_names``), e.g. to
+    # keep one-hot groups one-hot.
+    takes_feature_names: bool = False
 
 
 def n_poisoned(level: float, n_rows: int) -> int:

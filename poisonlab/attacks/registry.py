@@ -26,6 +26,7 @@ from poisonlab.attacks.label import (
     label_flip_margin,
     label_flip_targeted,
 )
+from poisonlab.attacks.minmax import check_minmax, minmax
 from poisonlab.attacks.subpopulation import check_subpopulation, subpopulation
 from poisonlab.errors import PoisonlabError
 
@@ -66,6 +67,14 @@ ATTACKS: dict[str, Attack] = {
         class_params=("target_class",),
         feature_params=("features",),
         level_note="level = fraction of training rows, taken from classes other than the target",
+    ),
+    "minmax": Attack(
+        minmax,
+        {"surrogate": "logistic_regression", "batches": 10, "quantile": 0.95, "cluster": 12},
+        check_minmax,
+        level_note="level = rows added, as a fraction of the training rows (none changed)",
+        unit="added_or_removed",
+        takes_feature_names=True,
     ),
 }
 
@@ -134,14 +143,36 @@ def dataset_attack_params(
     """Every configured attack's parameters, class and feature names resolved to indices.
 
     Raises a PoisonlabError naming the parameter if a name or index does not fit
-    the dataset: call it as soon as the dataset is known, before poisoning.
+    the dataset: call it as soon as the dataset is known, before poisoning. A
+    gate-aware attack (``attacks.adaptive``) gets its base's parameters resolved,
+    its gates' sections and ``validate.fpr``.
     """
-    return {
-        name: resolve_params(
-            name, config["poison"][name], class_names=class_names, feature_names=feature_names
+    from poisonlab.attacks.adaptive import BASE, adaptive_params
+
+    params = {}
+    for name in config["poison"]["attacks"]:
+        section = config["poison"][name]
+        if name not in ATTACKS:
+            base = section[BASE]
+            resolved = resolve_params(
+                base, config["poison"][base], class_names=class_names, feature_names=feature_names
+            )
+            params[name] = adaptive_params(name, config, resolved)
+            continue
+        params[name] = resolve_params(
+            name, section, class_names=class_names, feature_names=feature_names
         )
-        for name in config["poison"]["attacks"]
-    }
+    return params
+
+
+def attack_spec(name: str, config: dict[str, Any]) -> Attack:
+    """The registry entry describing a configured attack: a built-in's, or for a
+    gate-aware attack its base's (``attacks.adaptive.adaptive_spec``)."""
+    if name in ATTACKS:
+        return ATTACKS[name]
+    from poisonlab.attacks.adaptive import BASE, adaptive_spec
+
+    return adaptive_spec(ATTACKS[config["poison"][name][BASE]])
 
 
 def apply_attack(
@@ -155,11 +186,29 @@ def apply_attack(
     params: dict[str, Any],
     class_names: Sequence[str] | None = None,
     feature_names: Sequence[str] | None = None,
+    label_name: str = "target",
 ) -> Poisoned:
     """Run the attack called ``name`` with its config parameters.
 
     Class and feature parameters may be names when ``class_names`` and
-    ``feature_names`` are given, otherwise indices only.
+    ``feature_names`` are given, otherwise indices only. A name that is not a
+    built-in is a gate-aware attack, ``params`` from ``dataset_attack_params``.
     """
+    if name not in ATTACKS:
+        from poisonlab.attacks.adaptive import gate_aware
+
+        return gate_aware(
+            X,
+            y,
+            level,
+            rng=rng,
+            n_classes=n_classes,
+            feature_names=feature_names,
+            class_names=class_names,
+            label_name=label_name,
+            **params,
+        )
     resolved = resolve_params(name, params, class_names=class_names, feature_names=feature_names)
+    if ATTACKS[name].takes_feature_names:
+        resolved["feature_names"] = list(feature_names) if feature_names is not None else None
     return ATTACKS[name].poison(X, y, level, rng=rng, n_classes=n_classes, **resolved)

@@ -322,9 +322,9 @@ def certified_results(
     certified: pd.DataFrame, records: pd.DataFrame, summary: pd.DataFrame, config: dict[str, Any]
 ) -> CertifiedResults:
     """certified.csv, its level-0 curves, the measured points, the soundness check, sentences."""
-    from poisonlab.attacks import ATTACKS
+    from poisonlab.attacks import attack_spec
 
-    units = {name: ATTACKS[name].unit for name in config["poison"]["attacks"]}
+    units = {name: attack_spec(name, config).unit for name in config["poison"]["attacks"]}
     table = summarize_certified(certified, config)
     curves = clean_curves(table)
     points = measured_points(certified, summary, units)

@@ -131,6 +131,38 @@ def pool_weights(likelihoods: np.ndarray, iterations: int = 50) -> np.ndarray:
     return weights
 
 
+def noise_corrected(
+    probabilities: np.ndarray, y: np.ndarray, n_classes: int, learnt_from: np.ndarray
+) -> np.ndarray:
+    """Estimated clean-label posteriors from posteriors learnt on noisy labels.
+
+    Under class-conditional label noise, p(noisy = i | x) = sum_j N[i, j] p(true = j | x),
+    with N[i, j] = P(noisy = i | true = j) (Angluin and Laird, "Learning from noisy
+    examples", Machine Learning 2, 1988; Natarajan et al., "Learning with Noisy
+    Labels", NeurIPS 2013). N is estimated by confident learning (Northcutt, Jiang
+    and Chuang, "Confident Learning: Estimating Uncertainty in Dataset Labels", JAIR
+    70, 2021: cleanlab's confident joint) on the rows the models learnt from
+    (``learnt_from``): the noise they learnt, not what cleaning already removed. The
+    relation is inverted row by row, unclipped (with two classes the map is monotone
+    in a row's probability of its label, so the ranking is kept; clipping would tie
+    rows at 0 and 1). Where N is near singular the probabilities are returned as are.
+    """
+    from cleanlab.count import compute_confident_joint, estimate_latent
+
+    rows = learnt_from if learnt_from.sum() >= 2 * n_classes else np.ones(len(y), bool)
+    if len(np.unique(y[rows])) < n_classes:
+        return probabilities
+    try:
+        joint = compute_confident_joint(y[rows], probabilities[rows])
+        _, noise, _ = estimate_latent(joint, y[rows])
+    except Exception:  # cleanlab refuses degenerate inputs: nothing to correct with
+        return probabilities
+    noise = np.asarray(noise, dtype=np.float64)
+    if noise.shape != (n_classes, n_classes) or np.linalg.cond(noise) > 1e6:
+        return probabilities
+    return np.linalg.solve(noise, probabilities.T).T
+
+
 def _ensemble_members(seed: int) -> list[tuple[BaseEstimator, bool]]:
     """Three model families that err differently: linear, local, tree-based.
 
@@ -167,6 +199,7 @@ def ensemble(
     filter_by: str = "prune_by_noise_rate",
     outlier_threshold: float = 3.5,
     max_reference: int = 20000,
+    correct_noise: bool = True,
 ) -> Detection:
     """Label quality from several model families, cleaned in rounds, plus a feature-outlier check.
 
@@ -185,6 +218,15 @@ def ensemble(
        (confident learning estimates how many labels are wrong) and, with three
        or more classes, every label whose quality is below chance: on Wine and
        Iris cleanlab's count alone misses a third of the flips at 10%.
+
+    5. Noise correction (``correct_noise``, ``noise_corrected``): models that learnt
+       from noisy labels are less sure of every label, so heavy poisoning pulls every
+       row's quality towards chance, under a threshold set on clean data (at 30%
+       flips on credit_data the calibrated ensemble caught 0.02 of the flips at 1%
+       FPR). The label quality in the score is read from the pooled probabilities
+       mapped back to estimated clean-label posteriors through the class-conditional
+       noise that confident learning estimates in the rows the last models learnt
+       from. The flags are unchanged.
 
     Score: the larger of 1 - label quality and z / (z + threshold) (0.5 at the
     outlier threshold). Cost: rounds x 3 x n_splits fits. The kNN and extra-trees
@@ -224,11 +266,14 @@ def ensemble(
         weights = pool_weights(each[:, np.arange(n), y][:, keep])
         probabilities = np.tensordot(weights, each, axes=1)
         quality = probabilities[np.arange(n), y]
-        keep = ~outliers & (quality >= 1.0 / n_classes)
+        fitted_on, keep = keep, ~outliers & (quality >= 1.0 / n_classes)
     flags = np.asarray(find_label_issues(y, probabilities, filter_by=filter_by, n_jobs=1), bool)
     if n_classes > 2:
         # Below chance is below the decision boundary only with three or more
         # classes; with two, chance is the boundary, where clean rows sit too.
         flags |= quality < 1.0 / n_classes
+    if correct_noise:  # the score only: the flags above are the detector's own
+        corrected = noise_corrected(probabilities, y, n_classes, fitted_on)
+        quality = corrected[np.arange(n), y]
     scores = np.maximum(1.0 - quality, outlier / (outlier + outlier_threshold))
     return Detection(scores, flags | outliers)

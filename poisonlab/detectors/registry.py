@@ -15,6 +15,7 @@ from poisonlab.detectors.base import Detection, Detector
 from poisonlab.detectors.label_quality import confident_learning, ensemble
 from poisonlab.detectors.neighbours import knn_disagreement
 from poisonlab.detectors.outliers import TUKEY_FAR, iqr_range, isolation_forest, zscore_range
+from poisonlab.detectors.trimmed import trimmed_loss
 from poisonlab.detectors.user import SECTION_KINDS, TableNames, run_gate
 from poisonlab.models import one_blas_thread
 
@@ -36,8 +37,10 @@ DETECTORS: dict[str, Detector] = {
             "filter_by": "prune_by_noise_rate",
             "outlier_threshold": 3.5,
             "max_reference": 20000,
+            "correct_noise": True,
         },
     ),
+    "trim": Detector(trimmed_loss, {"trim": 0.2, "max_rounds": 10, "C": 1.0}),
 }
 
 
@@ -56,6 +59,7 @@ _LOWEST = {
     "max_reference": (2, "use e.g. 20000"),
     "n_splits": (2, "use 2 or more folds, e.g. 5"),
     "rounds": (1, "use 1 or more rounds, e.g. 2"),
+    "max_rounds": (1, "use 1 or more rounds, e.g. 10"),
     "n_estimators": (1, "use e.g. 100"),
     "max_samples": (2, "use e.g. 256"),
     "threshold": (0, "use a threshold >= 0"),
@@ -70,6 +74,11 @@ def check_detector_params(name: str, params: dict[str, Any]) -> str | None:
             return f"{key} = {value} is too small; {_LOWEST[key][1]}"
     if params.get("filter_by", _FILTERS[0]) not in _FILTERS:
         return f"filter_by = {params['filter_by']!r} is unknown; choose from {', '.join(_FILTERS)}"
+    trim = params.get("trim", 0.2)
+    if not 0 < trim < 0.5:
+        return f"trim = {trim} is outside (0, 0.5); use e.g. 0.2"
+    if params.get("C", 1.0) <= 0:
+        return f"C = {params['C']} is not positive; use e.g. 1.0"
     contamination = params.get("contamination", 0.1)
     if not 0 < contamination <= 0.5:
         return f"contamination = {contamination} is outside (0, 0.5]; use e.g. 0.05"

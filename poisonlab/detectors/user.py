@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from poisonlab.detectors.base import Detection, nothing_flagged
+from poisonlab.detectors.base import Detection
 from poisonlab.errors import PoisonlabError
 from poisonlab.usercode import call_user_code, import_reference, one_line
 
@@ -80,6 +80,7 @@ def as_detection(found: Any, n: int, field: str, reference: str) -> Detection:
     booleans, scores that are not finite numbers, or not one of each per row.
     """
     contract = "return one boolean flag per row, or (scores, flags)"
+    scored = isinstance(found, tuple)  # flags alone are a decision, not a ranking to calibrate
     if isinstance(found, tuple):
         if len(found) != 2:
             raise PoisonlabError(f"{field}: {reference} returned {len(found)} values; {contract}")
@@ -98,7 +99,7 @@ def as_detection(found: Any, n: int, field: str, reference: str) -> Detection:
         raise PoisonlabError(
             f"{field}: {reference} returned scores that are not all finite numbers; {contract}"
         )
-    return Detection(scores.astype(np.float64), flags)
+    return Detection(scores.astype(np.float64), flags, scored=scored)
 
 
 def in_row_order(values: Any, n: int, field: str, reference: str) -> np.ndarray:
@@ -160,7 +161,7 @@ def schema_gate(
             f"{field}: {section[SCHEMA]} raised {one_line(error)}; fix the schema"
         ) from error
     else:
-        return nothing_flagged(n)
+        return Detection(np.zeros(n), np.zeros(n, dtype=bool), scored=False)
     # A type is the same on every split (features float, the label text), so a type
     # check pandera reports row by row is about the table too: it would flag every row.
     typed = cases["check"].astype(str).str.startswith(("dtype(", "coerce_dtype("))
@@ -180,7 +181,8 @@ def schema_gate(
     counts = cases["index"].astype(np.int64).value_counts()
     scores = np.zeros(n)
     scores[counts.index.to_numpy()] = counts.to_numpy()
-    return Detection(scores, scores > 0)
+    # The schema's rules are the user's own thresholds: kept, not calibrated.
+    return Detection(scores, scores > 0, scored=False)
 
 
 def check_gate(name: str, section: dict[str, Any]) -> None:

@@ -1,0 +1,346 @@
+"""``minmax``: poison rows placed where a linear surrogate loses most, inside what a
+sanitizing gate accepts.
+
+After Steinhardt, Koh and Liang, "Certified Defenses for Data Poisoning
+Attacks", NeurIPS 2017 (the min-max attack: alternately fit the model on clean
+plus poison, then add the feasible point of highest loss), and Koh, Steinhardt
+and Liang, "Stronger data poisoning attacks break data sanitization defenses",
+Machine Learning 111, 2022 (the feasible set of a sphere and slab sanitizer,
+and the finding that concentrated poison, many rows at a few points, walks
+through defences that look at a row's neighbourhood or label quality).
+
+The feasible set of a poison row of class c is what a sanitizer tuned on the
+clean training split accepts, and what a real source could send:
+
+- the sphere: standardized distance to class c's clean centroid at most the
+  ``quantile`` of class c's clean rows' distances;
+- the slab: the distance along the line between class c's centroid and the
+  other classes' at most the same quantile of class c's clean rows;
+- each feature within its clean training range; integer columns integer; each
+  one-hot group one-hot (``encoding_constraints``).
+
+Rows come in ``batches``: each batch is placed at one point, the point and
+class whose cross-entropy (or hinge) loss under the current surrogate is
+highest, found by projected gradient ascent from each class's centroid; the
+surrogate (standardized logistic regression or linear SVM) is then refitted on
+the clean rows plus the poison so far (identical rows as sample weights,
+warm-started), so the next batch pushes where the model has moved. Cost: one
+fit plus ``batches`` refits, whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from poisonlab.attacks.base import Poisoned, check_number, n_poisoned
+from poisonlab.config import _fail
+
+SURROGATES = ("logistic_regression", "linear_svm")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Per encoded column: the clean range, whether it is whole-numbered, and the
+    one-hot groups (arrays of column indices) whose values are 0/1 summing to one."""
+
+    low: np.ndarray
+    high: np.ndarray
+    integer: np.ndarray
+    groups: list[np.ndarray]
+
+
+def encoding_constraints(X: np.ndarray, feature_names: list[str] | None = None) -> Encoding:
+    """What a real source could send, from the clean encoded rows and their column names.
+
+    A one-hot group is a run of columns named ``<column>=<value>`` (how
+    ``poisonlab.data`` encodes a text column) whose values are 0/1 with exactly
+    one 1 per row; an integer column holds whole numbers only. Without names,
+    no one-hot groups.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    d = X.shape[1]
+    groups: list[np.ndarray] = []
+    if feature_names is not None:
+        prefixes: dict[str, list[int]] = {}
+        for j, name in enumerate(feature_names):
+            if "=" in name:
+                prefixes.setdefault(name.split("=", 1)[0], []).append(j)
+        for columns in prefixes.values():
+            block = X[:, columns]
+            binary = np.isin(block, (0.0, 1.0)).all()
+            if len(columns) >= 2 and binary and np.all(block.sum(axis=1) == 1.0):
+                groups.append(np.array(columns))
+    in_group = np.zeros(d, dtype=bool)
+    for columns in groups:
+        in_group[columns] = True
+    integer = np.all(np.round(X) == X, axis=0) & ~in_group if len(X) else np.zeros(d, bool)
+    return Encoding(X.min(axis=0), X.max(axis=0), integer, groups)
+
+
+def discretize(x: np.ndarray, encoding: Encoding) -> np.ndarray:
+    """``x`` clipped to the clean range, integer columns rounded, each one-hot group's
+    largest value set to 1 and the rest to 0."""
+    x = np.clip(x, encoding.low, encoding.high)
+    x = np.where(encoding.integer, np.round(x), x)
+    for columns in encoding.groups:
+        hot = columns[np.argmax(x[columns])]
+        x[columns] = 0.0
+        x[hot] = 1.0
+    return x
+
+
+@dataclass(frozen=True)
+class Region:
+    """Class c's sphere and slab, in standardized units."""
+
+    centre: np.ndarray
+    radius: float
+    direction: np.ndarray
+    width: float
+    anchor: np.ndarray  # a clean row of the class inside both: the fallback point
+
+    def holds(self, z: np.ndarray) -> bool:
+        gap = z - self.centre
+        return bool(
+            np.linalg.norm(gap) <= self.radius + 1e-9
+            and abs(gap @ self.direction) <= self.width + 1e-9
+        )
+
+    def project(self, z: np.ndarray) -> np.ndarray:
+        gap = z - self.centre
+        along = gap @ self.direction
+        if abs(along) > self.width:
+            gap = gap - (along - np.sign(along) * self.width) * self.direction
+        norm = np.linalg.norm(gap)
+        if norm > self.radius:
+            gap = gap * (self.radius / norm)
+        return self.centre + gap
+
+
+def class_regions(Z: np.ndarray, y: np.ndarray, n_classes: int, quantile: float) -> list:
+    """Each class's sphere and slab (``Region``) from its clean standardized rows;
+    None for a class without rows."""
+    regions: list[Region | None] = []
+    for c in range(n_classes):
+        rows = Z[y == c]
+        if len(rows) == 0:
+            regions.append(None)
+            continue
+        centre = rows.mean(axis=0)
+        others = Z[y != c]
+        towards = (others.mean(axis=0) - centre) if len(others) else np.zeros(Z.shape[1])
+        norm = np.linalg.norm(towards)
+        direction = towards / norm if norm > 0 else np.zeros(Z.shape[1])
+        distance = np.linalg.norm(rows - centre, axis=1)
+        along = np.abs((rows - centre) @ direction)
+        radius, width = float(np.quantile(distance, quantile)), float(np.quantile(along, quantile))
+        inside = (distance <= radius) & (along <= width)
+        anchor = rows[np.flatnonzero(inside)[np.argmin(distance[inside])]]
+        regions.append(Region(centre, radius, direction, width, anchor))
+    return regions
+
+
+def _surrogate(kind: str, seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
+    if kind == "linear_svm":
+        return LinearSVC(C=1.0, random_state=seed, max_iter=2000)
+    return LogisticRegression(C=1.0, max_iter=500, warm_start=True, random_state=seed)
+
+
+def _scores_and_grad(model: Any, z: np.ndarray, c: int, n_classes: int, kind: str):
+    """The loss of label ``c`` at ``z`` and its gradient in ``z``.
+
+    Logistic: cross-entropy; SVM: the one-vs-rest hinge losses scikit-learn's
+    LinearSVC minimises. Two classes are written as two logits (0 and w.z + b).
+    """
+    c = int(np.searchsorted(model.classes_, c))  # a position among the classes it saw
+    W, b = np.asarray(model.coef_), np.asarray(model.intercept_)
+    if W.shape[0] == 1:
+        W, b = np.vstack([np.zeros_like(W[0]), W[0]]), np.array([0.0, b[0]])
+        if kind == "linear_svm":  # binary hinge: one margin, signs by class
+            f = W[1] @ z + b[1]
+            sign = 1.0 if c == 1 else -1.0
+            active = 1.0 - sign * f > 0
+            return max(0.0, 1.0 - sign * f), (-sign * W[1] if active else np.zeros_like(z))
+    logits = W @ z + b
+    if kind == "linear_svm":
+        target = np.where(np.arange(len(logits)) == c, 1.0, -1.0)
+        margins = 1.0 - target * logits
+        active = margins > 0
+        return float(margins[active].sum()), -(target[active] @ W[active])
+    logits = logits - logits.max()
+    p = np.exp(logits) / np.exp(logits).sum()
+    return float(-np.log(max(p[c], 1e-300))), W.T @ (p - np.eye(len(p))[c])
+
+
+def clean_loss(model: Any, Z: np.ndarray, y: np.ndarray, kind: str) -> float:
+    """The surrogate's mean loss on the clean rows: what the attacker raises."""
+    y = np.searchsorted(model.classes_, y)  # positions among the classes it saw
+    scores = model.decision_function(Z)
+    if scores.ndim == 1:
+        scores = np.column_stack([np.zeros_like(scores), scores])
+    if kind == "linear_svm":
+        target = np.where(np.arange(scores.shape[1])[None, :] == y[:, None], 1.0, -1.0)
+        if scores.shape[1] == 2:  # binary: one margin
+            return float(np.maximum(0, 1 - target[:, 1] * scores[:, 1]).mean())
+        return float(np.maximum(0, 1 - target * scores).sum(axis=1).mean())
+    scores = scores - scores.max(axis=1, keepdims=True)
+    log_p = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(y)), y].mean())
+
+
+def worst_point(
+    model: Any,
+    region: Region,
+    c: int,
+    n_classes: int,
+    kind: str,
+    encoding: Encoding,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    steps: int = 40,
+) -> tuple[np.ndarray, float]:
+    """The feasible row of class ``c`` (raw encoded units) of highest loss, and its loss.
+
+    Projected gradient ascent from the centroid (steps of a tenth of the radius,
+    projected on the sphere, slab and range after each), then discretized; if
+    rounding left the sphere or slab, the row is pulled back towards the
+    class's anchor row (the largest feasible step of 40), so the result is always
+    feasible.
+    """
+    z = region.centre.copy()
+    low, high = (encoding.low - mean) / scale, (encoding.high - mean) / scale
+    step = 0.1 * max(region.radius, 1e-6)
+    for _ in range(steps):
+        _, gradient = _scores_and_grad(model, z, c, n_classes, kind)
+        norm = np.linalg.norm(gradient)
+        if norm == 0:
+            break
+        z = z + step * gradient / norm
+        for _ in range(3):  # alternating projections onto the intersection
+            z = np.clip(region.project(z), low, high)
+    target = z * scale + mean
+    anchor = region.anchor * scale + mean
+    best = discretize(anchor.copy(), encoding)
+    # The largest step towards the target whose rounding stays feasible: scanned, not
+    # bisected, since rounding makes feasibility jump along the segment.
+    for alpha in np.linspace(1.0, 0.0, 41)[:-1]:
+        x = discretize(anchor + alpha * (target - anchor), encoding)
+        if region.holds((x - mean) / scale):
+            best = x
+            break
+    loss, _ = _scores_and_grad(model, (best - mean) / scale, c, n_classes, kind)
+    return best, loss
+
+
+def candidates(
+    far: np.ndarray,
+    region: Region,
+    encoding: Encoding,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    depths: tuple[float, ...],
+) -> list[np.ndarray]:
+    """Points on the segment from the class's anchor row to its worst point ``far``, at
+    each of ``depths`` (1: ``far`` itself), discretized, each kept only if feasible
+    (the segment's points are before rounding: the sphere and slab are convex)."""
+    anchor = region.anchor * scale + mean
+    found = []
+    for depth in depths:
+        x = far if depth == 1.0 else discretize(anchor + depth * (far - anchor), encoding)
+        if depth == 1.0 or region.holds((x - mean) / scale):
+            found.append(x)
+    return found
+
+
+def minmax(
+    X: np.ndarray,
+    y: np.ndarray,
+    level: float,
+    *,
+    rng: np.random.Generator,
+    n_classes: int,
+    surrogate: str = "logistic_regression",
+    batches: int = 10,
+    quantile: float = 0.95,
+    cluster: int = 12,
+    depths: tuple[float, ...] = (1.0,),
+    feature_names: list[str] | None = None,
+) -> Poisoned:
+    """Append round(level x n) rows, in ``batches``, each batch at the feasible point and
+    class of highest surrogate loss (module docstring).
+
+    Every point carries at least ``cluster`` rows (fewer points when the level is
+    low), so the poison is concentrated as in Koh et al.: a row's nearest
+    neighbours are its own cluster.
+    ``feature_names`` (the encoded columns' names) let ``encoding_constraints``
+    find one-hot groups. Every appended row is inside its class's sphere and slab
+    at ``quantile`` and in the clean range, so a gate tuned to flag fewer than
+    1 - ``quantile`` of clean rows by distance alone accepts it. The mask marks
+    the appended rows.
+    """
+    n, d = X.shape
+    k = n_poisoned(level, n)
+    mask = np.concatenate([np.zeros(n, dtype=bool), np.ones(k, dtype=bool)])
+    if k == 0 or len(np.unique(y)) < 2:
+        return Poisoned(X.copy(), y.copy(), mask[:n], {"n_added": 0})
+    encoding = encoding_constraints(X, feature_names)
+    mean = X.mean(axis=0)
+    scale = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+    Z = (X - mean) / scale
+    regions = class_regions(Z, y, n_classes, quantile)
+    seed = int(rng.integers(0, 2**31 - 1))
+    model = _surrogate(surrogate, seed).fit(Z, y)
+    # At least ``cluster`` rows at every point: more than a neighbour search's k, so a
+    # poison row's nearest neighbours are its own cluster, labelled alike.
+    n_points = max(1, min(batches, k // max(cluster, 1)))
+    sizes = np.diff(np.linspace(0, k, n_points + 1).round().astype(int))
+    points, labels, weights = [], [], []
+    for size in sizes:
+        # One candidate per class (its feasible point of highest loss); the batch goes to
+        # the one whose refit loses most on the clean rows (a one-step look-ahead: the
+        # point's own loss does not say how far it moves the model).
+        best = None
+        for c, region in enumerate(regions):
+            if region is None or c not in model.classes_:
+                continue
+            far, _ = worst_point(model, region, c, n_classes, surrogate, encoding, mean, scale)
+            for x in candidates(far, region, encoding, mean, scale, depths):
+                Z_all = np.vstack([Z, (np.array([*points, x]) - mean) / scale])
+                y_all = np.concatenate([y, [*labels, c]])
+                w_all = np.concatenate([np.ones(n), [*weights, size]])
+                refit = copy.deepcopy(model).fit(Z_all, y_all, sample_weight=w_all)  # warm
+                damage = clean_loss(refit, Z, y, surrogate)
+                if best is None or damage > best[2]:
+                    best = (x, c, damage, refit)
+        x, c, _, model = best
+        points.append(x)
+        labels.append(c)
+        weights.append(size)
+    new_X = np.repeat(np.array(points), sizes, axis=0)
+    new_y = np.repeat(np.array(labels, dtype=y.dtype), sizes)
+    info = {"n_added": int(k), "points": len(points)}
+    return Poisoned(np.vstack([X, new_X]), np.concatenate([y, new_y]), mask, info)
+
+
+def check_minmax(attack: str, params: dict[str, Any]) -> None:
+    prefix = f"poison.{attack}"
+    if params["surrogate"] not in SURROGATES:
+        raise _fail(
+            f"{prefix}.surrogate",
+            f"= {params['surrogate']!r} is unknown",
+            f"choose from: {', '.join(SURROGATES)}",
+        )
+    batches = params["batches"]
+    if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
+        raise _fail(f"{prefix}.batches", f"= {batches!r} is below 1", "give e.g. 10")
+    cluster = params["cluster"]
+    if not isinstance(cluster, int) or isinstance(cluster, bool) or cluster < 1:
+        raise _fail(f"{prefix}.cluster", f"= {cluster!r} is below 1", "give e.g. 12")
+    check_number(f"{prefix}.quantile", params["quantile"], 0.0, 1.0, open_low=True)

@@ -1,0 +1,210 @@
+"""Calibrated gates, the minmax and gate-aware attacks, the trim defence, and the
+report's naive-versus-adaptive verdict (issue 23)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from poisonlab.attacks import apply_attack, dataset_attack_params
+from poisonlab.attacks.minmax import class_regions, encoding_constraints, minmax
+from poisonlab.config import validate_config
+from poisonlab.data import load_configured, split_masks
+from poisonlab.detectors import run_detector
+from poisonlab.detectors.calibration import clean_threshold
+from poisonlab.errors import PoisonlabError
+from poisonlab.seeding import derive_rng
+
+sys.path.insert(0, str(Path(__file__).parent / "usercode"))  # my_pipeline, the user's code
+
+CREDIT = {
+    "source": "tests/data/credit_data.csv",
+    "label_column": "Status",
+    "impute": "median",
+    "encode": "onehot",
+    "drop_columns": ["rownames"],
+}
+
+
+def _train(source: dict, trial: int = 0):
+    dataset, _ = load_configured(validate_config({"dataset": source})["dataset"])
+    test = split_masks(dataset.y, 0.2, 42, 1)[trial]
+    return dataset, dataset.X[~test], dataset.y[~test]
+
+
+def test_clean_threshold_flags_at_most_the_share_even_with_ties():
+    scores = np.array([0.0] * 90 + [0.5] * 6 + [0.9, 0.9, 1.0, 1.0])
+    for fpr in (0.01, 0.02, 0.05, 0.1):
+        assert np.mean(scores > clean_threshold(scores, fpr)) <= fpr
+    assert np.mean(scores > clean_threshold(scores, 0.04)) == 0.04
+
+
+def test_default_gate_passes_level_0_on_a_real_table_and_reports_recall_at_fpr():
+    from poisonlab.experiment import run_experiment
+
+    config = validate_config(
+        {
+            "dataset": CREDIT,
+            "poison": {"levels": [0.0, 0.1], "attacks": ["label_flip"]},
+            "validate": {"detectors": ["knn", "zscore", "isolation_forest"]},
+            "train": {"models": ["logistic_regression"]},
+            "trials": 2,
+            "mlflow": {"log_models": False},
+        }
+    )
+    assert config["validate"]["fpr"] == 0.05
+    _, detection, records = run_experiment(config)
+    clean = detection[(detection["poison_level"] == 0.0) & (detection["metric"] == "flag_rate")]
+    clean = clean[clean["detector"] != "class_balance"]
+    # Before calibration knn flagged 18-21% of this table's clean rows.
+    assert (clean["mean"] <= 2 * 0.05).all() and len(clean) == 3
+    poisoned = detection[detection["poison_level"] == 0.1]
+    for name in ("recall_at_1pct_fpr", "recall_at_5pct_fpr"):
+        assert set(poisoned[poisoned["metric"] == name]["detector"]) == {
+            "knn",
+            "zscore",
+            "isolation_forest",
+        }
+
+
+def test_fpr_is_checked_and_null_keeps_own_thresholds():
+    with pytest.raises(PoisonlabError, match=r"validate\.fpr = 1.5 is outside"):
+        validate_config({"validate": {"fpr": 1.5}})
+    assert validate_config({"validate": {"fpr": None}})["validate"]["fpr"] is None
+
+
+def test_minmax_rows_are_ones_a_real_source_could_send_and_evade_knn():
+    dataset, X, y = _train(CREDIT)
+    poisoned = minmax(
+        X, y, 0.1, rng=derive_rng(1), n_classes=2, feature_names=dataset.feature_names
+    )
+    added = poisoned.X[len(y) :]
+    assert len(added) == round(0.1 * len(y)) and poisoned.mask[len(y) :].all()
+    encoding = encoding_constraints(X, dataset.feature_names)
+    assert encoding.groups, "credit's text columns are one-hot groups"
+    assert (added >= encoding.low - 1e-12).all() and (added <= encoding.high + 1e-12).all()
+    assert np.all(added[:, encoding.integer] == np.round(added[:, encoding.integer]))
+    for columns in encoding.groups:
+        assert np.all(added[:, columns].sum(axis=1) == 1.0)
+    mean, scale = X.mean(axis=0), np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+    regions = class_regions((X - mean) / scale, y, 2, 0.95)
+    for row, label in zip(added, poisoned.y[len(y) :], strict=True):
+        assert regions[label].holds((row - mean) / scale)
+    # Calibrated on the clean split, knn catches none of the concentrated poison.
+    clean = run_detector("knn", X, y, seed=0, n_classes=2, params={"k": 10, "threshold": 0.5})
+    found = run_detector(
+        "knn", poisoned.X, poisoned.y, seed=0, n_classes=2, params={"k": 10, "threshold": 0.5}
+    )
+    caught = found.scores[poisoned.mask] > clean_threshold(clean.scores, 0.05)
+    assert caught.mean() <= 0.2
+
+
+def _iris_attack(attack: str, extra: dict) -> tuple[float, float]:
+    config = validate_config(
+        {"poison": {"attacks": [attack], **extra}, "validate": {"detectors": ["zscore"]}}
+    )
+    dataset, X, y = _train({"source": "sklearn:iris"})
+    params = dataset_attack_params(config, dataset.class_names, dataset.feature_names)
+    poisoned = apply_attack(
+        attack,
+        X,
+        y,
+        0.1,
+        rng=derive_rng(42, "poison", 0, attack),
+        n_classes=3,
+        params=params[attack],
+        feature_names=dataset.feature_names,
+        class_names=dataset.class_names,
+    )
+    zscore = {"threshold": 3.5}
+    clean = run_detector("zscore", X, y, seed=0, n_classes=3, params=zscore)
+    found = run_detector("zscore", poisoned.X, poisoned.y, seed=0, n_classes=3, params=zscore)
+    threshold = clean_threshold(clean.scores, 0.05)
+    return float((found.scores[poisoned.mask] > threshold).mean()), poisoned.mask.mean()
+
+
+def test_gate_aware_feature_noise_walks_past_zscore_with_built_in_and_user_gates():
+    plain, _ = _iris_attack("feature_noise", {})
+    assert plain >= 0.9
+    quiet, share = _iris_attack(
+        "quiet", {"quiet": {"base": "feature_noise", "evade": ["zscore"], "rounds": 5}}
+    )
+    assert quiet <= 0.1 and share == pytest.approx(0.1, abs=0.01)
+    user, _ = _iris_attack(
+        "quiet_user",
+        {"quiet_user": {"base": "feature_noise", "evade": ["my_pipeline:far_from_class"]}},
+    )
+    assert user <= 0.1
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"base": "nope", "evade": ["zscore"]}, r"poison\.q\.base = 'nope' is not a built-in"),
+        ({"base": "label_flip", "evade": []}, r"poison\.q\.evade = \[\] is not a list"),
+        ({"base": "label_flip", "evade": ["zscor"]}, r"poison\.q\.evade\[0\] = 'zscor'"),
+        ({"base": "label_flip", "evade": ["knn"], "rounds": 0}, r"poison\.q\.rounds = 0"),
+    ],
+)
+def test_gate_aware_sections_are_checked(section, message):
+    with pytest.raises(PoisonlabError, match=message):
+        validate_config({"poison": {"attacks": ["q"], "q": section}})
+
+
+def test_trim_flags_a_mislabelled_cluster_that_knn_accepts():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(-2, 1, (200, 2)), rng.normal(2, 1, (200, 2))])
+    y = np.repeat([0, 1], 200)
+    cluster = np.tile([[2.5, 2.5]], (30, 1))  # deep in class 1, labelled 0
+    X_p, y_p = np.vstack([X, cluster]), np.concatenate([y, np.zeros(30, dtype=int)])
+    trim = run_detector("trim", X_p, y_p, seed=0, n_classes=2, params={"trim": 0.2})
+    clean = run_detector("trim", X, y, seed=0, n_classes=2, params={"trim": 0.2})
+    assert (trim.scores[400:] > clean_threshold(clean.scores, 0.05)).mean() >= 0.9
+    knn = run_detector("knn", X_p, y_p, seed=0, n_classes=2, params={})
+    assert knn.scores[400:].max() == 0.0
+
+
+def test_report_names_the_worst_attack_and_a_defence_worse_than_none():
+    from poisonlab.adaptive_report import defence_harm, worst_case
+
+    rows = []
+    for trial in range(4):
+        for defense, value in (("none", 0.90), ("knn", 0.85 - 0.01 * trial)):
+            rows.append((0.1, trial, "minmax", "lr", defense, "", "accuracy", value))
+    records = pd.DataFrame(
+        rows,
+        columns=[
+            "poison_level",
+            "trial",
+            "attack",
+            "model",
+            "defense",
+            "detector",
+            "metric",
+            "value",
+        ],
+    )
+    [sentence] = defence_harm(records, "accuracy")
+    assert "the knn defence lowers lr's accuracy" in sentence and "minmax" in sentence
+    summary = pd.DataFrame(
+        [
+            (0.1, "label_flip", "lr", "none", "accuracy", 0.95, 0.94, 0.96, 5),
+            (0.1, "minmax", "lr", "none", "accuracy", 0.93, 0.92, 0.94, 5),
+        ],
+        columns=[
+            "poison_level",
+            "attack",
+            "model",
+            "defense",
+            "metric",
+            "mean",
+            "ci_low",
+            "ci_high",
+            "n",
+        ],
+    )
+    assert worst_case(summary, "accuracy")["worst_attack"].tolist() == ["minmax"]
