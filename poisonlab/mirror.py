@@ -218,16 +218,17 @@ def representative_models(dataset, config: dict[str, Any]) -> dict[ChildKey, Any
     """
     from poisonlab import experiment
     from poisonlab.data import split_masks
-    from poisonlab.detectors import TableNames
 
     one_trial = {**config, "trials": 1}
-    names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
+    names = experiment.table_names(dataset)
     masks = split_masks(dataset.y, config["dataset"]["test_size"], config["seed"], 1)
     models: dict[ChildKey, Any] = {}
     for level in config["poison"]["levels"]:
         sets = list(experiment.poison_level(dataset, masks, one_trial, level))
         detections = experiment.detect_level(sets, one_trial, dataset.n_classes, names)
-        fitted = experiment.train_level(sets, detections, one_trial, dataset.feature_names)
+        fitted = experiment.train_level(
+            sets, detections, one_trial, experiment.model_columns(dataset)
+        )
         for (_, attack, model, defense), estimator in fitted.items():
             models[(float(level), attack, model, defense)] = estimator
     return models
@@ -239,14 +240,14 @@ def _load_data(manifest: dict, data_path: str | Path | None):
     Returns ``(dataset, note)``; ``dataset`` is None (and ``note`` says why) when the
     source is unreadable or no longer has the content the run used.
     """
-    from poisonlab.data import load_configured, read_dataset
+    from poisonlab.data import load_table, read_dataset
 
     if data_path is not None:
         return read_dataset(data_path), ""
     settings = manifest["config"]["dataset"]
     try:
-        # The run's impute/encode options too, so the data is the data the run trained on.
-        dataset, input_hash = load_configured(settings)
+        # The raw view, as the run's load step made it.
+        dataset, input_hash = load_table(settings)
     # Unreadable now (moved, no access): mirror everything else.
     except Exception as error:  # noqa: BLE001
         return None, f"no dataset input or models: {' '.join(str(error).split())[:200]}"

@@ -32,7 +32,7 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.metaestimators import available_if
 
 from poisonlab.errors import PoisonlabError
-from poisonlab.table import Schema, TableView
+from poisonlab.table import Encoding, Schema, TableView
 from poisonlab.usercode import (
     call_user_code,
     code_kwargs,
@@ -136,6 +136,13 @@ def _on_raw_rows(
     model = make_model(name, params, random_state, names)
     steps = model.steps if isinstance(model, Pipeline) else [("model", model)]
     return Pipeline([encoder, *steps])
+
+
+def takes_raw_rows(estimator: Any) -> bool:
+    """Whether a fitted model takes the table's raw rows (``make_model`` with a TableView)."""
+    if isinstance(estimator, TableLabels):
+        return True
+    return isinstance(estimator, Pipeline) and isinstance(estimator.steps[0][1], TableEncoder)
 
 
 def past_encoder(estimator: Any, X: Any) -> tuple[Any, Any]:
@@ -457,6 +464,7 @@ def check_model_params(name: str, params: dict[str, Any]) -> None:
     rows of the real dataset by ``check_user_model``, before anything runs.
     """
     if model_kind(name, params) == USER:
+        section_input(params, f"train.{name}")
         _check_classifier(name, params, make_model(name, params, random_state=0))
         return
     small = {**params}
@@ -491,7 +499,11 @@ def _check_classifier(name: str, section: dict[str, Any], estimator: Any) -> Non
 
 
 def check_user_model(
-    name: str, section: dict[str, Any], X: np.ndarray, y: np.ndarray, columns: list[str]
+    name: str,
+    section: dict[str, Any],
+    X: np.ndarray | pd.DataFrame,
+    y: np.ndarray,
+    columns: list[str] | TableView,
 ) -> None:
     """Fit a user model on a few rows of the real data and predict them: the right number
     of predictions, each one of the classes it was fitted on. Raises a PoisonlabError
@@ -509,9 +521,14 @@ def check_user_model(
     except PoisonlabError as error:
         if "column" not in str(error.__cause__).lower():
             raise
+        raw = isinstance(columns, TableView) and section_input(section, f"train.{name}") == "raw"
+        if isinstance(columns, TableView):
+            columns = columns.schema.columns if raw else columns.feature_names
         shown = ", ".join(columns[:12]) + (f", ... ({len(columns)})" if len(columns) > 12 else "")
         fix = "select among them"
-        if any("=" in column for column in columns):  # dataset.encode's one-hot column=value
+        if raw:
+            fix += " (the table's own columns, after dataset.drop_columns)"
+        elif any("=" in column for column in columns):  # dataset.encode's one-hot column=value
             fix += (
                 ", or set dataset.encode: ordinal to keep each text column under its own "
                 "name (as codes 0..k-1)"

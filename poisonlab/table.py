@@ -322,12 +322,21 @@ def _as_dtype(values: np.ndarray, dtype: str, kind: str) -> pd.Series:
     if kind == TEXT:
         return series.astype(dtype) if dtype != "object" else series.where(series.notna(), np.nan)
     if series.isna().any() and kind in (INTEGER, BOOLEAN) and dtype[0].islower():
-        # A numpy int or bool column has no missing value: pandas' nullable type holds it.
-        dtype = "Int64" if kind == INTEGER else "boolean"
+        # A numpy int column with a gap is read from a CSV as floats: so it comes here.
+        dtype = "float64" if kind == INTEGER else "boolean"
     try:
         return series.astype(dtype)
     except (TypeError, ValueError):
         return pd.Series(pd.to_numeric(series, errors="coerce"))
+
+
+def restore_dtypes(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """A frame read back from Parquet in the table's dtypes (an integer column with a
+    blanked cell comes back as float: it is given pandas' nullable integer type)."""
+    for column, dtype, kind in zip(schema.columns, schema.dtypes, schema.kinds, strict=True):
+        if str(frame[column].dtype) != dtype:
+            frame[column] = _as_dtype(frame[column].astype(object).to_numpy(), dtype, kind)
+    return frame
 
 
 def rows_hash(X: np.ndarray | pd.DataFrame, y: np.ndarray) -> str:
@@ -407,5 +416,11 @@ class TableView:
 
 def table_view(table: Table) -> TableView:
     """The ``TableView`` of a table's raw view."""
-    return TableView(table.schema, tuple(v.item() if isinstance(v, np.generic) else v
-                                         for v in table.labels(np.arange(table.n_classes))))
+    return TableView(table.schema, plain_labels(table.class_names, table.label_numeric))
+
+
+def plain_labels(class_names: list[str], numeric: bool) -> tuple[Any, ...]:
+    """The label column's values by class code as plain Python values (int or str)."""
+    return tuple(
+        v.item() if isinstance(v, np.generic) else v for v in label_values(class_names, numeric)
+    )
