@@ -234,7 +234,8 @@ class TableEncoder(TransformerMixin, BaseEstimator):
     def _rows(self, X: Any) -> pd.DataFrame:
         columns = self.schema["columns"]
         if isinstance(X, pd.DataFrame):
-            return X[columns]
+            # Selecting columns copies the frame: only where they differ (a reordered input).
+            return X if list(X.columns) == columns else X[columns]
         return pd.DataFrame(np.asarray(X), columns=columns)
 
     def fit(self, X: Any, y: Any = None) -> TableEncoder:
@@ -382,6 +383,10 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 def is_finite(X: np.ndarray) -> bool:
     """Whether every value of ``X`` is a number that stays finite in float32 too."""
+    if isinstance(X, pd.DataFrame):  # raw rows: finite where every column is numbers
+        if not all(pd.api.types.is_numeric_dtype(t) for t in X.dtypes):
+            return False
+        X = X.to_numpy(dtype=np.float64, na_value=np.nan)
     X = np.asarray(X)
     if not np.issubdtype(X.dtype, np.number):
         return False
