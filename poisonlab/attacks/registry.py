@@ -14,9 +14,11 @@ from poisonlab.attacks.feature import (
     check_jitter,
     check_magnitude,
     check_sampling,
+    check_share,
     feature_noise,
     feature_noise_inrange,
     injection,
+    missing_values,
 )
 from poisonlab.attacks.influence import check_greedy, label_flip_greedy
 from poisonlab.attacks.label import (
@@ -67,6 +69,9 @@ ATTACKS: dict[str, Attack] = {
         feature_params=("features",),
         level_note="level = fraction of training rows, taken from classes other than the target",
     ),
+    # Blanks cells of the raw rows (a table's raw view, the pipeline's); the built-ins
+    # then need dataset.impute (preflight.numbers_needed).
+    "missing_values": Attack(missing_values, {"share": 0.3}, check_share),
 }
 
 
