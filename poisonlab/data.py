@@ -541,9 +541,7 @@ def frame_to_table(
     _check_finite(features, source)
     codes, class_names = _class_codes(labels, label, source)
     # Whole numbers as labels (4, 6, 8 cylinders): user code gets them as numbers.
-    numeric = bool(pd.api.types.is_numeric_dtype(labels)) and not pd.api.types.is_bool_dtype(
-        labels
-    )
+    numeric = bool(pd.api.types.is_numeric_dtype(labels)) and not pd.api.types.is_bool_dtype(labels)
     features = features.reset_index(drop=True)
     features.columns = [str(c) for c in features.columns]
     return Table(

@@ -149,7 +149,9 @@ def _raw_sets(
                 params=params[attack],
             )
             raw = encoding.decode(poisoned.X, rows)
-            yield PoisonedSet(trial, attack, Poisoned(raw, poisoned.y, poisoned.mask, poisoned.info))
+            yield PoisonedSet(
+                trial, attack, Poisoned(raw, poisoned.y, poisoned.mask, poisoned.info)
+            )
 
 
 def _poisoned_sets(
@@ -174,9 +176,7 @@ def _poisoned_sets(
             yield PoisonedSet(trial, attack, poisoned)
 
 
-def write_poisoned(
-    sets: Iterable[PoisonedSet], dataset: Dataset | Table, path: str | Path
-) -> None:
+def write_poisoned(sets: Iterable[PoisonedSet], dataset: Dataset | Table, path: str | Path) -> None:
     """All poisoned sets of a level in one Parquet file, one row group per set.
 
     Written as the sets arrive, so only one is in memory. The footer's metadata

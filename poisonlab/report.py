@@ -652,8 +652,7 @@ def columns_lines(provenance: dict) -> list[str]:
     columns = ", ".join(f"{c['name']} ({c['dtype']})" for c in raw)
     label = provenance.get("label_column")
     return [
-        f"raw columns (your models and gates): {columns}"
-        + (f"; label {label}" if label else ""),
+        f"raw columns (your models and gates): {columns}" + (f"; label {label}" if label else ""),
         f"encoded features (built-ins): {', '.join(provenance.get('feature_names', []))}",
     ]
 

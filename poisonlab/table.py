@@ -257,7 +257,8 @@ class Encoding:
         With ``original`` (the raw rows ``X``'s first rows were encoded from), a cell
         whose encoding ``X`` left unchanged keeps its raw value, and a cell missing
         there stays missing; rows past ``original`` (added rows) are decoded whole.
-        A cell that is NaN in ``X`` becomes missing (``missing_values`` blanks cells).
+        A cell that is NaN in ``X`` becomes missing (``missing_values`` blanks cells),
+        except in a numpy integer or boolean column, which holds no gap.
         Numbers keep their own units; integers are rounded (and clipped to their
         dtype); a one-hot group becomes its largest seen category, an ordinal code
         the nearest seen category's.
@@ -284,6 +285,11 @@ class Encoding:
                 missing[:n_old] = base[column].isna().to_numpy()
                 values[:n_old] = base[column].to_numpy(dtype=object)
             blanked = np.isnan(block).any(axis=1)
+            if kind in (INTEGER, BOOLEAN) and dtype[0].islower():
+                # numpy's int and bool hold no gap (a CSV would turn the column into
+                # floats, and a contract typed int would fail as a whole): kept as it was.
+                changed &= ~blanked
+                blanked[:] = False
             write = changed & ~missing & ~blanked
             values[changed & blanked] = None
             if write.any():
