@@ -288,11 +288,9 @@ def detect_level(
     its place for that set: it gets a ``failed`` record there, its defence is not
     trained, and the other detectors and models of the level stand.
     """
-    from poisonlab.detectors import run_detector
-    from poisonlab.usercode import one_line
-
-    from poisonlab.detectors import DETECTORS
+    from poisonlab.detectors import DETECTORS, run_detector
     from poisonlab.detectors.user import wants_encoded
+    from poisonlab.usercode import one_line
 
     detections: dict[DetectionKey, Detection | FailedDetection] = {}
     for s in sets:

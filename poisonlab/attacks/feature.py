@@ -236,8 +236,9 @@ def missing_values(
 
     The blanked cells are NaN in the encoded matrix and missing in the raw rows
     (``poisonlab.table.Encoding.decode``; a one-hot group with a blank cell is a
-    missing category; a column whose dtype holds no gap, numpy's int, keeps its value). An imputing pipeline then fills them with its training
-    split's values: the attack tests what a feed of gaps does to it. Labels unchanged.
+    missing category; a column whose dtype holds no gap, numpy's int, keeps its
+    value). An imputing pipeline then fills them with its training split's values:
+    the attack tests what a feed of gaps does to it. Labels unchanged.
     The draws cover every position of the row permutation, so a higher level
     blanks a superset of a lower level's cells.
     """
