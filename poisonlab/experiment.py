@@ -49,7 +49,15 @@ from poisonlab.data import (
 from poisonlab.errors import PoisonlabError
 from poisonlab.gate import CLASS_BALANCE, CLASS_SHIFT, class_shift
 from poisonlab.seeding import derive_rng, derive_seed
-from poisonlab.table import Encoding, Schema, Table, restore_dtypes, rows_hash, table_view
+from poisonlab.table import (
+    Encoding,
+    Schema,
+    Table,
+    plain_columns,
+    restore_dtypes,
+    rows_hash,
+    table_view,
+)
 
 if TYPE_CHECKING:
     from poisonlab.detectors import Detection, TableNames
@@ -138,6 +146,7 @@ def _raw_sets(
     for trial in range(config["trials"]):
         rows, encoding, X = attack_view(table, test_masks[trial])
         y = table.y[~test_masks[trial]]
+        columns = encoding.columns_info(X)
         for attack in config["poison"]["attacks"]:
             poisoned = apply_attack(
                 attack,
@@ -147,6 +156,7 @@ def _raw_sets(
                 rng=derive_rng(config["seed"], "poison", trial, attack),
                 n_classes=table.n_classes,
                 params=params[attack],
+                columns=columns,
             )
             raw = encoding.decode(poisoned.X, rows)
             yield PoisonedSet(
@@ -163,6 +173,7 @@ def _poisoned_sets(
 ) -> Iterator[PoisonedSet]:
     for trial in range(config["trials"]):
         train = ~test_masks[trial]
+        columns = plain_columns(dataset.feature_names, dataset.X[train])
         for attack in config["poison"]["attacks"]:
             poisoned = apply_attack(
                 attack,
@@ -172,6 +183,7 @@ def _poisoned_sets(
                 rng=derive_rng(config["seed"], "poison", trial, attack),
                 n_classes=dataset.n_classes,
                 params=params[attack],
+                columns=columns,
             )
             yield PoisonedSet(trial, attack, poisoned)
 

@@ -186,6 +186,15 @@ class EncodedColumns:
     raw: list[str]
 
 
+def plain_columns(names: list[str], X: np.ndarray) -> EncodedColumns:
+    """``EncodedColumns`` of a matrix that is already numbers (a ``Dataset``'s): every
+    column a float, no one-hot groups, ranges from ``X``."""
+    d = X.shape[1]
+    low = X.min(axis=0) if len(X) else np.full(d, -np.inf)
+    high = X.max(axis=0) if len(X) else np.full(d, np.inf)
+    return EncodedColumns(list(names), np.zeros(d, dtype=bool), [], low, high, list(names))
+
+
 @dataclass(frozen=True)
 class Encoding:
     """A schema's encoding fitted on one training split: fill values, seen categories."""

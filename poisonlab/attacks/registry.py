@@ -160,11 +160,16 @@ def apply_attack(
     params: dict[str, Any],
     class_names: Sequence[str] | None = None,
     feature_names: Sequence[str] | None = None,
+    columns: Any = None,
 ) -> Poisoned:
     """Run the attack called ``name`` with its config parameters.
 
     Class and feature parameters may be names when ``class_names`` and
-    ``feature_names`` are given, otherwise indices only.
+    ``feature_names`` are given, otherwise indices only. ``columns``
+    (``poisonlab.table.EncodedColumns``: what the encoding of ``X`` is) reaches the
+    attacks that ask for it (``Attack.encoded_columns``).
     """
     resolved = resolve_params(name, params, class_names=class_names, feature_names=feature_names)
+    if ATTACKS[name].encoded_columns:
+        resolved["columns"] = columns
     return ATTACKS[name].poison(X, y, level, rng=rng, n_classes=n_classes, **resolved)
