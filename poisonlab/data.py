@@ -716,10 +716,10 @@ def read_dataset(path: str | Path) -> Any:
     meta = read_metadata(path)
     table = pq.read_table(path)
     if "schema" in meta:
-        from poisonlab.table import Schema, Table
+        from poisonlab.table import Schema, Table, restore_dtypes
 
         schema = Schema.from_json(meta["schema"])
-        features = table.select(schema.columns).to_pandas()
+        features = restore_dtypes(table.select(schema.columns).to_pandas(), schema)
         return Table(
             features,
             table.column(LABEL).to_numpy().astype(np.int64),

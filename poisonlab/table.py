@@ -224,7 +224,8 @@ class Encoding:
             known = self.seen[column]
             vocabulary = schema.categories[column]
             if schema.method == "ordinal":
-                codes = {c: float(i) for i, c in enumerate(vocabulary) if c in set(known)}
+                known_set = set(known)
+                codes = {c: float(i) for i, c in enumerate(vocabulary) if c in known_set}
                 fill_code = float(vocabulary.index(fill)) if fill in vocabulary else 0.0
                 parts.append(np.array([codes.get(v, fill_code) for v in text])[:, None])
                 continue

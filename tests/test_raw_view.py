@@ -205,3 +205,52 @@ def test_whole_number_labels_reach_user_code_as_numbers():
     ).fit(table.features, table.y)
     assert sorted(model.model_.classes_.tolist()) == [4, 6, 8]
     assert isinstance(pd.Series(model.predict(table.features)).iloc[0], np.integer)
+
+
+@pytest.mark.slow
+def test_a_team_runs_its_own_code_on_its_raw_table_end_to_end(tmp_path):
+    """Must hold 4, as a new user runs it: the team's pipeline and gates alone on a table
+    with text columns and gaps, no dataset.encode or dataset.impute, on the local runner;
+    the poisoned splits stored raw, the manifest naming raw columns and encoded features."""
+    import json
+    import os
+
+    from conftest import run_command, set_args
+
+    output = tmp_path / "out"
+    usercode = os.pathsep.join([str(ROOT / "tests" / "usercode"), os.environ.get("PYTHONPATH", "")])
+    result = run_command(
+        "submit.py",
+        "--local",
+        "--config",
+        str(TEAM_CONFIG),
+        *set_args(
+            "dataset.encode=null",
+            "dataset.impute=null",
+            "train.models=[team]",
+            "validate.detectors=[contract, source]",
+            "poison.attacks=[label_flip, feature_noise]",
+            "trials=2",
+            f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            "mlflow.log_models=false",
+        ),
+        "--output-dir",
+        str(output),
+        "--keep-artifacts",
+        env={"PYTHONPATH": usercode},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    detection = pd.read_csv(output / "detection.csv").set_index(
+        ["poison_level", "attack", "detector", "metric"]
+    )["mean"]
+    assert detection[(0.0, "label_flip", "contract", "flag_rate")] == 0.0
+    assert detection[(0.1, "feature_noise", "contract", "recall")] >= 0.9
+    assert detection[(0.1, "feature_noise", "source", "flag_rate")] == 0.0
+    summary = pd.read_csv(output / "summary.csv")
+    assert set(summary["model"]) == {"team"}
+    provenance = json.loads((output / "manifest.json").read_text())["provenance"]
+    assert {"name": "Age", "dtype": "int64"} in provenance["raw_columns"]
+    assert "Home=owner" in provenance["feature_names"]
+    [stored] = sorted(output.glob("artifacts/*/for-loop-*-iteration-1/poison/poisoned*"))
+    sets = list(experiment.read_poisoned(stored))
+    assert str(sets[0].data.X["Age"].dtype) == "int64" and sets[0].data.X["Income"].isna().any()
