@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from poisonlab.attacks import dataset_attack_params, n_poisoned
+from poisonlab.config import ENCODE_METHODS, IMPUTE_METHODS
 from poisonlab.data import Dataset, read_configured, split_masks, table_warnings
 from poisonlab.errors import PoisonlabError
 from poisonlab.table import Table
@@ -182,14 +183,15 @@ def numbers_needed(dataset: Dataset | Table, config: dict[str, Any]) -> None:
     if gaps and settings["impute"] is None:
         raise PoisonlabError(
             f"dataset.impute: {needs[0]} needs numbers, and columns {gaps} have missing "
-            f"values; set dataset.impute to one of mean, median, most_frequent, drop_rows "
+            f"values; set dataset.impute to one of {', '.join(IMPUTE_METHODS)} "
             "(your own models and gates get the raw rows and need none)"
         )
     text = dataset.schema.text_columns
     if text and settings["encode"] is None:
         raise PoisonlabError(
             f"dataset.encode: {needs[0]} needs numbers, and feature columns {text} are text; "
-            "set dataset.encode to onehot or ordinal, or add them to dataset.drop_columns "
+            f"set dataset.encode to {' or '.join(ENCODE_METHODS)}, or add them to "
+            "dataset.drop_columns "
             "(your own models and gates get the raw rows and need none)"
         )
 
