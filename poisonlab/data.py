@@ -16,6 +16,7 @@ import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -445,21 +446,16 @@ def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
     return warnings + split_warnings(frame, dataset_config, label)
 
 
-def frame_to_dataset(
+def _checked_table(
     frame: pd.DataFrame,
     label_column: str | None,
     source: str,
-    impute: str | None = None,
-    encode: str | None = None,
-    drop_columns: list[str] | None = None,
-) -> Dataset:
-    """Check a raw table and turn it into a Dataset.
-
-    ``drop_columns`` are left out first (each must be a column, never the label).
-    Missing feature values are an error unless ``impute`` says how to fill them;
-    text feature columns are an error unless ``encode`` says how to turn them
-    into numbers. The input table is never changed.
-    """
+    impute: str | None,
+    drop_columns: list[str] | None,
+) -> tuple[pd.DataFrame, pd.Series, str]:
+    """The checks every view of a table needs: the table's feature columns (after
+    ``drop_columns``, and without the rows ``impute: drop_rows`` drops), its label
+    column, and the label column's name."""
     if frame.shape[0] == 0 or frame.shape[1] < 2:
         raise PoisonlabError(
             f"dataset.source: {source} has no rows or fewer than 2 columns; "
@@ -504,11 +500,6 @@ def frame_to_dataset(
                 "fills), or add the column to dataset.drop_columns"
             )
     missing = [str(c) for c in features.columns if features[c].isna().any()]
-    if missing and impute is None:
-        raise PoisonlabError(
-            f"dataset.source: columns {missing} of {source} have missing values; "
-            f"fill them, or set dataset.impute to one of {', '.join(IMPUTE_METHODS)}"
-        )
     if missing and impute == "drop_rows":
         kept = ~features.isna().any(axis=1)
         features, labels = features[kept], labels[kept]
@@ -516,7 +507,89 @@ def frame_to_dataset(
             raise PoisonlabError(
                 f"dataset.impute: drop_rows leaves no rows of {source}; use mean or median"
             )
-    elif missing:
+    return features, labels, str(label)
+
+
+def _check_finite(features: pd.DataFrame, source: str) -> None:
+    numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
+    values = features[numeric].to_numpy(dtype=np.float64, na_value=0.0)
+    if not np.isfinite(values).all():
+        finite = np.isfinite(values).all(axis=0)
+        infinite = [str(c) for c, ok in zip(numeric, finite, strict=True) if not ok]
+        raise PoisonlabError(
+            f"dataset.source: columns {infinite} of {source} hold infinite values; "
+            "replace them with finite numbers"
+        )
+
+
+def _class_codes(labels: pd.Series, label: str, source: str) -> tuple[np.ndarray, list[str]]:
+    names = _class_labels(labels, label, source)
+    class_names = sorted(set(names))
+    if len(class_names) < 2:
+        raise PoisonlabError(
+            f"dataset.label_column: {label!r} of {source} has one class ({class_names[0]!r}); "
+            "a classifier needs at least 2: check the label column"
+        )
+    codes = pd.Categorical(names, categories=class_names).codes.astype(np.int64)
+    return codes, class_names
+
+
+def frame_to_table(
+    frame: pd.DataFrame,
+    label_column: str | None,
+    source: str,
+    impute: str | None = None,
+    encode: str | None = None,
+    drop_columns: list[str] | None = None,
+):
+    """Check a raw table and return its raw view (``poisonlab.table.Table``).
+
+    The table's own columns after ``drop_columns``, with their dtypes and gaps;
+    ``impute`` and ``encode`` are only recorded (the encoded view is fitted per
+    training split), except ``impute: drop_rows``, which drops rows with gaps here.
+    """
+    from poisonlab.table import Schema, Table
+
+    features, labels, label = _checked_table(frame, label_column, source, impute, drop_columns)
+    _check_finite(features, source)
+    codes, class_names = _class_codes(labels, label, source)
+    # Whole numbers as labels (4, 6, 8 cylinders): user code gets them as numbers.
+    numeric = bool(pd.api.types.is_numeric_dtype(labels)) and not pd.api.types.is_bool_dtype(labels)
+    features = features.reset_index(drop=True)
+    features.columns = [str(c) for c in features.columns]
+    return Table(
+        features,
+        codes,
+        class_names,
+        label,
+        Schema.of(features, encode, impute),
+        label_numeric=numeric,
+    )
+
+
+def frame_to_dataset(
+    frame: pd.DataFrame,
+    label_column: str | None,
+    source: str,
+    impute: str | None = None,
+    encode: str | None = None,
+    drop_columns: list[str] | None = None,
+) -> Dataset:
+    """Check a raw table and turn it into a Dataset (the encoded view of the whole table).
+
+    ``drop_columns`` are left out first (each must be a column, never the label).
+    Missing feature values are an error unless ``impute`` says how to fill them;
+    text feature columns are an error unless ``encode`` says how to turn them
+    into numbers. The input table is never changed.
+    """
+    features, labels, label = _checked_table(frame, label_column, source, impute, drop_columns)
+    missing = [str(c) for c in features.columns if features[c].isna().any()]
+    if missing and impute is None:
+        raise PoisonlabError(
+            f"dataset.source: columns {missing} of {source} have missing values; "
+            f"fill them, or set dataset.impute to one of {', '.join(IMPUTE_METHODS)}"
+        )
+    if missing and impute != "drop_rows":
         features = _impute(features, impute)
     non_numeric = [
         str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
@@ -530,21 +603,8 @@ def frame_to_dataset(
     if non_numeric:
         features = _encode(features, non_numeric, encode)
     X = features.to_numpy(dtype=np.float64)
-    if not np.isfinite(X).all():
-        finite = np.isfinite(X).all(axis=0)
-        infinite = [str(c) for c, ok in zip(features.columns, finite, strict=True) if not ok]
-        raise PoisonlabError(
-            f"dataset.source: columns {infinite} of {source} hold infinite values; "
-            "replace them with finite numbers"
-        )
-    names = _class_labels(labels, label, source)
-    class_names = sorted(set(names))
-    if len(class_names) < 2:
-        raise PoisonlabError(
-            f"dataset.label_column: {label!r} of {source} has one class ({class_names[0]!r}); "
-            "a classifier needs at least 2: check the label column"
-        )
-    codes = pd.Categorical(names, categories=class_names).codes.astype(np.int64)
+    _check_finite(features, source)
+    codes, class_names = _class_codes(labels, label, source)
     return Dataset(
         X=X,
         y=codes,
@@ -568,17 +628,50 @@ def load_dataset(
     return dataset, input_hash
 
 
-def read_configured(dataset_config: dict) -> tuple[pd.DataFrame, Dataset, str]:
-    """The raw table, its checked Dataset and the input's SHA-256, with the options of a
-    validated config's ``dataset`` section (the raw table is for ``table_warnings``).
+def _split_values(frame: pd.DataFrame, dataset_config: dict) -> np.ndarray | None:
+    """The ``dataset.split`` column's value per kept row (None for a random split).
 
-    The ``dataset.split`` column is left out of the features unless ``feature: true``
-    (``splits.feature_settings``), and its values ride on the Dataset as ``split_values``.
+    Checked before the table: an error about the split column names dataset.split.
     """
-    frame, input_hash = read_frame(dataset_config["source"])
-    # Checked first: an error about the split column names dataset.split.
     label = _label_column(frame, dataset_config["label_column"], dataset_config["source"])
     values = split_column_values(frame, dataset_config, label)
+    return None if values is None else values[kept_rows(frame, dataset_config, label)]
+
+
+def read_configured(dataset_config: dict) -> tuple[pd.DataFrame, Any, str]:
+    """The raw table, its checked raw view (``poisonlab.table.Table``) and the input's
+    SHA-256, with the options of a validated config's ``dataset`` section (the raw
+    table is for ``table_warnings``).
+
+    The ``dataset.split`` column is left out of the features unless ``feature: true``
+    (``splits.feature_settings``), and its values ride on the Table as ``split_values``.
+    """
+    frame, input_hash = read_frame(dataset_config["source"])
+    values = _split_values(frame, dataset_config)
+    table = frame_to_table(
+        frame,
+        dataset_config["label_column"],
+        dataset_config["source"],
+        dataset_config.get("impute"),
+        dataset_config.get("encode"),
+        feature_settings(dataset_config).get("drop_columns"),
+    )
+    if values is not None:
+        table = replace(table, split_values=values)
+    return frame, table, input_hash
+
+
+def load_table(dataset_config: dict) -> tuple[Any, str]:
+    """The raw view (``Table``) of a validated config's dataset, and the input's SHA-256."""
+    _, table, input_hash = read_configured(dataset_config)
+    return table, input_hash
+
+
+def load_configured(dataset_config: dict) -> tuple[Dataset, str]:
+    """``load_dataset`` with the options of a validated config's ``dataset`` section: the
+    encoded view of the whole table, with the split column's values (``read_configured``)."""
+    frame, input_hash = read_frame(dataset_config["source"])
+    values = _split_values(frame, dataset_config)
     dataset = frame_to_dataset(
         frame,
         dataset_config["label_column"],
@@ -588,14 +681,7 @@ def read_configured(dataset_config: dict) -> tuple[pd.DataFrame, Dataset, str]:
         feature_settings(dataset_config).get("drop_columns"),
     )
     if values is not None:
-        values = values[kept_rows(frame, dataset_config, label)]
         dataset = replace(dataset, split_values=values)
-    return frame, dataset, input_hash
-
-
-def load_configured(dataset_config: dict) -> tuple[Dataset, str]:
-    """``load_dataset`` with the options of a validated config's ``dataset`` section."""
-    _, dataset, input_hash = read_configured(dataset_config)
     return dataset, input_hash
 
 
@@ -663,9 +749,24 @@ def read_metadata(path: str | Path) -> dict:
     return json.loads(pq.read_metadata(path).metadata[_METADATA_KEY])
 
 
-def read_dataset(path: str | Path) -> Dataset:
+def read_dataset(path: str | Path) -> Any:
+    """A file ``write_dataset`` wrote (a Dataset) or ``write_table`` wrote (a Table)."""
     meta = read_metadata(path)
     table = pq.read_table(path)
+    if "schema" in meta:
+        from poisonlab.table import Schema, Table, restore_dtypes
+
+        schema = Schema.from_json(meta["schema"])
+        features = restore_dtypes(table.select(schema.columns).to_pandas(), schema)
+        return Table(
+            features,
+            table.column(LABEL).to_numpy().astype(np.int64),
+            meta["class_names"],
+            meta["label_name"],
+            schema,
+            label_numeric=meta.get("label_numeric", False),
+            split_values=_stored_split_values(table),
+        )
     X = np.column_stack([table.column(name).to_numpy() for name in meta["feature_names"]]).astype(
         np.float64, copy=False
     )
@@ -675,12 +776,34 @@ def read_dataset(path: str | Path) -> Dataset:
         feature_names=meta["feature_names"],
         class_names=meta["class_names"],
         label_name=meta.get("label_name", "target"),
-        split_values=(
-            table.column(SPLIT).to_numpy(zero_copy_only=False)
-            if SPLIT in table.column_names
-            else None
-        ),
+        split_values=_stored_split_values(table),
     )
+
+
+def _stored_split_values(table: pa.Table) -> np.ndarray | None:
+    """The split column's values a stored Dataset or Table holds (None: a random split)."""
+    if SPLIT not in table.column_names:
+        return None
+    return table.column(SPLIT).to_numpy(zero_copy_only=False)
+
+
+def write_table(table: Any, path: str | Path, extra: dict | None = None) -> None:
+    """Write a Table (the raw view) as Parquet, dtypes kept; names, the schema and
+    ``extra`` go in the file's metadata."""
+    arrow = pa.Table.from_pandas(table.features, preserve_index=False)
+    arrow = arrow.append_column(LABEL, pa.array(table.y.astype(np.int64)))
+    if table.split_values is not None:
+        arrow = arrow.append_column(SPLIT, pa.array(table.split_values))
+    meta = {
+        "schema": table.schema.to_json(),
+        "feature_names": table.feature_names,
+        "class_names": table.class_names,
+        "label_name": table.label_name,
+        "label_numeric": table.label_numeric,
+        **(extra or {}),
+    }
+    arrow = arrow.replace_schema_metadata({_METADATA_KEY: json.dumps(meta).encode()})
+    pq.write_table(arrow, path)
 
 
 def write_splits(masks: np.ndarray, path: str | Path) -> None:

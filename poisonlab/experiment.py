@@ -42,13 +42,21 @@ from poisonlab.attacks.subpopulation import SUBPOPULATION
 from poisonlab.data import (
     LABEL,
     Dataset,
-    array_hash,
-    load_configured,
+    load_table,
     read_metadata,
 )
 from poisonlab.errors import PoisonlabError
 from poisonlab.gate import CLASS_BALANCE, CLASS_SHIFT, class_shift
 from poisonlab.seeding import derive_rng, derive_seed
+from poisonlab.table import (
+    Encoding,
+    Schema,
+    Table,
+    plain_columns,
+    restore_dtypes,
+    rows_hash,
+    table_view,
+)
 
 if TYPE_CHECKING:
     from poisonlab.detectors import Detection, TableNames
@@ -102,7 +110,7 @@ class PoisonedSet:
 
 
 def poison_level(
-    dataset: Dataset,
+    dataset: Dataset | Table,
     test_masks: np.ndarray,
     config: dict[str, Any],
     level: float,
@@ -113,10 +121,55 @@ def poison_level(
     The sets come one at a time, so that a task holds one poisoned copy of the
     data, not one per trial and attack. Bad attack parameters raise at the call.
     ``unit`` (``poisonlab.units``) narrows them to its attacks and trials.
+
+    A ``Table`` (the raw view) is poisoned in its encoded view fitted on each
+    trial's clean training split (``attack_view``), and every set's rows decoded back
+    to raw rows (``Encoding.decode``): its ``X`` is a DataFrame of the table's columns.
     """
     # Class and feature names checked against the dataset once, before any poisoning.
     params = dataset_attack_params(config, dataset.class_names, dataset.feature_names)
+    if isinstance(dataset, Table):
+        return _raw_sets(dataset, test_masks, config, level, params, unit)
     return _poisoned_sets(dataset, test_masks, config, level, params, unit)
+
+
+def attack_view(table: Table, test_mask: np.ndarray) -> tuple[pd.DataFrame, Encoding, np.ndarray]:
+    """A trial's clean training rows (raw), the encoding fitted on them, and their matrix:
+    the space attacks work in, and where an attack's info (a trigger, a cluster) lives."""
+    rows = table.features[~test_mask].reset_index(drop=True)
+    encoding = table.schema.fit(rows)
+    return rows, encoding, encoding.transform(rows)
+
+
+def _raw_sets(
+    table: Table,
+    test_masks: np.ndarray,
+    config: dict[str, Any],
+    level: float,
+    params: dict[str, dict[str, Any]],
+    unit: Unit | None = None,
+) -> Iterator[PoisonedSet]:
+    for trial in unit.trials if unit else range(config["trials"]):
+        rows, encoding, X = attack_view(table, test_masks[trial])
+        y = table.y[~test_masks[trial]]
+        columns = encoding.columns_info(X)
+        for attack in unit.attacks if unit else config["poison"]["attacks"]:
+            poisoned = apply_attack(
+                attack,
+                X,
+                y,
+                level,
+                rng=derive_rng(config["seed"], "poison", trial, attack),
+                n_classes=table.n_classes,
+                params=params[attack],
+                feature_names=table.feature_names,
+                columns=columns,
+                **_gate_names(attack, table),
+            )
+            raw = encoding.decode(poisoned.X, rows)
+            yield PoisonedSet(
+                trial, attack, Poisoned(raw, poisoned.y, poisoned.mask, poisoned.info)
+            )
 
 
 def _poisoned_sets(
@@ -129,6 +182,7 @@ def _poisoned_sets(
 ) -> Iterator[PoisonedSet]:
     for trial in unit.trials if unit else range(config["trials"]):
         train = ~test_masks[trial]
+        columns = plain_columns(dataset.feature_names, dataset.X[train])
         for attack in unit.attacks if unit else config["poison"]["attacks"]:
             poisoned = apply_attack(
                 attack,
@@ -139,12 +193,13 @@ def _poisoned_sets(
                 n_classes=dataset.n_classes,
                 params=params[attack],
                 feature_names=dataset.feature_names,
-                **_gate_names(attack, params[attack], dataset),
+                columns=columns,
+                **_gate_names(attack, dataset),
             )
             yield PoisonedSet(trial, attack, poisoned)
 
 
-def _gate_names(attack: str, params: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
+def _gate_names(attack: str, dataset: Dataset | Table) -> dict[str, Any]:
     """A gate-aware attack's user gates see the table under the dataset's names."""
     from poisonlab.attacks import ATTACKS
 
@@ -153,23 +208,36 @@ def _gate_names(attack: str, params: dict[str, Any], dataset: Dataset) -> dict[s
     return {"class_names": dataset.class_names, "label_name": dataset.label_name}
 
 
-def write_poisoned(sets: Iterable[PoisonedSet], dataset: Dataset, path: str | Path) -> None:
+def write_poisoned(sets: Iterable[PoisonedSet], dataset: Dataset | Table, path: str | Path) -> None:
     """All poisoned sets of a level in one Parquet file, one row group per set.
 
     Written as the sets arrive, so only one is in memory. The footer's metadata
     lists the sets in row-group order, with each one's hash, poisoned count and
-    attack info.
+    attack info. A ``Table``'s sets are stored raw: the table's own columns and
+    dtypes (text as text, integers as integers, missing as null).
     """
-    fields = [pa.field(name, pa.float64()) for name in dataset.feature_names]
-    schema = pa.schema([*fields, pa.field(LABEL, pa.int64()), pa.field(_POISONED, pa.bool_())])
+    raw = isinstance(dataset, Table)
+    if raw:
+        fields = list(pa.Schema.from_pandas(dataset.features, preserve_index=False))
+    else:
+        fields = [pa.field(name, pa.float64()) for name in dataset.feature_names]
+    extra = [pa.field(LABEL, pa.int64()), pa.field(_POISONED, pa.bool_())]
+    schema = pa.schema([*fields, *extra])
     meta: dict[str, Any] = {}
     with pq.ParquetWriter(path, schema) as writer:
         for s in sets:
-            columns = [*s.data.X.T, s.data.y.astype(np.int64), s.data.mask.astype(bool)]
-            table = pa.Table.from_arrays([pa.array(c) for c in columns], schema=schema)
+            labels = [pa.array(s.data.y.astype(np.int64)), pa.array(s.data.mask.astype(bool))]
+            if raw:
+                part = pa.Table.from_pandas(
+                    s.data.X, schema=pa.schema(fields), preserve_index=False
+                )
+                table = pa.Table.from_arrays([*part.columns, *labels], schema=schema)
+            else:
+                columns = [pa.array(c) for c in s.data.X.T]
+                table = pa.Table.from_arrays([*columns, *labels], schema=schema)
             writer.write_table(table, row_group_size=max(1, len(s.data.y)))
             meta[f"{s.trial}/{s.attack}"] = {
-                "sha256": array_hash(s.data.X, s.data.y),
+                "sha256": rows_hash(s.data.X, s.data.y),
                 "n_poisoned": int(s.data.mask.sum()),
                 "info": s.data.info,
             }
@@ -180,6 +248,9 @@ def write_poisoned(sets: Iterable[PoisonedSet], dataset: Dataset, path: str | Pa
             # The clean reference of the class-balance check (poisonlab.gate).
             "reference_class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
         }
+        if raw:
+            names["schema"] = dataset.schema.to_json()
+            names["label_numeric"] = dataset.label_numeric
         writer.add_key_value_metadata({"poisonlab": json.dumps({**names, "sets": meta})})
 
 
@@ -191,20 +262,24 @@ def read_poisoned(
     With ``features=False`` the feature columns are not read (``X`` has no
     columns), for steps that score rather than fit; with ``mask=False`` the
     poisoned-row mask is not read (``mask`` is None), for steps that must not
-    see which rows were poisoned.
+    see which rows were poisoned. Raw sets come back as DataFrames in the table's
+    dtypes.
     """
     meta = read_metadata(path)
-    columns = [*(meta["feature_names"] if features else []), LABEL, *([_POISONED] if mask else [])]
+    schema = Schema.from_json(meta["schema"]) if "schema" in meta else None
+    names = schema.columns if schema is not None else meta["feature_names"]
+    columns = [*(names if features else []), LABEL, *([_POISONED] if mask else [])]
     file = pq.ParquetFile(path)
     for group, (key, info) in enumerate(meta["sets"].items()):
         trial, attack = key.split("/", 1)
         table = file.read_row_group(group, columns=columns)
         n = table.num_rows
-        X = (
-            np.column_stack([table.column(name).to_numpy() for name in meta["feature_names"]])
-            if features and meta["feature_names"]
-            else np.empty((n, 0))
-        )
+        if schema is not None and features:
+            X = restore_dtypes(table.select(names).to_pandas(), schema)
+        elif features and names:
+            X = np.column_stack([table.column(name).to_numpy() for name in names])
+        else:
+            X = np.empty((n, 0))
         data = Poisoned(
             X=X,
             y=table.column(LABEL).to_numpy().astype(np.int64, copy=False),
@@ -238,7 +313,9 @@ def detect_level(
     """Run every configured detector on every poisoned set (the mask is not passed).
 
     ``names`` (the dataset's column and class names) are for the user's own gates,
-    which see the table as it was loaded.
+    which see the table as it was loaded. Raw sets (DataFrames) are encoded for the
+    built-in detectors and gates with ``input: encoded``, by the encoding fitted on
+    the set itself; the other gates get the raw rows.
 
     ``clean`` gives each trial's clean training split: every detector with scores
     is run on it too (once per trial), and its flags on the poisoned sets use the
@@ -259,7 +336,14 @@ def detect_level(
     detections: dict[DetectionKey, Detection | FailedDetection] = {}
     references: dict[tuple[int, str], Any] = {}  # (trial, detector): its clean detection
     for s in sets:
+        encoded = None
         for detector in config["validate"]["detectors"]:
+            X = s.data.X
+            if _needs_encoding(X, detector, config):
+                # The encoded view, fitted on this (poisoned) training split.
+                if encoded is None:
+                    encoded = _encoded(X, names)
+                X = encoded
             try:
                 reference = None
                 if clean is not None:
@@ -275,7 +359,7 @@ def detect_level(
                 else:
                     found = run_detector(
                         detector,
-                        s.data.X,
+                        X,
                         s.data.y,
                         seed=derive_seed(config["seed"], "detect", s.trial, s.attack, detector),
                         n_classes=n_classes,
@@ -295,15 +379,34 @@ def detect_level(
     return detections
 
 
+def _needs_encoding(X: np.ndarray | pd.DataFrame, detector: str, config: dict[str, Any]) -> bool:
+    """Whether ``detector`` gets raw rows ``X`` encoded: a built-in, or a user gate with
+    ``input: encoded`` (the other gates take the raw rows as they are)."""
+    from poisonlab.detectors import DETECTORS
+    from poisonlab.detectors.user import wants_encoded
+
+    if not isinstance(X, pd.DataFrame):
+        return False
+    return detector in DETECTORS or wants_encoded(detector, config["validate"][detector])
+
+
+def _encoded(X: pd.DataFrame, names: TableNames) -> np.ndarray:
+    """Raw rows in the encoded view fitted on those rows (a training split's own)."""
+    return names.view.schema.fit(X).transform(X)
+
+
 # A trial's clean training split (features, labels), for calibrating the detectors.
 CleanSplits = Any  # Callable[[int], tuple[np.ndarray, np.ndarray]]
 
 
-def clean_splits(dataset: Dataset, test_masks: np.ndarray) -> CleanSplits:
-    """The ``clean`` argument of ``detect_level``: trial -> its clean training rows."""
+def clean_splits(dataset: Dataset | Table, test_masks: np.ndarray) -> CleanSplits:
+    """The ``clean`` argument of ``detect_level``: trial -> its clean training rows (raw
+    rows for a Table, as its poisoned sets are)."""
 
-    def split(trial: int) -> tuple[np.ndarray, np.ndarray]:
+    def split(trial: int) -> tuple[np.ndarray | pd.DataFrame, np.ndarray]:
         train = ~test_masks[trial]
+        if isinstance(dataset, Table):
+            return dataset.X[train].reset_index(drop=True), dataset.y[train]
         return dataset.X[train], dataset.y[train]
 
     return split
@@ -323,6 +426,8 @@ def clean_detection(
     from poisonlab.detectors import run_detector
 
     X, y = clean(trial)
+    if _needs_encoding(X, detector, config):
+        X = _encoded(X, names)
     return run_detector(
         detector,
         X,
@@ -334,7 +439,13 @@ def clean_detection(
     )
 
 
-def _same_rows(X: np.ndarray, y: np.ndarray, X_clean: Any, y_clean: Any) -> bool:
+def _same_rows(X: np.ndarray | pd.DataFrame, y: np.ndarray, X_clean: Any, y_clean: Any) -> bool:
+    if isinstance(X, pd.DataFrame):
+        return (
+            isinstance(X_clean, pd.DataFrame)
+            and np.array_equal(y, y_clean)
+            and X.reset_index(drop=True).equals(X_clean)
+        )
     return (
         X_clean is not None
         and X.shape == X_clean.shape
@@ -467,7 +578,8 @@ def train_level(
     models' places hold the ``FailedDetection`` (a ``detector_failed`` record).
 
     ``columns``, the dataset's feature names, are what a user's model sees its
-    features under (``models.user_model``).
+    features under (``models.user_model``); for raw sets (DataFrames) it is the
+    table's ``TableView``, and every model takes raw rows (``models.make_model``).
 
     A model's random state depends on the trial and model only, so poisoned and
     defended fits of a trial differ in their data alone. Where the data are the
@@ -497,7 +609,7 @@ def train_level(
                         models[(s.trial, s.attack, model, defense)] = None
                         continue
                     X, y = s.data.X[keep], s.data.y[keep]
-                    same = (model, random_state, array_hash(X, y))
+                    same = (model, random_state, rows_hash(X, y))
                     if same not in fitted:
                         try:
                             fitted[same] = fit_model(
@@ -679,6 +791,7 @@ def _model_records(
     """The fitted models' record rows (``evaluate_level``)."""
     rows = []
     scored = {}  # a model shared by several keys (train_level) is scored once
+    views: dict[int, tuple[Encoding, pd.DataFrame, np.ndarray]] = {}
     # A list: a model whose scoring raises leaves ``predictions`` (and is marked failed).
     for (trial, attack, model, defense), predicted in list(predictions.items()):
         key = (trial, attack, model, defense)
@@ -697,25 +810,43 @@ def _model_records(
             continue
         scores = dict(scored[once])
         info = infos.get((trial, attack), {})
+        if ("trigger_features" in info or SUBPOPULATION in info) and trial not in views:
+            views[trial] = _test_view(dataset, test_masks[trial])
         if "trigger_features" in info:
-            others = test & (dataset.y != info["target_class"])
+            encoding, test_rows, encoded = views[trial]
+            others = dataset.y[test] != info["target_class"]
             if others.any():
                 stamped = stamp_trigger(
-                    dataset.X[others], info["trigger_features"], info["trigger_values"]
+                    encoded[others], info["trigger_features"], info["trigger_values"]
                 )
+                if encoding is not None:  # raw rows a source could send, as the attack's
+                    stamped = encoding.decode(stamped, test_rows[others])
                 try:
                     hits = estimator.predict(stamped) == info["target_class"]
                     scores["attack_success_rate"] = float(hits.mean())
                 except Exception:  # noqa: BLE001 - its other scores stand; the error is printed
                     traceback.print_exc(file=sys.stderr)
         if SUBPOPULATION in info:
-            inside = in_subpopulation(dataset.X[test], info)
+            inside = in_subpopulation(views[trial][2], info)
             if inside.any():
                 right = predicted[inside] == dataset.y[test][inside]
                 scores["subpopulation_accuracy"] = float(right.mean())
         for metric, value in scores.items():
             rows.append((level, trial, attack, model, defense, "", metric, value))
     return rows
+
+
+def _test_view(
+    dataset: Dataset | Table, test_mask: np.ndarray
+) -> tuple[Encoding | None, pd.DataFrame | None, np.ndarray]:
+    """A trial's clean test rows in the space its attacks worked in: for a Table, the
+    encoding fitted on the clean training split (``attack_view``), the raw test rows
+    and their encoding; for a Dataset, its matrix."""
+    if not isinstance(dataset, Table):
+        return None, None, dataset.X[test_mask]
+    _, encoding, _ = attack_view(dataset, test_mask)
+    test_rows = dataset.features[test_mask].reset_index(drop=True)
+    return encoding, test_rows, encoding.transform(test_rows)
 
 
 def _test_scores(
@@ -930,25 +1061,37 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
 # --- the whole experiment in one process ----------------------------------------------
 
 
-def run_level(
-    dataset: Dataset, test_masks: np.ndarray, config: dict[str, Any], level: float
-) -> pd.DataFrame:
-    """Poison, detect, train and evaluate one level; return its records."""
+def table_names(dataset: Dataset | Table) -> TableNames:
+    """The dataset's names for the user's gates (with the raw view's, for a Table)."""
     from poisonlab.detectors import TableNames
 
+    view = table_view(dataset) if isinstance(dataset, Table) else None
+    return TableNames(dataset.feature_names, dataset.class_names, dataset.label_name, view)
+
+
+def model_columns(dataset: Dataset | Table) -> Any:
+    """What ``train_level`` builds models for: a Table's ``TableView`` (models take raw
+    rows), a Dataset's feature names (models take its matrix)."""
+    return table_view(dataset) if isinstance(dataset, Table) else dataset.feature_names
+
+
+def run_level(
+    dataset: Dataset | Table, test_masks: np.ndarray, config: dict[str, Any], level: float
+) -> pd.DataFrame:
+    """Poison, detect, train and evaluate one level; return its records."""
     sets = list(poison_level(dataset, test_masks, config, level))
-    names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
     clean = clean_splits(dataset, test_masks)
-    detections = detect_level(sets, config, dataset.n_classes, names, clean)
-    models = train_level(sets, detections, config, dataset.feature_names)
+    detections = detect_level(sets, config, dataset.n_classes, table_names(dataset), clean)
+    models = train_level(sets, detections, config, model_columns(dataset))
     return evaluate_level(models, dataset, test_masks, sets, detections, level)
 
 
 def run_experiment(config: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The pipeline's work in one process: (summary, detection, records)."""
+    """The pipeline's work in one process: (summary, detection, records), on the table's
+    raw view as the pipeline runs it."""
     from poisonlab.splits import trial_masks
 
-    dataset, _ = load_configured(config["dataset"])
+    dataset, _ = load_table(config["dataset"])
     test_masks = trial_masks(dataset, config)
     records = pd.concat(
         [run_level(dataset, test_masks, config, level) for level in config["poison"]["levels"]],

@@ -233,17 +233,20 @@ def representative_models(dataset, config: dict[str, Any]) -> dict[ChildKey, Any
     trial 0, at a fraction of the cost, from nothing but the dataset and config.
     """
     from poisonlab import experiment
-    from poisonlab.detectors import TableNames
     from poisonlab.splits import trial_masks
 
     one_trial = {**config, "trials": 1}
-    names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
+    names = experiment.table_names(dataset)
     masks = trial_masks(dataset, config, trials=1)
     models: dict[ChildKey, Any] = {}
     for level in config["poison"]["levels"]:
         sets = list(experiment.poison_level(dataset, masks, one_trial, level))
-        detections = experiment.detect_level(sets, one_trial, dataset.n_classes, names)
-        fitted = experiment.train_level(sets, detections, one_trial, dataset.feature_names)
+        detections = experiment.detect_level(
+            sets, one_trial, dataset.n_classes, names, experiment.clean_splits(dataset, masks)
+        )
+        fitted = experiment.train_level(
+            sets, detections, one_trial, experiment.model_columns(dataset)
+        )
         for (_, attack, model, defense), estimator in fitted.items():
             models[(float(level), attack, model, defense)] = estimator
     return models
@@ -255,14 +258,14 @@ def _load_data(manifest: dict, data_path: str | Path | None):
     Returns ``(dataset, note)``; ``dataset`` is None (and ``note`` says why) when the
     source is unreadable or no longer has the content the run used.
     """
-    from poisonlab.data import load_configured, read_dataset
+    from poisonlab.data import load_table, read_dataset
 
     if data_path is not None:
         return read_dataset(data_path), ""
     settings = manifest["config"]["dataset"]
     try:
-        # The run's impute/encode options too, so the data is the data the run trained on.
-        dataset, input_hash = load_configured(settings)
+        # The raw view, as the run's load step made it.
+        dataset, input_hash = load_table(settings)
     # Unreadable now (moved, no access): mirror everything else.
     except Exception as error:  # noqa: BLE001
         return None, f"no dataset input or models: {' '.join(str(error).split())[:200]}"

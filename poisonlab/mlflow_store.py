@@ -180,4 +180,6 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn.tree._tree.Tree",
     # The user model's first step: the feature names it sees (models.NamedColumns).
     "poisonlab.models.NamedColumns",
+    # A built-in model's first step on the raw view: the table's encoding (plain data).
+    "poisonlab.models.TableEncoder",
 ]

@@ -45,7 +45,10 @@ def child_key(level: float, attack: str, model: str, defense: str) -> str:
 
 
 def feature_frame(dataset) -> pd.DataFrame:
-    """The dataset's features as a frame with their names, as MLflow shows them."""
+    """The dataset's features as a frame with their names, as MLflow shows them: a
+    Table's raw rows (a copy), a Dataset's matrix under its feature names."""
+    if isinstance(dataset.X, pd.DataFrame):
+        return dataset.X.copy()
     return pd.DataFrame(dataset.X, columns=dataset.feature_names)
 
 
@@ -95,7 +98,10 @@ def save_model_folder(estimator: Any, example: pd.DataFrame, folder: Path, key: 
     with warnings.catch_warnings():
         # Fitted on arrays, shown a named frame: harmless, and noisy in the task log.
         warnings.filterwarnings("ignore", message="X has feature names")
-        signature = infer_signature(example, estimator.predict(example.to_numpy()))
+        from poisonlab.models import takes_raw_rows
+
+        rows = example if takes_raw_rows(estimator) else example.to_numpy()
+        signature = infer_signature(example, estimator.predict(rows))
         for stored in (SKOPS, CLOUDPICKLE):
             try:
                 mlflow.sklearn.save_model(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.base import BaseEstimator, TransformerMixin, clone, is_classifier
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone, is_classifier
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -29,9 +29,17 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
+from sklearn.utils.metaestimators import available_if
 
 from poisonlab.errors import PoisonlabError
-from poisonlab.usercode import call_user_code, import_reference, one_line
+from poisonlab.table import Encoding, Schema, TableView
+from poisonlab.usercode import (
+    call_user_code,
+    code_kwargs,
+    import_reference,
+    one_line,
+    section_input,
+)
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,10 @@ def model_kind(name: str, section: Any) -> str | None:
 
 
 def make_model(
-    name: str, params: dict[str, Any], random_state: int, columns: list[str] | None = None
+    name: str,
+    params: dict[str, Any],
+    random_state: int,
+    columns: list[str] | TableView | None = None,
 ) -> BaseEstimator:
     """An unfitted estimator for model ``name`` from its config section ``params``.
 
@@ -110,7 +121,15 @@ def make_model(
     feature names, are for it); a certified model (its section has ``aggregate``)
     is a ``PartitionAggregation`` around its base model, which is built here in
     turn. Every ``random_state`` is set, so that fits are reproducible.
+
+    With ``columns`` a ``TableView`` (the raw view of a table) the model takes raw
+    rows: a built-in or certified model behind a ``TableEncoder`` (the encoded view,
+    fitted on the rows it is trained on), a user model as it is (``TableLabels``:
+    fitted on the table's own labels), or, with ``input: encoded`` in its section,
+    behind a ``TableEncoder`` and ``NamedColumns``.
     """
+    if isinstance(columns, TableView):
+        return _on_raw_rows(name, params, random_state, columns)
     kind = model_kind(name, params)
     if kind == USER:
         return user_model(name, params, random_state, columns)
@@ -123,6 +142,38 @@ def make_model(
     if "random_state" in estimator.get_params():
         estimator.set_params(random_state=random_state)
     return make_pipeline(StandardScaler(), estimator) if spec.scaled else estimator
+
+
+def _on_raw_rows(
+    name: str, params: dict[str, Any], random_state: int, view: TableView
+) -> BaseEstimator:
+    """``make_model`` for a model given the table's raw rows."""
+    encoder = ("encode", TableEncoder(view.schema.to_json()))
+    names = list(view.schema.feature_names)
+    if model_kind(name, params) == USER:
+        if section_input(params, f"train.{name}") == "raw":
+            return TableLabels(user_model(name, params, random_state), list(view.labels))
+        return Pipeline([encoder, ("model", user_model(name, params, random_state, names))])
+    model = make_model(name, params, random_state, names)
+    steps = model.steps if isinstance(model, Pipeline) else [("model", model)]
+    return Pipeline([encoder, *steps])
+
+
+def takes_raw_rows(estimator: Any) -> bool:
+    """Whether a fitted model takes the table's raw rows (``make_model`` with a TableView)."""
+    if isinstance(estimator, TableLabels):
+        return True
+    return isinstance(estimator, Pipeline) and isinstance(estimator.steps[0][1], TableEncoder)
+
+
+def past_encoder(estimator: Any, X: Any) -> tuple[Any, Any]:
+    """A raw-view model's estimator after its ``TableEncoder``, and ``X`` encoded by it
+    (for what looks inside a model: certificates); others as they are."""
+    if isinstance(estimator, Pipeline) and isinstance(estimator.steps[0][1], TableEncoder):
+        X = estimator.steps[0][1].transform(X)
+        rest = estimator.steps[1:]
+        return (rest[0][1] if len(rest) == 1 else Pipeline(rest)), X
+    return estimator, X
 
 
 def user_model(
@@ -140,7 +191,7 @@ def user_model(
     field = f"train.{name}.estimator"
     reference = section["estimator"]
     factory = import_reference(reference, field)
-    kwargs = {key: value for key, value in section.items() if key != "estimator"}
+    kwargs = code_kwargs(section, "estimator")
     if isinstance(factory, BaseEstimator):  # an instance: its parameters, then the section's
         estimator = call_user_code(
             clone(factory).set_params, f"config: {field}", reference, **kwargs
@@ -191,6 +242,81 @@ class NamedColumns(TransformerMixin, BaseEstimator):
         return np.asarray(self.columns, dtype=object)
 
 
+class TableEncoder(TransformerMixin, BaseEstimator):
+    """A model's first step: raw rows in, the encoded matrix out, fitted on its training rows.
+
+    ``schema`` is a ``Schema.to_json()``: plain data, so skops can store the step.
+    An array given to it is read as rows of the raw columns in order.
+    """
+
+    def __init__(self, schema: dict[str, Any] | None = None):
+        self.schema = schema
+
+    def _rows(self, X: Any) -> pd.DataFrame:
+        columns = self.schema["columns"]
+        if isinstance(X, pd.DataFrame):
+            # Selecting columns copies the frame: only where they differ (a reordered input).
+            return X if list(X.columns) == columns else X[columns]
+        return pd.DataFrame(np.asarray(X), columns=columns)
+
+    def fit(self, X: Any, y: Any = None) -> TableEncoder:
+        encoding = Schema.from_json(self.schema).fit(self._rows(X))
+        self.fills_ = list(encoding.fills)
+        self.seen_ = dict(encoding.seen)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        encoding = Encoding(Schema.from_json(self.schema), self.fills_, self.seen_)
+        return encoding.transform(self._rows(X))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(Schema.from_json(self.schema).feature_names, dtype=object)
+
+
+def _has(method: str):
+    return lambda self: hasattr(self.model, method)
+
+
+class TableLabels(ClassifierMixin, BaseEstimator):
+    """A user's model fitted on the table's own labels; class codes outside.
+
+    poisonlab counts classes by code; the team's model is fitted with
+    ``fit(X_raw, labels)`` and predicts labels, mapped back to codes here.
+    ``classes_`` are the codes of the classes it was fitted on.
+    """
+
+    def __init__(self, model: Any = None, labels: list[Any] | None = None):
+        self.model = model
+        self.labels = labels
+
+    def fit(self, X: Any, y: np.ndarray) -> TableLabels:
+        values = np.asarray(self.labels, dtype=object)
+        if all(isinstance(v, int) for v in self.labels):
+            values = np.asarray(self.labels, dtype=np.int64)
+        self.model_ = clone(self.model).fit(X, values[np.asarray(y)])
+        codes = {label: code for code, label in enumerate(self.labels)}
+        self.classes_ = np.array([codes[_plain(c)] for c in self.model_.classes_], dtype=np.int64)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        codes = {label: code for code, label in enumerate(self.labels)}
+        predicted = np.asarray(self.model_.predict(X))
+        return np.array([codes.get(_plain(v), -1) for v in predicted], dtype=np.int64)
+
+    @available_if(_has("predict_proba"))
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.model_.predict_proba(X)
+
+    @available_if(_has("decision_function"))
+    def decision_function(self, X: Any) -> np.ndarray:
+        return self.model_.decision_function(X)
+
+
+def _plain(value: Any) -> Any:
+    """A label as a plain Python value (numpy's int64 and str_ as int and str)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def misspelt_keywords(name: str, section: dict[str, Any]) -> list[str]:
     """Warnings for a user model's keys that its class does not name but nearly does.
 
@@ -209,7 +335,7 @@ def misspelt_keywords(name: str, section: dict[str, Any]) -> list[str]:
     named = [p.name for p in parameters if p.name != "self" and p.kind is not p.VAR_KEYWORD]
     warnings = []
     for key in section:
-        if key == "estimator" or key in named:
+        if key in ("estimator", "input") or key in named:
             continue
         close = difflib.get_close_matches(key, named, n=1, cutoff=0.8)
         if close:
@@ -232,7 +358,7 @@ def user_model_params(name: str, section: dict[str, Any] | None) -> dict[str, st
         return {}
     params = {"estimator": section["estimator"]}
     for key, value in section.items():
-        if key != "estimator":
+        if key not in ("estimator", "input"):
             params[f"estimator.{key}"] = value if isinstance(value, str) else json.dumps(value)
     return params
 
@@ -278,6 +404,10 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 def is_finite(X: np.ndarray) -> bool:
     """Whether every value of ``X`` is a number that stays finite in float32 too."""
+    if isinstance(X, pd.DataFrame):  # raw rows: finite where every column is numbers
+        if not all(pd.api.types.is_numeric_dtype(t) for t in X.dtypes):
+            return False
+        X = X.to_numpy(dtype=np.float64, na_value=np.nan)
     X = np.asarray(X)
     if not np.issubdtype(X.dtype, np.number):
         return False
@@ -360,6 +490,7 @@ def check_model_params(name: str, params: dict[str, Any]) -> None:
     rows of the real dataset by ``check_user_model``, before anything runs.
     """
     if model_kind(name, params) == USER:
+        section_input(params, f"train.{name}")
         _check_classifier(name, params, make_model(name, params, random_state=0))
         return
     if isinstance(params.get("class_weight"), dict):
@@ -400,7 +531,11 @@ def _check_classifier(name: str, section: dict[str, Any], estimator: Any) -> Non
 
 
 def check_user_model(
-    name: str, section: dict[str, Any], X: np.ndarray, y: np.ndarray, columns: list[str]
+    name: str,
+    section: dict[str, Any],
+    X: np.ndarray | pd.DataFrame,
+    y: np.ndarray,
+    columns: list[str] | TableView,
 ) -> None:
     """Fit a user model on a few rows of the real data and predict them: the right number
     of predictions, each one of the classes it was fitted on. Raises a PoisonlabError
@@ -418,9 +553,14 @@ def check_user_model(
     except PoisonlabError as error:
         if "column" not in str(error.__cause__).lower():
             raise
+        raw = isinstance(columns, TableView) and section_input(section, f"train.{name}") == "raw"
+        if isinstance(columns, TableView):
+            columns = columns.schema.columns if raw else columns.feature_names
         shown = ", ".join(columns[:12]) + (f", ... ({len(columns)})" if len(columns) > 12 else "")
         fix = "select among them"
-        if any("=" in column for column in columns):  # dataset.encode's one-hot column=value
+        if raw:
+            fix += " (the table's own columns, after dataset.drop_columns)"
+        elif any("=" in column for column in columns):  # dataset.encode's one-hot column=value
             fix += (
                 ", or set dataset.encode: ordinal to keep each text column under its own "
                 "name (as codes 0..k-1)"

@@ -16,9 +16,11 @@ import numpy as np
 import pandas as pd
 
 from poisonlab.attacks import dataset_attack_params, n_poisoned
+from poisonlab.config import ENCODE_METHODS, IMPUTE_METHODS
 from poisonlab.data import Dataset, read_configured, table_warnings
 from poisonlab.errors import PoisonlabError
 from poisonlab.splits import feature_settings, trial_masks
+from poisonlab.table import Table
 
 
 def trial_splits(dataset: Dataset, config: dict[str, Any]) -> np.ndarray:
@@ -79,7 +81,7 @@ def sample_rows(y: np.ndarray, per_class: int = 5) -> np.ndarray:
     return np.sort(np.concatenate([np.flatnonzero(y == c)[:per_class] for c in np.unique(y)]))
 
 
-def check_user_code(dataset: Dataset, config: dict[str, Any]) -> None:
+def check_user_code(dataset: Dataset | Table, config: dict[str, Any]) -> None:
     """Try the user's own models and gates on a few rows of the dataset.
 
     A model must fit them and predict one known class per row; a gate must
@@ -88,39 +90,106 @@ def check_user_code(dataset: Dataset, config: dict[str, Any]) -> None:
     line naming the field, not in a pipeline task. Code that fails on the few
     rows is tried on the whole table before it is refused: some needs more rows
     (10-fold cross-validation, early stopping's validation split).
+
+    With a ``Table`` each gets the view it asks for: the raw rows by default, the
+    encoded view (fitted on those rows) with ``input: encoded``.
     """
-    from poisonlab.detectors import DETECTORS, TableNames
-    from poisonlab.detectors.user import run_gate
+    from poisonlab.detectors import DETECTORS
+    from poisonlab.detectors.user import run_gate, wants_encoded
+    from poisonlab.experiment import model_columns, table_names
     from poisonlab.models import CERTIFIED, USER, check_user_model, model_kind
 
-    names = TableNames(dataset.feature_names, dataset.class_names, dataset.label_name)
+    names = table_names(dataset)
+    columns = model_columns(dataset)
     sections = {}
     for name in config["train"]["models"]:
         section = config["train"][name]
         if model_kind(name, section) == USER:
-            sections[name] = section
+            sections[name] = (section, columns)
         elif model_kind(name, section) == CERTIFIED:  # its base may be a user model
             base, params = section["base"], section["base_params"]
             if model_kind(base, params) == USER:
-                sections[base] = params
+                # A certified model's base gets the encoded view (partitions hash numbers).
+                sections[base] = (params, dataset.feature_names)
     checks = [
-        functools.partial(check_user_model, name, section, columns=names.features)
-        for name, section in sections.items()
+        (functools.partial(check_user_model, name, section, columns=view), view)
+        for name, (section, view) in sections.items()
     ]
     checks += [
-        functools.partial(run_gate, name, config["validate"][name], names=names)
+        (
+            functools.partial(run_gate, name, config["validate"][name], names=names),
+            wants_encoded(name, config["validate"][name]),
+        )
         for name in config["validate"]["detectors"]
         if name not in DETECTORS
     ]
     rows = sample_rows(dataset.y)
-    for check in checks:
+    for check, view in checks:
+        encoded = isinstance(view, list) or view is True
         try:
-            check(X=dataset.X[rows], y=dataset.y[rows])
+            check(X=_rows(dataset, rows, encoded), y=dataset.y[rows])
         except PoisonlabError as on_few_rows:
             try:
-                check(X=dataset.X, y=dataset.y)
+                check(X=_rows(dataset, slice(None), encoded), y=dataset.y)
             except PoisonlabError:
                 raise on_few_rows from None
+
+
+def _rows(dataset: Dataset | Table, rows: Any, encoded: bool) -> Any:
+    """A dataset's ``rows``: a Table's raw rows, or their encoded view where ``encoded``
+    (fitted on them, as a run fits it on a training split); a Dataset's matrix rows."""
+    if not isinstance(dataset, Table):
+        return dataset.X[rows]
+    part = dataset.features.iloc[rows].reset_index(drop=True)
+    if not encoded:
+        return part
+    return dataset.schema.fit(part).transform(part)
+
+
+def numbers_needed(dataset: Dataset | Table, config: dict[str, Any]) -> None:
+    """Fail if a built-in model or detector would need ``dataset.impute``/``encode`` that
+    the config does not set: the error names the built-in that needs numbers.
+
+    The user's models and gates take the raw rows (``input: encoded`` aside), and the
+    attacks encode for themselves, so a run of user code alone needs neither.
+    """
+    if not isinstance(dataset, Table):
+        return
+    from poisonlab.detectors import DETECTORS
+    from poisonlab.detectors.user import wants_encoded
+    from poisonlab.models import USER, model_kind
+
+    needs = [
+        f"train.models: {name}"
+        for name in config["train"]["models"]
+        if model_kind(name, config["train"][name]) != USER
+        or config["train"][name].get("input") == "encoded"
+    ]
+    needs += [
+        f"validate.detectors: {name}"
+        for name in config["validate"]["detectors"]
+        if name in DETECTORS or wants_encoded(name, config["validate"][name])
+    ]
+    if not needs:
+        return
+    settings = config["dataset"]
+    gaps = [c for c in dataset.columns if dataset.features[c].isna().any()]
+    if "missing_values" in config["poison"]["attacks"]:
+        gaps = gaps or ["(the cells poison.attacks: missing_values blanks)"]
+    if gaps and settings["impute"] is None:
+        raise PoisonlabError(
+            f"dataset.impute: {needs[0]} needs numbers, and columns {gaps} have missing "
+            f"values; set dataset.impute to one of {', '.join(IMPUTE_METHODS)} "
+            "(your own models and gates get the raw rows and need none)"
+        )
+    text = dataset.schema.text_columns
+    if text and settings["encode"] is None:
+        raise PoisonlabError(
+            f"dataset.encode: {needs[0]} needs numbers, and feature columns {text} are text; "
+            f"set dataset.encode to {' or '.join(ENCODE_METHODS)}, or add them to "
+            "dataset.drop_columns "
+            "(your own models and gates get the raw rows and need none)"
+        )
 
 
 def user_model_warnings(config: dict[str, Any]) -> list[str]:
@@ -146,7 +215,7 @@ def data_warnings(
     )
 
 
-def check_experiment(config: dict[str, Any]) -> Dataset:
+def check_experiment(config: dict[str, Any]) -> Table:
     """Read and check the configured dataset against the whole config; return it.
 
     Raises PoisonlabError (one line, naming the field and the fix) on any
@@ -156,7 +225,8 @@ def check_experiment(config: dict[str, Any]) -> Dataset:
     and the run goes on.
     """
     settings = config["dataset"]
-    frame, dataset, _ = read_configured(settings)
+    frame, dataset, _ = read_configured(settings)  # the raw view, a Table
+    numbers_needed(dataset, config)
     # Attack parameters naming classes or features must fit this dataset.
     dataset_attack_params(config, dataset.class_names, dataset.feature_names)
     test_masks = trial_splits(dataset, config)

@@ -534,6 +534,7 @@ class Report:
             "<br>".join(f"{name} <code>{value}</code>" for name, value in self._hashes()),
             "</p>",
             hashes_html(self.provenance),
+            columns_html(self.provenance),
             "<details><summary>Config</summary>",
             f"<pre>{esc(json.dumps(self.config, indent=2, sort_keys=True))}</pre></details>",
             "</body></html>",
@@ -570,6 +571,7 @@ class Report:
             lines += [f"- {s}" for s in self.quantity_answers]
         lines += ["", "## Provenance", ""]
         lines += [f"- {name}: `{value}`" for name, value in self._hashes()]
+        lines += [f"- {line}" for line in columns_lines(self.provenance)]
         return "\n".join(lines) + "\n"
 
 
@@ -676,6 +678,29 @@ def failed_levels_markdown(provenance: dict) -> list[str]:
         *(f"- level {f['level']:g}: {f['step']} failed: `{f['error']}`" for f in failed),
         "",
     ]
+
+
+def columns_lines(provenance: dict) -> list[str]:
+    """What user code and built-ins saw: the table's own columns with their dtypes (the
+    raw view) and the encoded feature names (the built-ins' view)."""
+    raw = provenance.get("raw_columns")
+    if not raw:
+        return []
+    columns = ", ".join(f"{c['name']} ({c['dtype']})" for c in raw)
+    label = provenance.get("label_column")
+    return [
+        f"raw columns (your models and gates): {columns}" + (f"; label {label}" if label else ""),
+        f"encoded features (built-ins): {', '.join(provenance.get('feature_names', []))}",
+    ]
+
+
+def columns_html(provenance: dict) -> str:
+    """``columns_lines`` as a collapsed section of the report."""
+    lines = columns_lines(provenance)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f"<details><summary>Columns: raw and encoded</summary><ul>{items}</ul></details>"
 
 
 def hashes_html(provenance: dict) -> str:

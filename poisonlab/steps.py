@@ -20,13 +20,12 @@ from poisonlab import experiment, gate, units
 from poisonlab.config import check_complete, config_from_json
 from poisonlab.data import (
     INPUT_SHA256_ENV,
-    array_hash,
     read_configured,
     read_dataset,
     read_metadata,
     read_splits,
-    write_dataset,
     write_splits,
+    write_table,
 )
 from poisonlab.errors import PoisonlabError
 from poisonlab.failures import (
@@ -36,8 +35,14 @@ from poisonlab.failures import (
     split_failures,
     write_failure,
 )
-from poisonlab.preflight import check_classes_survive, data_warnings, trial_splits
+from poisonlab.preflight import (
+    check_classes_survive,
+    data_warnings,
+    numbers_needed,
+    trial_splits,
+)
 from poisonlab.splits import split_of, split_record
+from poisonlab.table import Schema, TableView, plain_labels, rows_hash
 
 
 def _checked(config_json: str) -> dict[str, Any]:
@@ -55,13 +60,14 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
     """
     config = config_from_json(config_json)
     check_complete(config, json.loads(config_json))
-    frame, dataset, input_hash = read_configured(config["dataset"])
+    frame, dataset, input_hash = read_configured(config["dataset"])  # the raw view, a Table
     expected = os.environ.get(INPUT_SHA256_ENV)
     if expected and expected != input_hash:
         raise PoisonlabError(
             f"dataset.source: {config['dataset']['source']} changed after the run started "
             "(its SHA-256 differs); start the run again"
         )
+    numbers_needed(dataset, config)
     masks = trial_splits(dataset, config)
     # Also checked by submit.py; here too for a pipeline started from its compiled YAML.
     check_classes_survive(dataset, masks, config)
@@ -70,17 +76,20 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
     provenance = {
         "source": config["dataset"]["source"],
         "input_sha256": input_hash,
-        "data_sha256": array_hash(dataset.X, dataset.y),
+        "data_sha256": rows_hash(dataset.X, dataset.y),
         "n_rows": int(len(dataset.y)),
         "n_features": len(dataset.feature_names),
         "class_names": dataset.class_names,
-        # The columns the models saw, after dropping and encoding; rows per class.
+        # The columns the built-ins saw, after dropping and encoding; rows per class.
         "feature_names": dataset.feature_names,
+        # The table's own columns and dtypes: what the user's models and gates saw.
+        "raw_columns": dataset.schema.raw_columns(),
+        "label_column": dataset.label_name,
         "class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
         "split_sha256": {
             str(t): {
-                "train": array_hash(dataset.X[~m], dataset.y[~m]),
-                "test": array_hash(dataset.X[m], dataset.y[m]),
+                "train": rows_hash(dataset.X[~m], dataset.y[~m]),
+                "test": rows_hash(dataset.X[m], dataset.y[m]),
             }
             for t, m in enumerate(masks)
         },
@@ -89,7 +98,7 @@ def load(config_json: str, data_path: str, splits_path: str) -> dict[str, Any]:
         # How the test sets were held out: kind, column, rows and groups or times per trial.
         "split": split_record(split_of(config["dataset"]), dataset.split_values, masks),
     }
-    write_dataset(dataset, data_path, extra={"provenance": provenance})
+    write_table(dataset, data_path, extra={"provenance": provenance})
     write_splits(masks, splits_path)
     return provenance
 
@@ -140,11 +149,7 @@ def validate(
         n_classes = len(metadata["class_names"])
         # Without the mask: the detectors cannot peek at which rows were poisoned.
         sets = experiment.read_poisoned(poisoned_path, mask=False)
-        from poisonlab.detectors import TableNames
-
-        names = TableNames(
-            metadata["feature_names"], metadata["class_names"], metadata["label_name"]
-        )
+        names = _table_names(metadata)
         clean = None
         if data_path is not None and splits_path is not None:
             clean = experiment.clean_splits(read_dataset(data_path), read_splits(splits_path))
@@ -176,6 +181,27 @@ def validate(
     return contained("validate", None, [poisoned_path], [detections_path], work, default={})
 
 
+def _table_names(metadata: dict[str, Any]) -> Any:
+    """The dataset's names (and raw view, for raw sets) from a poisoned file's metadata."""
+    from poisonlab.detectors import TableNames
+
+    view = _model_columns(metadata)
+    return TableNames(
+        metadata["feature_names"],
+        metadata["class_names"],
+        metadata["label_name"],
+        view if isinstance(view, TableView) else None,
+    )
+
+
+def _model_columns(metadata: dict[str, Any]) -> Any:
+    """What the models of a poisoned file are built for (``experiment.model_columns``)."""
+    if "schema" not in metadata:
+        return metadata["feature_names"]
+    labels = plain_labels(metadata["class_names"], metadata.get("label_numeric", False))
+    return TableView(Schema.from_json(metadata["schema"]), labels)
+
+
 def train(config_json: str, poisoned_path: str, detections_path: str, models_path: str) -> None:
     """Fit every model on every poisoned set and on each detector's kept rows."""
     config = _checked(config_json)
@@ -185,7 +211,7 @@ def train(config_json: str, poisoned_path: str, detections_path: str, models_pat
             experiment.read_poisoned(poisoned_path, mask=False),
             experiment.read_detections(detections_path),
             config,
-            read_metadata(poisoned_path)["feature_names"],
+            _model_columns(read_metadata(poisoned_path)),
         )
         experiment.write_models(models, models_path)
 

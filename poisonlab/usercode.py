@@ -127,3 +127,26 @@ def one_line(error: BaseException) -> str:
     """An exception as ``Type: message`` on one line, at most 300 characters of message."""
     message = " ".join(str(error).split())[:300]
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+# A user section's key choosing the view its code gets: the table's raw rows (the
+# default) or the encoded matrix under its feature names (``poisonlab.table``).
+INPUT_KEY = "input"
+INPUTS = ("raw", "encoded")
+
+
+def section_input(section: dict[str, Any], field: str) -> str:
+    """``raw`` or ``encoded``: the view a user model's or gate's section asks for."""
+    value = section.get(INPUT_KEY, "raw")
+    if value not in INPUTS:
+        raise PoisonlabError(
+            f"config: {field}.{INPUT_KEY} = {value!r} is unknown; choose raw (the table's own "
+            "columns, the default) or encoded (the matrix the built-ins get)"
+        )
+    return value
+
+
+def code_kwargs(section: dict[str, Any], reference_key: str) -> dict[str, Any]:
+    """A user section's keyword arguments for its code: every key but the reference and
+    ``input``."""
+    return {k: v for k, v in section.items() if k not in (reference_key, INPUT_KEY)}

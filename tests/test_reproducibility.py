@@ -33,24 +33,25 @@ def test_the_small_config_is_what_both_runs_used(small_run):
 def test_provenance_hashes_input_splits_and_every_poisoned_variant(small_run):
     """The manifest and the report carry SHA-256s that match the data recomputed here."""
     from poisonlab.config import load_config
-    from poisonlab.data import array_hash, load_configured, split_masks
+    from poisonlab.data import load_table, split_masks
     from poisonlab.experiment import poison_level
+    from poisonlab.table import rows_hash  # of the raw rows, as the run stores them
 
     config = load_config(ROOT / "configs" / "iris.yaml", SMALL_RUN)
     provenance = json.loads((small_run / "manifest.json").read_text())["provenance"]
-    dataset, input_hash = load_configured(config["dataset"])
+    dataset, input_hash = load_table(config["dataset"])
     masks = split_masks(dataset.y, 0.2, config["seed"], config["trials"])
     assert provenance["input_sha256"] == input_hash
     assert provenance["failed_levels"] == []
     for trial, mask in enumerate(masks):
         split = provenance["split_sha256"][str(trial)]
-        assert split["train"] == array_hash(dataset.X[~mask], dataset.y[~mask])
-        assert split["test"] == array_hash(dataset.X[mask], dataset.y[mask])
+        assert split["train"] == rows_hash(dataset.X[~mask], dataset.y[~mask])
+        assert split["test"] == rows_hash(dataset.X[mask], dataset.y[mask])
     report = (small_run / "report.html").read_text()
     for level in config["poison"]["levels"]:
         variants = provenance["poisoned_sha256"][f"{level:g}"]
         for s in poison_level(dataset, masks, config, level):
-            digest = array_hash(s.data.X, s.data.y)
+            digest = rows_hash(s.data.X, s.data.y)
             assert variants[f"{s.trial}/{s.attack}"] == digest
             assert digest in report
     assert input_hash in report

@@ -24,6 +24,7 @@ from poisonlab.attacks.feature import (
     feature_noise_inrange,
     injection,
     least_informative_features,
+    missing_values,
     stamp_trigger,
 )
 from poisonlab.attacks.influence import flip_gains, label_flip_greedy
@@ -63,6 +64,7 @@ __all__ = [
     "label_flip_margin",
     "label_flip_targeted",
     "least_informative_features",
+    "missing_values",
     "most_confused_pair",
     "n_poisoned",
     "resolve_params",

@@ -145,6 +145,7 @@ def gate_aware(
     feature_names: Sequence[str] | None = None,
     class_names: Sequence[str] | None = None,
     label_name: str = "target",
+    columns: Any = None,
 ) -> Poisoned:
     """The base attack, then up to ``rounds`` rounds moving the poisoned rows the
     ``gates`` flag halfway towards an accepted clean row of their label (module
@@ -156,9 +157,7 @@ def gate_aware(
 
     base_rng, move_rng, gate_rng = rng.spawn(3)
     spec = ATTACKS[base]
-    extra = {"feature_names": list(feature_names or [])} if spec.takes_feature_names else {}
-    if spec.takes_feature_names and feature_names is None:
-        extra = {"feature_names": None}
+    extra = {"columns": columns} if spec.encoded_columns else {}
     poisoned = spec.poison(X, y, level, rng=base_rng, n_classes=n_classes, **base_params, **extra)
     mask = poisoned.mask
     if not mask.any():

@@ -38,6 +38,8 @@ class Attack:
     training rows changed". ``unit`` is what the attack does to each poisoned row, in
     the units of certificates (``poisonlab.certify``): ``label_flips`` (labels
     only), ``modified`` (features, maybe labels) or ``added_or_removed`` (new rows).
+    ``encoded_columns``: the attack takes ``columns=`` (``apply_attack``), to keep its
+    rows integer-valued, one category per one-hot group, in range.
     """
 
     poison: Callable[..., Poisoned]
@@ -47,9 +49,9 @@ class Attack:
     feature_params: tuple[str, ...] = ()
     level_note: str = ""
     unit: str = "modified"
-    # Whether the attack takes the encoded columns' names (``feature_names``), e.g. to
-    # keep one-hot groups one-hot.
-    takes_feature_names: bool = False
+    # True: the attack is also given ``columns``, what the encoding it works in is
+    # (``poisonlab.table.EncodedColumns``: integer columns, one-hot groups, ranges).
+    encoded_columns: bool = False
 
 
 def n_poisoned(level: float, n_rows: int) -> int:

@@ -221,3 +221,37 @@ def check_backdoor(attack: str, params: dict[str, Any]) -> None:
             )
         for i, value in enumerate(values):
             check_number(f"{prefix}.values[{i}]", value, -math.inf)
+
+
+def missing_values(
+    X: np.ndarray,
+    y: np.ndarray,
+    level: float,
+    *,
+    rng: np.random.Generator,
+    n_classes: int,
+    share: float = 0.3,
+) -> Poisoned:
+    """Blank about ``share`` of the cells of round(level x n) rows, at least one per row.
+
+    The blanked cells are NaN in the encoded matrix and missing in the raw rows
+    (``poisonlab.table.Encoding.decode``; a one-hot group with a blank cell is a
+    missing category; a column whose dtype holds no gap, numpy's int, keeps its
+    value). An imputing pipeline then fills them with its training split's values:
+    the attack tests what a feed of gaps does to it. Labels unchanged.
+    The draws cover every position of the row permutation, so a higher level
+    blanks a superset of a lower level's cells.
+    """
+    n, d = X.shape
+    order_rng, cell_rng = rng.spawn(2)
+    rows = order_rng.permutation(n)[: n_poisoned(level, n)]
+    draws = cell_rng.uniform(size=(n, d))
+    blank = draws < share
+    blank[np.arange(n), draws.argmin(axis=1)] = True  # never a row left as it was
+    X_poisoned = X.astype(np.float64, copy=True)
+    X_poisoned[rows] = np.where(blank[: len(rows)], np.nan, X[rows])
+    return Poisoned(X_poisoned, y.copy(), row_mask(n, rows))
+
+
+def check_share(attack: str, params: dict[str, Any]) -> None:
+    check_number(f"poison.{attack}.share", params["share"], 0.0, 1.0, open_low=True)

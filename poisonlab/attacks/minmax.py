@@ -32,12 +32,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from poisonlab.attacks.base import Poisoned, check_number, n_poisoned
 from poisonlab.config import _fail
+
+if TYPE_CHECKING:
+    from poisonlab.table import EncodedColumns
 
 SURROGATES = ("logistic_regression", "linear_svm")
 
@@ -53,31 +56,24 @@ class Encoding:
     groups: list[np.ndarray]
 
 
-def encoding_constraints(X: np.ndarray, feature_names: list[str] | None = None) -> Encoding:
-    """What a real source could send, from the clean encoded rows and their column names.
+def encoding_constraints(X: np.ndarray, columns: EncodedColumns | None = None) -> Encoding:
+    """What a real source could send, from the clean encoded rows and what their
+    encoding is (``columns``, ``poisonlab.table.EncodedColumns``: its one-hot groups
+    and integer columns).
 
-    A one-hot group is a run of columns named ``<column>=<value>`` (how
-    ``poisonlab.data`` encodes a text column) whose values are 0/1 with exactly
-    one 1 per row; an integer column holds whole numbers only. Without names,
-    no one-hot groups.
+    Without ``columns``, no one-hot groups, and a column is integer where every clean
+    value is a whole number.
     """
     X = np.asarray(X, dtype=np.float64)
     d = X.shape[1]
-    groups: list[np.ndarray] = []
-    if feature_names is not None:
-        prefixes: dict[str, list[int]] = {}
-        for j, name in enumerate(feature_names):
-            if "=" in name:
-                prefixes.setdefault(name.split("=", 1)[0], []).append(j)
-        for columns in prefixes.values():
-            block = X[:, columns]
-            binary = np.isin(block, (0.0, 1.0)).all()
-            if len(columns) >= 2 and binary and np.all(block.sum(axis=1) == 1.0):
-                groups.append(np.array(columns))
+    groups = [np.asarray(g) for g in columns.groups if len(g) >= 2] if columns else []
     in_group = np.zeros(d, dtype=bool)
-    for columns in groups:
-        in_group[columns] = True
-    integer = np.all(np.round(X) == X, axis=0) & ~in_group if len(X) else np.zeros(d, bool)
+    for group in groups:
+        in_group[group] = True
+    if columns is not None:
+        integer = np.asarray(columns.integer, dtype=bool) & ~in_group
+    else:
+        integer = np.all(np.round(X) == X, axis=0) if len(X) else np.zeros(d, bool)
     return Encoding(X.min(axis=0), X.max(axis=0), integer, groups)
 
 
@@ -271,7 +267,7 @@ def minmax(
     quantile: float = 0.95,
     cluster: int = 12,
     depths: tuple[float, ...] = (1.0,),
-    feature_names: list[str] | None = None,
+    columns: EncodedColumns | None = None,
 ) -> Poisoned:
     """Append round(level x n) rows, in ``batches``, each batch at the feasible point and
     class of highest surrogate loss (module docstring).
@@ -279,18 +275,18 @@ def minmax(
     Every point carries at least ``cluster`` rows (fewer points when the level is
     low), so the poison is concentrated as in Koh et al.: a row's nearest
     neighbours are its own cluster.
-    ``feature_names`` (the encoded columns' names) let ``encoding_constraints``
-    find one-hot groups. Every appended row is inside its class's sphere and slab
-    at ``quantile`` and in the clean range, so a gate tuned to flag fewer than
-    1 - ``quantile`` of clean rows by distance alone accepts it. The mask marks
-    the appended rows.
+    ``columns`` (what the encoding is) let ``encoding_constraints`` keep one-hot
+    groups one-hot and integer columns integer. Every appended row is inside its
+    class's sphere and slab at ``quantile`` and in the clean range, so a gate tuned
+    to flag fewer than 1 - ``quantile`` of clean rows by distance alone accepts it.
+    The mask marks the appended rows.
     """
     n, d = X.shape
     k = n_poisoned(level, n)
     mask = np.concatenate([np.zeros(n, dtype=bool), np.ones(k, dtype=bool)])
     if k == 0 or len(np.unique(y)) < 2:
         return Poisoned(X.copy(), y.copy(), mask[:n], {"n_added": 0})
-    encoding = encoding_constraints(X, feature_names)
+    encoding = encoding_constraints(X, columns)
     mean = X.mean(axis=0)
     scale = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
     Z = (X - mean) / scale

@@ -14,9 +14,11 @@ from poisonlab.attacks.feature import (
     check_jitter,
     check_magnitude,
     check_sampling,
+    check_share,
     feature_noise,
     feature_noise_inrange,
     injection,
+    missing_values,
 )
 from poisonlab.attacks.influence import check_greedy, label_flip_greedy
 from poisonlab.attacks.label import (
@@ -74,8 +76,11 @@ ATTACKS: dict[str, Attack] = {
         check_minmax,
         level_note="level = rows added, as a fraction of the training rows (none changed)",
         unit="added_or_removed",
-        takes_feature_names=True,
+        encoded_columns=True,
     ),
+    # Blanks cells of the raw rows (a table's raw view, the pipeline's); the built-ins
+    # then need dataset.impute (preflight.numbers_needed).
+    "missing_values": Attack(missing_values, {"share": 0.3}, check_share),
 }
 
 
@@ -187,12 +192,15 @@ def apply_attack(
     class_names: Sequence[str] | None = None,
     feature_names: Sequence[str] | None = None,
     label_name: str = "target",
+    columns: Any = None,
 ) -> Poisoned:
     """Run the attack called ``name`` with its config parameters.
 
     Class and feature parameters may be names when ``class_names`` and
     ``feature_names`` are given, otherwise indices only. A name that is not a
     built-in is a gate-aware attack, ``params`` from ``dataset_attack_params``.
+    ``columns`` (``poisonlab.table.EncodedColumns``: what the encoding of ``X`` is)
+    reaches the attacks that ask for it (``Attack.encoded_columns``).
     """
     if name not in ATTACKS:
         from poisonlab.attacks.adaptive import gate_aware
@@ -206,9 +214,10 @@ def apply_attack(
             feature_names=feature_names,
             class_names=class_names,
             label_name=label_name,
+            columns=columns,
             **params,
         )
     resolved = resolve_params(name, params, class_names=class_names, feature_names=feature_names)
-    if ATTACKS[name].takes_feature_names:
-        resolved["feature_names"] = list(feature_names) if feature_names is not None else None
+    if ATTACKS[name].encoded_columns:
+        resolved["columns"] = columns
     return ATTACKS[name].poison(X, y, level, rng=rng, n_classes=n_classes, **resolved)

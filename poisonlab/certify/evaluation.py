@@ -69,7 +69,14 @@ def _knn_certificate(estimator: Any, X: np.ndarray) -> tuple[np.ndarray, dict] |
 
 
 def certify_model(estimator: Any, X: np.ndarray) -> tuple[np.ndarray, dict] | None:
-    """Predictions and certified radius per unit, or None for a model that cannot certify."""
+    """Predictions and certified radius per unit, or None for a model that cannot certify.
+
+    A model of the raw view is looked at past its ``TableEncoder`` (``models.past_encoder``):
+    the certificate is of the model on the encoded rows.
+    """
+    from poisonlab.models import past_encoder
+
+    estimator, X = past_encoder(estimator, X)
     if hasattr(estimator, "certify"):
         return estimator.certify(X)
     return _knn_certificate(estimator, X)

@@ -1,10 +1,12 @@
 """The user's own validation gates: a function of theirs, or a pandera schema.
 
-A gate sees what the built-in detectors see, the poisoned training split, but as
-a table under the dataset's own names: features as a pandas DataFrame with the
-column names the models are trained on, labels as class names. Either kind is
-scored against the true mask, used as a defence and by the validation gate,
-like every built-in detector.
+A gate sees the poisoned training split as the team's gate would in production:
+the raw rows (the table's own columns and dtypes, gaps as gaps) and the label
+column as in the table (``poisonlab.table``). With ``input: encoded`` in its
+section it sees what the built-in detectors see instead: the encoded features
+as a DataFrame under the encoded feature names, labels as class names. Either
+kind is scored against the true mask, used as a defence and by the validation
+gate, like every built-in detector.
 
 - ``validate.<name>: {detector: "module:attribute", **params}``: called as
   ``f(X, y, **params)``; returns per-row boolean flags, or ``(scores, flags)``
@@ -25,7 +27,15 @@ import pandas as pd
 
 from poisonlab.detectors.base import Detection
 from poisonlab.errors import PoisonlabError
-from poisonlab.usercode import call_user_code, import_reference, one_line
+from poisonlab.table import TableView
+from poisonlab.usercode import (
+    INPUT_KEY,
+    call_user_code,
+    code_kwargs,
+    import_reference,
+    one_line,
+    section_input,
+)
 
 FUNCTION = "detector"
 SCHEMA = "schema"
@@ -35,17 +45,33 @@ SECTION_KINDS = (FUNCTION, SCHEMA)
 
 @dataclass(frozen=True)
 class TableNames:
-    """The dataset's own names: feature columns, classes by code, and the label column."""
+    """The dataset's own names: feature columns, classes by code, and the label column.
+
+    ``view``: the raw view's schema and label values (``poisonlab.table.TableView``),
+    where the sets are raw rows."""
 
     features: list[str]
     classes: list[str]
     label: str
+    view: TableView | None = None
+
+
+def wants_encoded(name: str, section: dict[str, Any]) -> bool:
+    """Whether a user gate's section asks for the encoded view (``input: encoded``)."""
+    return section_input(section, f"validate.{name}") == "encoded"
 
 
 def training_table(
-    X: np.ndarray, y: np.ndarray, names: TableNames
+    X: np.ndarray | pd.DataFrame, y: np.ndarray, names: TableNames
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Features as a DataFrame under the dataset's column names; labels as class names."""
+    """Raw rows (a DataFrame) as they are, labels as in the table; encoded rows (an
+    array) as a DataFrame under the encoded feature names, labels as class names."""
+    if isinstance(X, pd.DataFrame):
+        values = names.view.labels if names.view is not None else names.classes
+        labels = np.asarray(values, dtype=object)[np.asarray(y)]
+        if all(isinstance(v, int) for v in values):
+            labels = labels.astype(np.int64)
+        return X.reset_index(drop=True), pd.Series(labels, name=names.label)
     features = pd.DataFrame(X, columns=names.features)
     labels = pd.Series(np.asarray(names.classes, dtype=object)[y], name=names.label)
     return features, labels
@@ -68,7 +94,7 @@ def function_gate(
     field = f"validate.{name}.{FUNCTION}"
     reference = section[FUNCTION]
     function = import_reference(reference, field)
-    params = {key: value for key, value in section.items() if key != FUNCTION}
+    params = code_kwargs(section, FUNCTION)
     found = call_user_code(function, field, reference, features, labels, **params)
     return as_detection(found, len(labels), field, reference)
 
@@ -175,8 +201,8 @@ def schema_gate(
             found = f"{first['check']} {first['failure_case']!r}"
         raise PoisonlabError(
             f"{field}: {section[SCHEMA]} fails on the table as a whole ({found}), not on "
-            f"rows; it must describe the columns {', '.join(table.columns)} (features as "
-            "floats after dataset.impute and dataset.encode, the label as text)"
+            f"rows; it must describe the columns {', '.join(map(str, table.columns))} "
+            f"({_described(table)})"
         )
     counts = cases["index"].astype(np.int64).value_counts()
     scores = np.zeros(n)
@@ -185,18 +211,28 @@ def schema_gate(
     return Detection(scores, scores > 0, scored=False)
 
 
+def _described(table: pd.DataFrame) -> str:
+    """What a schema must describe, in words, for the error of one that does not."""
+    if all(pd.api.types.is_float_dtype(table[c]) for c in table.columns[:-1]):
+        return "features as floats, the label as in the table"
+    return "the table's own columns and dtypes, with the label column"
+
+
 def check_gate(name: str, section: dict[str, Any]) -> None:
     """What can be checked without data: the reference imports and is the right kind,
     and a schema section has no other keys."""
     field = f"validate.{name}"
     if SCHEMA in section:
-        extra = sorted(set(section) - {SCHEMA})
+        extra = sorted(set(section) - {SCHEMA, INPUT_KEY})
         if extra:
             raise PoisonlabError(
-                f"config: {field}.{extra[0]} is not a key a schema gate takes; it takes only schema"
+                f"config: {field}.{extra[0]} is not a key a schema gate takes; it takes only "
+                "schema (and input)"
             )
+        section_input(section, field)
         load_schema(name, section)
         return
+    section_input(section, field)
     reference = section[FUNCTION]
     function = import_reference(reference, f"{field}.{FUNCTION}")
     if not callable(function):
