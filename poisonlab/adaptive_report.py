@@ -137,7 +137,9 @@ class AdaptiveResults:
 
     def verdicts(self, metric: str) -> list[str]:
         """One sentence per model: its worst case at the highest level run."""
-        sentences = []
+        sentences: list[str] = []
+        if self.worst.empty:  # every poisoned level failed, or only level 0 ran
+            return sentences
         for model, frame in self.worst.groupby("model", sort=False):
             top = frame.loc[frame["poison_level"].idxmax()]
             sentences.append(

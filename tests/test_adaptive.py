@@ -13,7 +13,7 @@ import pytest
 from poisonlab.attacks import apply_attack, dataset_attack_params
 from poisonlab.attacks.minmax import class_regions, encoding_constraints, minmax
 from poisonlab.config import validate_config
-from poisonlab.data import load_configured, split_masks
+from poisonlab.data import load_table, split_masks
 from poisonlab.detectors import run_detector
 from poisonlab.detectors.calibration import clean_threshold
 from poisonlab.errors import PoisonlabError
@@ -31,9 +31,11 @@ CREDIT = {
 
 
 def _train(source: dict, trial: int = 0):
-    dataset, _ = load_configured(validate_config({"dataset": source})["dataset"])
-    test = split_masks(dataset.y, 0.2, 42, 1)[trial]
-    return dataset, dataset.X[~test], dataset.y[~test]
+    """The raw table, and a training split in the encoding fitted on it (as attacks get it)."""
+    table, _ = load_table(validate_config({"dataset": source})["dataset"])
+    test = split_masks(table.y, 0.2, 42, 1)[trial]
+    encoding, X = table.encoded(~test)
+    return table, encoding.columns_info(X), X, table.y[~test]
 
 
 def test_clean_threshold_flags_at_most_the_share_even_with_ties():
@@ -78,13 +80,11 @@ def test_fpr_is_checked_and_null_keeps_own_thresholds():
 
 
 def test_minmax_rows_are_ones_a_real_source_could_send_and_evade_knn():
-    dataset, X, y = _train(CREDIT)
-    poisoned = minmax(
-        X, y, 0.1, rng=derive_rng(1), n_classes=2, feature_names=dataset.feature_names
-    )
+    _, columns, X, y = _train(CREDIT)
+    poisoned = minmax(X, y, 0.1, rng=derive_rng(1), n_classes=2, columns=columns)
     added = poisoned.X[len(y) :]
     assert len(added) == round(0.1 * len(y)) and poisoned.mask[len(y) :].all()
-    encoding = encoding_constraints(X, dataset.feature_names)
+    encoding = encoding_constraints(X, columns)
     assert encoding.groups, "credit's text columns are one-hot groups"
     assert (added >= encoding.low - 1e-12).all() and (added <= encoding.high + 1e-12).all()
     assert np.all(added[:, encoding.integer] == np.round(added[:, encoding.integer]))
@@ -107,7 +107,7 @@ def _iris_attack(attack: str, extra: dict) -> tuple[float, float]:
     config = validate_config(
         {"poison": {"attacks": [attack], **extra}, "validate": {"detectors": ["zscore"]}}
     )
-    dataset, X, y = _train({"source": "sklearn:iris"})
+    dataset, columns, X, y = _train({"source": "sklearn:iris"})
     params = dataset_attack_params(config, dataset.class_names, dataset.feature_names)
     poisoned = apply_attack(
         attack,
@@ -119,6 +119,7 @@ def _iris_attack(attack: str, extra: dict) -> tuple[float, float]:
         params=params[attack],
         feature_names=dataset.feature_names,
         class_names=dataset.class_names,
+        columns=columns,
     )
     zscore = {"threshold": 3.5}
     clean = run_detector("zscore", X, y, seed=0, n_classes=3, params=zscore)

@@ -22,13 +22,18 @@ class WeekWatcher(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y):
         self.latest_ = float(X[self.column].max())
-        self.model_ = LogisticRegression(max_iter=1000).fit(X.to_numpy(), y)
+        self.model_ = LogisticRegression(max_iter=1000).fit(self._numbers(X), y)
         self.classes_ = self.model_.classes_
         return self
 
+    @staticmethod
+    def _numbers(X: pd.DataFrame) -> np.ndarray:
+        """The raw rows' number columns (text categories left out), gaps as 0."""
+        return X.select_dtypes("number").fillna(0).to_numpy()
+
     def _watch(self, X: pd.DataFrame) -> np.ndarray:
         WEEKS_SEEN.append((self.latest_, float(X[self.column].min())))
-        return X.to_numpy()
+        return self._numbers(X)
 
     def predict(self, X):
         return self.model_.predict(self._watch(X))
