@@ -122,7 +122,8 @@ def defence_harm(records: pd.DataFrame, metric: str) -> list[str]:
             sentences.append(
                 f"At {format_level(level)} {attack}, the {defense} defence lowers {model}'s "
                 f"{metric} by {-mean:.3f} (95% CI {-high:.3f} to {-low:.3f}, {n} paired "
-                "trials) against no defence: it removes clean rows and keeps the poison."
+                "trials) against training on every row: the rows it removed helped more "
+                "than the poison it removed hurt."
             )
     return sentences
 
