@@ -139,6 +139,8 @@ class AdaptiveResults:
     def verdicts(self, metric: str) -> list[str]:
         """One sentence per model: its worst case at the highest level run."""
         sentences = []
+        if self.worst.empty:  # no level above 0 stands (every poisoned level failed)
+            return sentences
         for model, frame in self.worst.groupby("model", sort=False):
             top = frame.loc[frame["poison_level"].idxmax()]
             sentences.append(
