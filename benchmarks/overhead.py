@@ -56,7 +56,7 @@ def in_process(config: dict, workdir: Path) -> float:
             str(workdir / f"{name}-{i}") for name in ("poisoned", "detections", "models", "level")
         )
         steps.poison(text, level, data, splits, poisoned)
-        steps.validate(text, poisoned, detections)
+        steps.validate(text, poisoned, detections, data, splits)
         steps.train(text, poisoned, detections, models)
         steps.evaluate(text, level, data, splits, poisoned, detections, models, level_results)
         levels.append(level_results)

@@ -45,7 +45,7 @@ text = canonical_json(load_config("configs/iris.yaml"))
 w = lambda name: str(work / name)
 steps.load(text, w("data"), w("splits"))
 steps.poison(text, LEVEL, w("data"), w("splits"), w("poisoned"))
-steps.validate(text, w("poisoned"), w("detections"))
+steps.validate(text, w("poisoned"), w("detections"), w("data"), w("splits"))
 steps.train(text, w("poisoned"), w("detections"), w("models"))
 steps.evaluate(text, LEVEL, w("data"), w("splits"), w("poisoned"), w("detections"),
                w("models"), w("level"))
@@ -55,7 +55,7 @@ steps.evaluate(text, LEVEL, w("data"), w("splits"), w("poisoned"), w("detections
 CALLS = {
     "load": "steps.load(text, o('data'), o('splits'))",
     "poison": f"steps.poison(text, {LEVEL}, w('data'), w('splits'), o('poisoned'))",
-    "validate": "steps.validate(text, w('poisoned'), o('detections'))",
+    "validate": "steps.validate(text, w('poisoned'), o('detections'), w('data'), w('splits'))",
     "train": "steps.train(text, w('poisoned'), w('detections'), o('models'))",
     "evaluate": (
         f"steps.evaluate(text, {LEVEL}, w('data'), w('splits'), w('poisoned'), "

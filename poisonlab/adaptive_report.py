@@ -122,7 +122,8 @@ def defence_harm(records: pd.DataFrame, metric: str) -> list[str]:
             sentences.append(
                 f"At {format_level(level)} {attack}, the {defense} defence lowers {model}'s "
                 f"{metric} by {-mean:.3f} (95% CI {-high:.3f} to {-low:.3f}, {n} paired "
-                "trials) against no defence: it removes clean rows and keeps the poison."
+                "trials) against training on every row: the rows it removed helped more "
+                "than the poison it removed hurt."
             )
     return sentences
 
@@ -137,8 +138,8 @@ class AdaptiveResults:
 
     def verdicts(self, metric: str) -> list[str]:
         """One sentence per model: its worst case at the highest level run."""
-        sentences: list[str] = []
-        if self.worst.empty:  # every poisoned level failed, or only level 0 ran
+        sentences = []
+        if self.worst.empty:  # no level above 0 stands (every poisoned level failed)
             return sentences
         for model, frame in self.worst.groupby("model", sort=False):
             top = frame.loc[frame["poison_level"].idxmax()]

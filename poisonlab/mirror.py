@@ -241,9 +241,9 @@ def representative_models(dataset, config: dict[str, Any]) -> dict[ChildKey, Any
     models: dict[ChildKey, Any] = {}
     for level in config["poison"]["levels"]:
         sets = list(experiment.poison_level(dataset, masks, one_trial, level))
-        detections = experiment.detect_level(
-            sets, one_trial, dataset.n_classes, names, experiment.clean_splits(dataset, masks)
-        )
+        # Calibrated on trial 0's clean split, as the pipeline's validate step does.
+        clean = experiment.clean_splits(dataset, masks)
+        detections = experiment.detect_level(sets, one_trial, dataset.n_classes, names, clean)
         fitted = experiment.train_level(
             sets, detections, one_trial, experiment.model_columns(dataset)
         )

@@ -142,6 +142,35 @@ def test_gate_aware_feature_noise_walks_past_zscore_with_built_in_and_user_gates
     assert user <= 0.1
 
 
+def test_gate_aware_attack_walks_past_a_pandera_schema():
+    config = validate_config(
+        {
+            "poison": {
+                "attacks": ["quiet"],
+                "quiet": {"base": "feature_noise", "evade": ["iris_schema"], "rounds": 5},
+            },
+            "validate": {"iris_schema": {"schema": "my_pipeline:IRIS_SCHEMA"}},
+        }
+    )
+    dataset, X, y = _train({"source": "sklearn:iris"})
+    params = dataset_attack_params(config, dataset.class_names, dataset.feature_names)
+    poisoned = apply_attack(
+        "quiet",
+        X,
+        y,
+        0.1,
+        rng=derive_rng(42, "poison", 0, "quiet"),
+        n_classes=3,
+        params=params["quiet"],
+        feature_names=dataset.feature_names,
+        class_names=dataset.class_names,
+        label_name=dataset.label_name,
+    )
+    # feature_noise writes values far out of the schema's ranges; none stay flagged.
+    assert poisoned.mask.sum() == 12 and poisoned.info["evaded"] == 1.0
+    assert poisoned.info["rounds_run"] >= 1
+
+
 @pytest.mark.parametrize(
     ("section", "message"),
     [

@@ -240,8 +240,7 @@ def test_representative_models_are_the_pipelines_trial_0_models():
     assert len(representative) == 2 * 2 * 3 * 3
     for level in config["poison"]["levels"]:
         sets = list(experiment.poison_level(dataset, masks, config, level))
-        # Calibrated on the clean splits, as the validate step does.
-        clean = experiment.clean_splits(dataset, masks)
+        clean = experiment.clean_splits(dataset, masks)  # calibrated, as the pipeline is
         detections = experiment.detect_level(sets, config, dataset.n_classes, None, clean)
         trial0 = [s for s in sets if s.trial == 0]
         fitted = experiment.train_level(trial0, detections, config)
