@@ -281,12 +281,16 @@ def test_bad_settings_fail_in_one_line_naming_the_field(override, field):
 
 
 def test_more_units_per_level_than_vertex_collects_is_refused():
+    config = load_config(
+        None, ["trials=100", "pipeline.fan_out=level_attack", "pipeline.trials_per_task=1"]
+    )
     with pytest.raises(
         PoisonlabError, match=r"trials_per_task = 1 makes 200 units per level.*at least 2"
     ):
-        load_config(
-            None, ["trials=100", "pipeline.fan_out=level_attack", "pipeline.trials_per_task=1"]
-        )
+        units.check_fan_in(config)
+    levels = load_config(None, [f"poison.levels={[i / 200 for i in range(101)]}"])
+    with pytest.raises(PoisonlabError, match="poison.levels has 101 levels"):
+        units.check_fan_in(levels)
 
 
 # --- the command line --------------------------------------------------------------------
