@@ -424,3 +424,11 @@ def test_a_failed_unit_fails_its_level_only(tmp_path, monkeypatch):
     assert failed["level"] == 0.2 and failed["step"] == "poison"
     summary = (results / "summary.csv").read_text()
     assert "\n0,label_flip," in summary and "\n0.2," not in summary
+
+
+def test_plan_runs_nothing_so_it_refuses_run_flags():
+    import submit
+
+    for flag in ("--local", "--wait"):
+        with pytest.raises(PoisonlabError, match=f"--plan runs nothing; drop {flag}"):
+            submit.main(["--plan", flag])
