@@ -21,6 +21,7 @@ import yaml
 
 from pipelines.poisoning import DEFAULT_IMAGE, IMAGE_ENV, PIPELINE_NAME, resolve_image
 from poisonlab.errors import PoisonlabError
+from poisonlab.units import check_fan_in
 
 # Vertex AI resource rules, checked here because the client does not check them.
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
@@ -191,6 +192,7 @@ def check_vertex(config: dict, dry_run: bool = False) -> VertexSettings:
         raise _bad("vertex.enable_caching", caching, "write true, false, or leave it unset")
     check_dataset_source(config["dataset"]["source"])
     check_no_secrets(config)
+    check_fan_in(config)
     return VertexSettings(
         project=project,
         region=region,

@@ -107,14 +107,26 @@ def measure(work: Callable[..., Any], *args: Any) -> Measured:
     return Measured(usage.ru_utime + usage.ru_stime, max(0.0, peak - base))
 
 
+# A fresh interpreter's own peak memory: VmHWM belongs to its address space, while
+# ru_maxrss would count the memory of this process it was forked from before its exec.
+_PEAK = "; print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')))"
+
+
 def task_start(step: str) -> Measured:
     """A task's start: a fresh interpreter importing what ``step``'s task imports."""
-    process = subprocess.Popen([sys.executable, "-c", _IMPORTS[step]], env=os.environ.copy())
+    process = subprocess.Popen(
+        [sys.executable, "-c", _IMPORTS[step] + _PEAK],
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise PoisonlabError(f"--plan: importing what a {step} task imports failed")
-    return Measured(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    peak_kb = int(output.split("VmHWM:")[1].split()[0])
+    return Measured(usage.ru_utime + usage.ru_stime, peak_kb / 1024)
 
 
 def growth(small: float, large: float, n_small: int, n_large: int, bounds: tuple) -> float:

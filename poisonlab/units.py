@@ -167,8 +167,8 @@ def loop_parallelism(
 
 
 def check_pipeline(config: dict[str, Any]) -> None:
-    """``pipeline.fan_out`` and ``pipeline.trials_per_task``, and that no task collects
-    more artifacts than Vertex allows; one line naming the field."""
+    """``pipeline.fan_out``, ``pipeline.trials_per_task`` and ``vertex.parallelism``; one
+    line naming the field."""
     section = config["pipeline"]
     fan_out = section["fan_out"]
     if fan_out not in FAN_OUTS:
@@ -188,6 +188,17 @@ def check_pipeline(config: dict[str, Any]) -> None:
                 "config: pipeline.trials_per_task needs pipeline.fan_out: level_attack; "
                 "set it, or leave trials_per_task null"
             )
+    cap = config["vertex"].get("parallelism")
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise PoisonlabError(
+            f"config: vertex.parallelism = {cap!r} is not a whole number >= 1; give e.g. 8, "
+            "or null for no cap"
+        )
+
+
+def check_fan_in(config: dict[str, Any]) -> None:
+    """That no task collects more artifacts than Vertex allows (checked before a Vertex
+    job is built; the local runner and a KFP cluster have no such limit)."""
     levels = len(config["poison"]["levels"])
     if levels > VERTEX_FAN_IN_LIMIT:
         raise PoisonlabError(
@@ -199,13 +210,8 @@ def check_pipeline(config: dict[str, Any]) -> None:
     if per_level > VERTEX_FAN_IN_LIMIT:
         chunks = max(1, VERTEX_FAN_IN_LIMIT // len(config["poison"]["attacks"]))
         least = math.ceil(config["trials"] / chunks)
+        chunk = config["pipeline"]["trials_per_task"]
         raise PoisonlabError(
             f"config: pipeline.trials_per_task = {chunk} makes {per_level} units per level; "
             f"a level's gather collects at most {VERTEX_FAN_IN_LIMIT}: use at least {least}"
-        )
-    cap = config["vertex"].get("parallelism")
-    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
-        raise PoisonlabError(
-            f"config: vertex.parallelism = {cap!r} is not a whole number >= 1; give e.g. 8, "
-            "or null for no cap"
         )

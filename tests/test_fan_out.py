@@ -281,12 +281,16 @@ def test_bad_settings_fail_in_one_line_naming_the_field(override, field):
 
 
 def test_more_units_per_level_than_vertex_collects_is_refused():
+    config = load_config(
+        None, ["trials=100", "pipeline.fan_out=level_attack", "pipeline.trials_per_task=1"]
+    )
     with pytest.raises(
         PoisonlabError, match=r"trials_per_task = 1 makes 200 units per level.*at least 2"
     ):
-        load_config(
-            None, ["trials=100", "pipeline.fan_out=level_attack", "pipeline.trials_per_task=1"]
-        )
+        units.check_fan_in(config)
+    levels = load_config(None, [f"poison.levels={[i / 200 for i in range(101)]}"])
+    with pytest.raises(PoisonlabError, match="poison.levels has 101 levels"):
+        units.check_fan_in(levels)
 
 
 # --- the command line --------------------------------------------------------------------
@@ -300,28 +304,29 @@ SIZED = [
 ]
 
 
-def test_dry_run_carries_and_prints_the_machines_and_the_plan(tmp_path):
+def test_dry_run_carries_and_prints_the_machines_and_the_plan(capsys):
     """Must-hold 3 (command side): the request's pipeline spec has the settings; the
-    dry run prints them with the run's tasks and longest chain."""
-    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "none.json"), "HOME": str(tmp_path)}
-    result = run_command("submit.py", "--dry-run", *VERTEX, *SIZED, env=env)
-    assert result.returncode == 0, result.stderr
-    spec = json.loads(result.stdout)["pipelineSpec"]
+    dry run prints them with the run's tasks and longest chain. In process (as
+    tests/test_vertex.py's submissions), no credentials needed."""
+    import submit
+
+    assert submit.main(["--dry-run", *VERTEX, *SIZED]) == 0
+    captured = capsys.readouterr()
+    spec = json.loads(captured.out)["pipelineSpec"]
     train = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     assert (train["resourceCpuLimit"], train["resourceMemoryLimit"]) == ("16", "64G")
-    assert "plan: train runs with cpu 16, memory 64G" in result.stderr
-    assert "plan: validate runs with cpu 8, memory 32G" in result.stderr
-    assert "plan: at most 8 units at once (vertex.parallelism)" in result.stderr
-    assert "plan: 19 tasks; longest chain 7 tasks" in result.stderr
+    assert "plan: train runs with cpu 16, memory 64G" in captured.err
+    assert "plan: validate runs with cpu 8, memory 32G" in captured.err
+    assert "plan: at most 8 units at once (vertex.parallelism)" in captured.err
+    assert "plan: 19 tasks; longest chain 7 tasks" in captured.err
 
 
-def test_a_misspelt_step_is_refused_in_one_line(tmp_path):
-    result = run_command(
-        "submit.py", "--dry-run", *VERTEX, "--set", "vertex.resources={trainn: {cpu: 4}}"
-    )
-    assert result.returncode == 2 and result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "vertex.resources.trainn" in lines[0]
+def test_a_misspelt_step_is_refused_in_one_line():
+    import submit
+
+    with pytest.raises(PoisonlabError) as error:
+        submit.main(["--dry-run", *VERTEX, "--set", "vertex.resources={trainn: {cpu: 4}}"])
+    assert "vertex.resources.trainn" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_the_run_page_is_the_parent_runs_own():
@@ -419,3 +424,11 @@ def test_a_failed_unit_fails_its_level_only(tmp_path, monkeypatch):
     assert failed["level"] == 0.2 and failed["step"] == "poison"
     summary = (results / "summary.csv").read_text()
     assert "\n0,label_flip," in summary and "\n0.2," not in summary
+
+
+def test_plan_runs_nothing_so_it_refuses_run_flags():
+    import submit
+
+    for flag in ("--local", "--wait"):
+        with pytest.raises(PoisonlabError, match=f"--plan runs nothing; drop {flag}"):
+            submit.main(["--plan", flag])
