@@ -214,7 +214,7 @@ def run_pilot(config: dict[str, Any], work_dir: str | Path | None = None) -> Pil
                 costs[("poison", attack)] = measure(
                     steps.poison, text, level, data, splits, p, item
                 )
-                costs[("validate", attack)] = measure(steps.validate, text, p, d)
+                costs[("validate", attack)] = measure(steps.validate, text, p, d, data, splits)
                 costs[("train", attack)] = measure(steps.train, text, p, d, m)
                 costs[("evaluate", attack)] = measure(
                     steps.evaluate, text, level, data, splits, p, d, m, out, item

@@ -7,9 +7,9 @@ Three kinds, as a team would hold out its test set:
 - ``group``: whole groups (people, customers, shops) held out, so that no
   group has rows in both train and test; as stratified by class as the
   groups allow (scikit-learn's ``StratifiedGroupKFold``; past ``MANY_GROUPS``,
-  whole groups shuffled); each trial draws its own group split from its seed. Rows of one person in train and test let a
-  model recognise the person rather than learn the task, which flatters
-  every score.
+  whole groups shuffled); each trial draws its own group split from its seed.
+  Rows of one person in train and test let a model recognise the person rather
+  than learn the task, which flatters every score.
 - ``time``: the latest ``test_size`` share of rows by a time column is the
   test set, rows of one time kept together; every trial shares it, so trials
   vary the poisoning and the models only.

@@ -132,15 +132,15 @@ def validate(
     config_json: str,
     poisoned_path: str,
     detections_path: str,
-    data_path: str | None = None,
-    splits_path: str | None = None,
+    data_path: str,
+    splits_path: str,
 ) -> dict[str, Any]:
     """Run every detector on every poisoned set; return the gate's verdict per attack.
 
     The verdict (``poisonlab.gate``) is data for the component's outputs: the
-    pipeline does not branch on it. With the dataset and its splits, detectors are
-    calibrated on each trial's clean training split (``validate.fpr``) and report
-    recall at 1% and 5% false positives; without them, each keeps its own threshold.
+    pipeline does not branch on it. The dataset and its splits give each trial's
+    clean training split, on which detectors are calibrated (``validate.fpr``) and
+    recall at 1% and 5% false positives is measured.
     """
     config = _checked(config_json)
 
@@ -150,9 +150,7 @@ def validate(
         # Without the mask: the detectors cannot peek at which rows were poisoned.
         sets = experiment.read_poisoned(poisoned_path, mask=False)
         names = _table_names(metadata)
-        clean = None
-        if data_path is not None and splits_path is not None:
-            clean = experiment.clean_splits(read_dataset(data_path), read_splits(splits_path))
+        clean = experiment.clean_splits(read_dataset(data_path), read_splits(splits_path))
         detections = experiment.detect_level(sets, config, n_classes, names, clean)
         experiment.write_detections(detections, detections_path)
         detector = gate.gate_detector(config)

@@ -454,7 +454,7 @@ def test_pipeline_steps_carry_injected_rows_and_the_trigger(tmp_path):
     withheld = {s.attack: s.data for s in read_poisoned(paths["p"], features=False, mask=False)}
     assert withheld["injection"].mask is None and withheld["injection"].X.shape == (144, 0)
     assert np.array_equal(withheld["backdoor"].y, sets["backdoor"].y)
-    steps.validate(text, paths["p"], paths["d"])
+    steps.validate(text, paths["p"], paths["d"], paths["data"], paths["splits"])
     steps.train(text, paths["p"], paths["d"], paths["m"])
     steps.evaluate(
         text, 0.2, paths["data"], paths["splits"], paths["p"], paths["d"], paths["m"], paths["r"]

@@ -320,7 +320,9 @@ def test_validate_step_returns_the_gate_verdict_as_data(tmp_path):
     verdicts = {}
     for level in (0.0, 0.5):
         steps.poison(config, level, data, splits, poisoned)
-        verdicts[level] = steps.validate(config, poisoned, str(tmp_path / "det.pq"))["label_flip"]
+        verdicts[level] = steps.validate(config, poisoned, str(tmp_path / "det.pq"), data, splits)[
+            "label_flip"
+        ]
     assert verdicts[0.0]["verdict"] == "pass" and verdicts[0.0]["class_shift"] < 0.05
     assert verdicts[0.5]["verdict"] == "fail" and verdicts[0.5]["flag_rate"] > 0.1
     assert verdicts[0.5]["detector"] == "knn"
@@ -330,7 +332,7 @@ def test_validate_step_returns_the_gate_verdict_as_data(tmp_path):
             {"trials": 2, "poison": {"attacks": ["label_flip"]}, "validate": {"detectors": []}}
         )
     )
-    alone = steps.validate(bare, poisoned, str(tmp_path / "det.pq"))["label_flip"]
+    alone = steps.validate(bare, poisoned, str(tmp_path / "det.pq"), data, splits)["label_flip"]
     assert alone["flag_rate"] is None and alone["verdict"] == "pass"
 
 

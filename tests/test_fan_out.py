@@ -36,7 +36,7 @@ def run_steps(config: dict, base: Path) -> Path:
             unit = item if units.nested(config) else None
             p, d, m, out = (str(base / f"{name}-{i}-{j}") for name in "pdmo")
             steps.poison(text, level, data, splits, p, unit)
-            steps.validate(text, p, d)
+            steps.validate(text, p, d, data, splits)
             steps.train(text, p, d, m)
             steps.evaluate(text, level, data, splits, p, d, m, out, unit)
             unit_dirs.append(out)

@@ -312,7 +312,7 @@ def test_the_levels_hand_the_mirror_the_models_train_fitted_for_trial_0(tmp_path
     for level in config["poison"]["levels"]:
         p, d, m, out = (str(tmp_path / f"{name}-{level}") for name in ("p", "d", "m", "out"))
         steps.poison(text, level, data, splits, p)
-        steps.validate(text, p, d)
+        steps.validate(text, p, d, data, splits)
         steps.train(text, p, d, m)
         steps.evaluate(text, level, data, splits, p, d, m, out)
         level_dirs.append(out)

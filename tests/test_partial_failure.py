@@ -43,7 +43,7 @@ def test_a_failed_step_is_passed_along_its_level_and_reported(tmp_path: Path, mo
     for level in (0.0, 0.2):
         p, d, m, r = (str(tmp_path / f"{name}-{level}") for name in "pdmr")
         hashes = steps.poison(text, level, data, splits, p)
-        steps.validate(text, p, d)
+        steps.validate(text, p, d, data, splits)
         steps.train(text, p, d, m)
         headline = steps.evaluate(text, level, data, splits, p, d, m, r)
         assert bool(hashes) == bool(headline) == (level == 0.0)

@@ -63,7 +63,7 @@ def test_credit_table_runs_through_every_step_without_its_id_column(tmp_path):
     for i, level in enumerate(config["poison"]["levels"]):
         paths = {name: str(tmp_path / f"{name}{i}") for name in ("p", "d", "m")}
         steps.poison(text, level, str(data), str(splits), paths["p"])
-        steps.validate(text, paths["p"], paths["d"])
+        steps.validate(text, paths["p"], paths["d"], str(data), str(splits))
         steps.train(text, paths["p"], paths["d"], paths["m"])
         level_dirs.append(str(tmp_path / f"level{i}"))
         steps.evaluate(text, level, str(data), str(splits), *paths.values(), level_dirs[-1])

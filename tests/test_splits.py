@@ -248,7 +248,7 @@ def _run_steps(config: dict, tmp_path: Path) -> Path:
     for level in config["poison"]["levels"]:
         p, d, m, r = (str(tmp_path / f"{name}-{level}") for name in "pdmr")
         steps.poison(text, level, data, splits, p)
-        steps.validate(text, p, d)
+        steps.validate(text, p, d, data, splits)
         steps.train(text, p, d, m)
         steps.evaluate(text, level, data, splits, p, d, m, r)
         dirs.append(r)

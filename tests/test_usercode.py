@@ -231,7 +231,9 @@ def test_a_gate_that_errors_fails_alone_and_fails_the_gate_in_one_line(tmp_path)
     poisoned, detections = tmp_path / "poisoned.parquet", tmp_path / "detections.parquet"
     steps.load(canonical_json(config), str(data), str(splits))
     steps.poison(canonical_json(config), 0.1, str(data), str(splits), str(poisoned))
-    verdict = steps.validate(canonical_json(config), str(poisoned), str(detections))["label_flip"]
+    verdict = steps.validate(
+        canonical_json(config), str(poisoned), str(detections), str(data), str(splits)
+    )["label_flip"]
     assert read_failure(detections) is None
     assert verdict["verdict"] == "fail" and verdict["flag_rate"] is None
     assert verdict["reason"].startswith("not evaluated: detector big failed in 1 of 1 trials")
