@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -638,17 +639,15 @@ def _split_values(frame: pd.DataFrame, dataset_config: dict) -> np.ndarray | Non
     return None if values is None else values[kept_rows(frame, dataset_config, label)]
 
 
-def read_configured(dataset_config: dict) -> tuple[pd.DataFrame, Any, str]:
-    """The raw table, its checked raw view (``poisonlab.table.Table``) and the input's
-    SHA-256, with the options of a validated config's ``dataset`` section (the raw
-    table is for ``table_warnings``).
+def _from_config(frame: pd.DataFrame, dataset_config: dict, build: Callable) -> Any:
+    """``build`` (``frame_to_table`` or ``frame_to_dataset``) with the options of a
+    validated config's ``dataset`` section; the split column's values ride along.
 
     The ``dataset.split`` column is left out of the features unless ``feature: true``
-    (``splits.feature_settings``), and its values ride on the Table as ``split_values``.
+    (``splits.feature_settings``), and its values are the result's ``split_values``.
     """
-    frame, input_hash = read_frame(dataset_config["source"])
     values = _split_values(frame, dataset_config)
-    table = frame_to_table(
+    built = build(
         frame,
         dataset_config["label_column"],
         dataset_config["source"],
@@ -656,9 +655,15 @@ def read_configured(dataset_config: dict) -> tuple[pd.DataFrame, Any, str]:
         dataset_config.get("encode"),
         feature_settings(dataset_config).get("drop_columns"),
     )
-    if values is not None:
-        table = replace(table, split_values=values)
-    return frame, table, input_hash
+    return built if values is None else replace(built, split_values=values)
+
+
+def read_configured(dataset_config: dict) -> tuple[pd.DataFrame, Any, str]:
+    """The raw table, its checked raw view (``poisonlab.table.Table``) and the input's
+    SHA-256, with the options of a validated config's ``dataset`` section (the raw
+    table is for ``table_warnings``)."""
+    frame, input_hash = read_frame(dataset_config["source"])
+    return frame, _from_config(frame, dataset_config, frame_to_table), input_hash
 
 
 def load_table(dataset_config: dict) -> tuple[Any, str]:
@@ -669,20 +674,9 @@ def load_table(dataset_config: dict) -> tuple[Any, str]:
 
 def load_configured(dataset_config: dict) -> tuple[Dataset, str]:
     """``load_dataset`` with the options of a validated config's ``dataset`` section: the
-    encoded view of the whole table, with the split column's values (``read_configured``)."""
+    encoded view of the whole table, with the split column's values."""
     frame, input_hash = read_frame(dataset_config["source"])
-    values = _split_values(frame, dataset_config)
-    dataset = frame_to_dataset(
-        frame,
-        dataset_config["label_column"],
-        dataset_config["source"],
-        dataset_config.get("impute"),
-        dataset_config.get("encode"),
-        feature_settings(dataset_config).get("drop_columns"),
-    )
-    if values is not None:
-        dataset = replace(dataset, split_values=values)
-    return dataset, input_hash
+    return _from_config(frame, dataset_config, frame_to_dataset), input_hash
 
 
 def split_masks(

@@ -17,6 +17,7 @@ from poisonlab.data import load_table, split_masks
 from poisonlab.detectors import run_detector
 from poisonlab.detectors.calibration import clean_threshold
 from poisonlab.errors import PoisonlabError
+from poisonlab.experiment import SUMMARY_COLUMNS
 from poisonlab.seeding import derive_rng
 
 sys.path.insert(0, str(Path(__file__).parent / "usercode"))  # my_pipeline, the user's code
@@ -152,7 +153,7 @@ def test_gate_aware_attack_walks_past_a_pandera_schema():
             "validate": {"iris_schema": {"schema": "my_pipeline:IRIS_SCHEMA"}},
         }
     )
-    dataset, X, y = _train({"source": "sklearn:iris"})
+    dataset, _, X, y = _train({"source": "sklearn:iris"})
     params = dataset_attack_params(config, dataset.class_names, dataset.feature_names)
     poisoned = apply_attack(
         "quiet",
@@ -225,16 +226,6 @@ def test_report_names_the_worst_attack_and_a_defence_worse_than_none():
             (0.1, "label_flip", "lr", "none", "accuracy", 0.95, 0.94, 0.96, 5),
             (0.1, "minmax", "lr", "none", "accuracy", 0.93, 0.92, 0.94, 5),
         ],
-        columns=[
-            "poison_level",
-            "attack",
-            "model",
-            "defense",
-            "metric",
-            "mean",
-            "ci_low",
-            "ci_high",
-            "n",
-        ],
+        columns=SUMMARY_COLUMNS,
     )
     assert worst_case(summary, "accuracy")["worst_attack"].tolist() == ["minmax"]

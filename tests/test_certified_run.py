@@ -9,8 +9,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from poisonlab import steps
-from poisonlab.config import canonical_json, load_config
+from poisonlab.config import load_config
+from tests.pipeline_steps import run_steps
 
 pytestmark = pytest.mark.slow
 
@@ -31,19 +31,7 @@ def results(tmp_path_factory):
             "mlflow.log_models=false",
         ],
     )
-    text = canonical_json(config)
-    data, splits = str(tmp_path / "data"), str(tmp_path / "splits")
-    steps.load(text, data, splits)
-    level_dirs = []
-    for level in config["poison"]["levels"]:
-        p, d, m, out = (str(tmp_path / f"{name}-{level}") for name in ("p", "d", "m", "out"))
-        steps.poison(text, level, data, splits, p)
-        steps.validate(text, p, d, data, splits)
-        steps.train(text, p, d, m)
-        steps.evaluate(text, level, data, splits, p, d, m, out)
-        level_dirs.append(out)
-    steps.report(text, level_dirs, data, str(tmp_path / "results"), "certified-run")
-    return tmp_path / "results"
+    return run_steps(config, tmp_path / "run", "certified-run")
 
 
 def test_certified_csv_has_the_designed_columns_and_every_unit(results):

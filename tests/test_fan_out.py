@@ -15,39 +15,13 @@ import pytest
 import yaml
 
 from pipelines.poisoning import compile_pipeline, pipeline_parameters
-from poisonlab import fan_in, plan, steps, units
-from poisonlab.config import canonical_json, load_config
+from poisonlab import plan, units
+from poisonlab.config import load_config
 from poisonlab.errors import PoisonlabError
 from tests.conftest import ROOT, run_command
+from tests.pipeline_steps import run_steps
 
 IRIS = ROOT / "configs" / "iris.yaml"
-
-
-def run_steps(config: dict, base: Path) -> Path:
-    """The pipeline's steps for ``config``, unit by unit, in this process; its results."""
-    text = canonical_json(config)
-    base.mkdir(parents=True)
-    data, splits = str(base / "data"), str(base / "splits")
-    steps.load(text, data, splits)
-    level_dirs = []
-    for i, level in enumerate(config["poison"]["levels"]):
-        unit_dirs = []
-        for j, item in enumerate(units.with_level(level, units.level_items(config))):
-            unit = item if units.nested(config) else None
-            p, d, m, out = (str(base / f"{name}-{i}-{j}") for name in "pdmo")
-            steps.poison(text, level, data, splits, p, unit)
-            steps.validate(text, p, d, data, splits)
-            steps.train(text, p, d, m)
-            steps.evaluate(text, level, data, splits, p, d, m, out, unit)
-            unit_dirs.append(out)
-        if units.nested(config):
-            level_dir = str(base / f"level-{i}")
-            fan_in.gather(text, level, unit_dirs, level_dir)
-            level_dirs.append(level_dir)
-        else:
-            level_dirs.extend(unit_dirs)
-    steps.report(text, level_dirs, data, str(base / "results"), "fan-out")
-    return base / "results"
 
 
 @pytest.mark.slow

@@ -11,15 +11,16 @@ import pandas as pd
 import pytest
 from conftest import ROOT, run_command, set_args
 
-from poisonlab import experiment, steps
+from poisonlab import experiment
 from poisonlab.attacks import apply_attack
-from poisonlab.config import canonical_json, validate_config
+from poisonlab.config import validate_config
 from poisonlab.data import load_configured, read_frame, row_id_warnings, split_masks
 from poisonlab.detectors import DETECTORS, Detector, run_detector
 from poisonlab.metrics import detection_metrics, headline_metric
 from poisonlab.report import Report
 from poisonlab.result_files import MANIFEST_FILE, SUMMARY_FILE
 from poisonlab.seeding import derive_rng, derive_seed
+from tests.pipeline_steps import run_steps
 
 DATA = ROOT / "tests" / "data"
 CREDIT = {
@@ -56,19 +57,7 @@ def test_credit_table_runs_through_every_step_without_its_id_column(tmp_path):
             "train": {"models": ["logistic_regression"]},
         }
     )
-    text = canonical_json(config)
-    data, splits = tmp_path / "data.parquet", tmp_path / "splits.parquet"
-    steps.load(text, str(data), str(splits))
-    level_dirs = []
-    for i, level in enumerate(config["poison"]["levels"]):
-        paths = {name: str(tmp_path / f"{name}{i}") for name in ("p", "d", "m")}
-        steps.poison(text, level, str(data), str(splits), paths["p"])
-        steps.validate(text, paths["p"], paths["d"], str(data), str(splits))
-        steps.train(text, paths["p"], paths["d"], paths["m"])
-        level_dirs.append(str(tmp_path / f"level{i}"))
-        steps.evaluate(text, level, str(data), str(splits), *paths.values(), level_dirs[-1])
-    results = tmp_path / "results"
-    steps.report(text, level_dirs, str(data), str(results), "run")
+    results = run_steps(config, tmp_path / "run")
     manifest = json.loads((results / MANIFEST_FILE).read_text())
     names = manifest["provenance"]["feature_names"]
     assert "rownames" not in names and "Status" not in names

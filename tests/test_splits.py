@@ -11,15 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from poisonlab import steps
-from poisonlab.config import canonical_json, validate_config
+from poisonlab.config import validate_config
 from poisonlab.data import read_configured, split_masks
 from poisonlab.errors import PoisonlabError
-from poisonlab.experiment import run_experiment
+from poisonlab.experiment import SUMMARY_COLUMNS, run_experiment
 from poisonlab.findings import _floor_sentences
 from poisonlab.preflight import check_experiment, data_warnings, trial_splits
 from poisonlab.splits import group_masks, split_sentence, time_masks
 from tests.conftest import ROOT
+from tests.pipeline_steps import run_steps
 
 USERCODE = ROOT / "tests" / "usercode"
 sys.path.insert(0, str(USERCODE))
@@ -224,7 +224,7 @@ def test_a_time_split_never_tests_on_weeks_before_training_and_says_so(tmp_path:
         poison={"levels": [0.0, 0.2]},
     )
     split_models.WEEKS_SEEN.clear()
-    results = _run_steps(config, tmp_path)
+    results = run_steps(config, tmp_path / "run")
     assert split_models.WEEKS_SEEN  # predictions were watched
     assert all(earliest >= latest for latest, earliest in split_models.WEEKS_SEEN)
     summary = pd.read_csv(results / "summary.csv")
@@ -237,24 +237,6 @@ def test_a_time_split_never_tests_on_weeks_before_training_and_says_so(tmp_path:
     report = (results / "report.md").read_text()
     assert "Test split: by time on 'week'" in report
     assert "trials vary only the poisoning and the models" in report
-
-
-def _run_steps(config: dict, tmp_path: Path) -> Path:
-    """The pipeline's steps in process, as the components call them; the results dir."""
-    text = canonical_json(config)
-    data, splits = str(tmp_path / "data"), str(tmp_path / "splits")
-    steps.load(text, data, splits)
-    dirs = []
-    for level in config["poison"]["levels"]:
-        p, d, m, r = (str(tmp_path / f"{name}-{level}") for name in "pdmr")
-        steps.poison(text, level, data, splits, p)
-        steps.validate(text, p, d, data, splits)
-        steps.train(text, p, d, m)
-        steps.evaluate(text, level, data, splits, p, d, m, r)
-        dirs.append(r)
-    results = tmp_path / "results"
-    steps.report(text, dirs, data, str(results), "run-1")
-    return results
 
 
 # --- must hold 4: any parameter of a built-in model ---------------------------------------
@@ -307,17 +289,7 @@ def test_a_model_at_the_majority_floor_under_balanced_accuracy_is_told_of_class_
                 3,
             )
         ],
-        columns=[
-            "poison_level",
-            "attack",
-            "model",
-            "defense",
-            "metric",
-            "mean",
-            "ci_low",
-            "ci_high",
-            "n",
-        ],
+        columns=SUMMARY_COLUMNS,
     )
     [told] = _floor_sentences(summary, "balanced_accuracy", 0.5, ("logistic_regression",))
     assert "train.logistic_regression: {class_weight: balanced}" in told
@@ -349,7 +321,7 @@ def test_a_model_whose_predict_raises_on_the_test_split_fails_alone(tmp_path: Pa
         validate={"detectors": ["knn"]},
     )
     check_experiment(config)  # it predicts its own rows, so the check before the run passes
-    results = _run_steps(config, tmp_path)
+    results = run_steps(config, tmp_path / "run")
     summary = pd.read_csv(results / "summary.csv")
     lookup = summary[summary["model"] == "lookup"]
     assert set(lookup["metric"]) == {"failed"}
