@@ -252,7 +252,7 @@ def candidates(
     X: np.ndarray,
     Z: np.ndarray,
     y: np.ndarray,
-    relabelled: int = 3,
+    relabelled: tuple[float, ...] = (0.0, 0.05, 0.1, 0.25, 0.5),
 ) -> list[np.ndarray]:
     """Feasible rows of class ``c`` (raw encoded units) worth a look-ahead refit.
 
@@ -265,8 +265,8 @@ def candidates(
       negation, pulled back into the feasible set (``towards``);
     - clean rows of other classes that lie inside class ``c``'s sphere and slab,
       relabelled ``c``: rows a real source sends, on the far side of the
-      boundary; the ``relabelled`` of highest loss under ``c`` spread over the
-      top of the ranking (highest, and at loss quantiles 0.9 and 0.75).
+      boundary; ranked by their loss under ``c``, those at the ``relabelled``
+      shares of the ranking (0: the highest loss).
     """
     found = [worst_point(model, region, c, n_classes, kind, encoding, mean, scale)[0]]
     W = np.asarray(model.coef_)
@@ -281,13 +281,11 @@ def candidates(
         (np.linalg.norm(gap, axis=1) <= region.radius)
         & (np.abs(gap @ region.direction) <= region.width)
     ]
-    if len(inside) and relabelled > 0:
-        losses = np.array(
-            [_scores_and_grad(model, Z[i], c, n_classes, kind)[0] for i in inside]
-        )
+    if len(inside) and relabelled:
+        losses = np.array([_scores_and_grad(model, Z[i], c, n_classes, kind)[0] for i in inside])
         order = inside[np.argsort(-losses, kind="stable")]
-        picks = {0, int(0.1 * len(order)), int(0.25 * len(order))}
-        found.extend(X[order[i]].copy() for i in sorted(picks)[:relabelled])
+        picks = {min(int(q * len(order)), len(order) - 1) for q in relabelled}
+        found.extend(X[order[i]].copy() for i in sorted(picks))
     unique = []
     for x in found:
         if not any(np.array_equal(x, u) for u in unique):
