@@ -19,13 +19,18 @@ clean training split accepts, and what a real source could send:
 - each feature within its clean training range; integer columns integer; each
   one-hot group one-hot (``encoding_constraints``).
 
-Rows come in ``batches``: each batch is placed at one point, the point and
-class whose cross-entropy (or hinge) loss under the current surrogate is
-highest, found by projected gradient ascent from each class's centroid; the
-surrogate (standardized logistic regression or linear SVM) is then refitted on
-the clean rows plus the poison so far (identical rows as sample weights,
-warm-started), so the next batch pushes where the model has moved. Cost: one
-fit plus ``batches`` refits, whatever the number of rows.
+Rows come in ``batches``: each batch is placed at one point. Per class, a few
+feasible candidates (the point of highest loss under the current surrogate, by
+projected gradient ascent from the centroid; the sphere's boundary along the
+surrogate's weight direction and its negation; clean rows of the other classes
+that sit inside the class's sphere and slab, relabelled); each is tried by a
+one-step look-ahead, refitting the surrogate (standardized logistic regression
+or linear SVM, warm-started, identical rows as sample weights) on clean plus
+poison so far plus the batch there, and the batch goes where the refit's loss
+on the clean rows is highest: the min-max objective is the clean loss, not the
+poison point's own (Koh et al. 2022). Cost: on a table of more than
+``fit_rows`` rows the surrogate is fitted on that many rows drawn at random, so
+the look-ahead refits together cost a fraction of one full fit.
 """
 
 from __future__ import annotations
