@@ -66,8 +66,8 @@ def encoding_constraints(X: np.ndarray, columns: EncodedColumns | None = None) -
     encoding is (``columns``, ``poisonlab.table.EncodedColumns``: its one-hot groups
     and integer columns).
 
-    Without ``columns``, no one-hot groups, and a column is integer where every clean
-    value is a whole number.
+    Without ``columns``, no one-hot groups. A column is integer where every clean value
+    is a whole number, or where ``columns`` says it is.
     """
     X = np.asarray(X, dtype=np.float64)
     d = X.shape[1]
@@ -75,10 +75,11 @@ def encoding_constraints(X: np.ndarray, columns: EncodedColumns | None = None) -
     in_group = np.zeros(d, dtype=bool)
     for group in groups:
         in_group[group] = True
+    # Whole-numbered wherever every clean value is (a column read as float because it
+    # had missing cells is still integer at the source), and where the encoding says so.
+    integer = np.all(np.round(X) == X, axis=0) if len(X) else np.zeros(d, bool)
     if columns is not None:
-        integer = np.asarray(columns.integer, dtype=bool) & ~in_group
-    else:
-        integer = np.all(np.round(X) == X, axis=0) if len(X) else np.zeros(d, bool)
+        integer = (integer | np.asarray(columns.integer, dtype=bool)) & ~in_group
     return Encoding(X.min(axis=0), X.max(axis=0), integer, groups)
 
 
