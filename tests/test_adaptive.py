@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 
 from poisonlab.attacks import apply_attack, dataset_attack_params
-from poisonlab.attacks.minmax import class_regions, encoding_constraints, minmax
+from poisonlab.attacks.label import label_flip
+from poisonlab.attacks.minmax import (
+    _surrogate,
+    class_regions,
+    clean_loss,
+    encoding_constraints,
+    minmax,
+)
 from poisonlab.config import validate_config
 from poisonlab.data import load_table, split_masks
 from poisonlab.detectors import run_detector
@@ -102,6 +109,15 @@ def test_minmax_rows_are_ones_a_real_source_could_send_and_evade_knn():
     )
     caught = found.scores[poisoned.mask] > clean_threshold(clean.scores, 0.05)
     assert caught.mean() <= 0.2
+
+    # And it hurts more than as many random flips: the logistic regression fitted on
+    # it loses more on the clean rows (the min-max objective, Koh et al. 2022).
+    def damage(X_fit, y_fit):
+        model = _surrogate("logistic_regression", 0).fit((X_fit - mean) / scale, y_fit)
+        return clean_loss(model, (X - mean) / scale, y, "logistic_regression")
+
+    flipped = label_flip(X, y, 0.1, rng=derive_rng(1), n_classes=2)
+    assert damage(poisoned.X, poisoned.y) > damage(flipped.X, flipped.y) > damage(X, y)
 
 
 def _iris_attack(attack: str, extra: dict) -> tuple[float, float]:

@@ -19,13 +19,18 @@ clean training split accepts, and what a real source could send:
 - each feature within its clean training range; integer columns integer; each
   one-hot group one-hot (``encoding_constraints``).
 
-Rows come in ``batches``: each batch is placed at one point, the point and
-class whose cross-entropy (or hinge) loss under the current surrogate is
-highest, found by projected gradient ascent from each class's centroid; the
-surrogate (standardized logistic regression or linear SVM) is then refitted on
-the clean rows plus the poison so far (identical rows as sample weights,
-warm-started), so the next batch pushes where the model has moved. Cost: one
-fit plus ``batches`` refits, whatever the number of rows.
+Rows come in ``batches``: each batch is placed at one point. Per class, a few
+feasible candidates (the point of highest loss under the current surrogate, by
+projected gradient ascent from the centroid; the sphere's boundary along the
+surrogate's weight direction and its negation; clean rows of the other classes
+that sit inside the class's sphere and slab, relabelled); each is tried by a
+one-step look-ahead, refitting the surrogate (standardized logistic regression
+or linear SVM, warm-started, identical rows as sample weights) on clean plus
+poison so far plus the batch there, and the batch goes where the refit's loss
+on the clean rows is highest: the min-max objective is the clean loss, not the
+poison point's own (Koh et al. 2022). Cost: on a table of more than
+``fit_rows`` rows the surrogate is fitted on that many rows drawn at random, so
+the look-ahead refits together cost a fraction of one full fit.
 """
 
 from __future__ import annotations
@@ -61,8 +66,8 @@ def encoding_constraints(X: np.ndarray, columns: EncodedColumns | None = None) -
     encoding is (``columns``, ``poisonlab.table.EncodedColumns``: its one-hot groups
     and integer columns).
 
-    Without ``columns``, no one-hot groups, and a column is integer where every clean
-    value is a whole number.
+    Without ``columns``, no one-hot groups. A column is integer where every clean value
+    is a whole number, or where ``columns`` says it is.
     """
     X = np.asarray(X, dtype=np.float64)
     d = X.shape[1]
@@ -70,10 +75,11 @@ def encoding_constraints(X: np.ndarray, columns: EncodedColumns | None = None) -
     in_group = np.zeros(d, dtype=bool)
     for group in groups:
         in_group[group] = True
+    # Whole-numbered wherever every clean value is (a column read as float because it
+    # had missing cells is still integer at the source), and where the encoding says so.
+    integer = np.all(np.round(X) == X, axis=0) if len(X) else np.zeros(d, bool)
     if columns is not None:
-        integer = np.asarray(columns.integer, dtype=bool) & ~in_group
-    else:
-        integer = np.all(np.round(X) == X, axis=0) if len(X) else np.zeros(d, bool)
+        integer = (integer | np.asarray(columns.integer, dtype=bool)) & ~in_group
     return Encoding(X.min(axis=0), X.max(axis=0), integer, groups)
 
 
@@ -191,6 +197,21 @@ def clean_loss(model: Any, Z: np.ndarray, y: np.ndarray, kind: str) -> float:
     return float(-log_p[np.arange(len(y)), y].mean())
 
 
+def towards(
+    target: np.ndarray, region: Region, encoding: Encoding, mean: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    """The feasible row (raw encoded units) nearest ``target`` on the segment from the
+    class's anchor row: the largest step of 40 whose discretized row stays in the
+    sphere and slab. Scanned, not bisected, since rounding makes feasibility jump
+    along the segment; the anchor itself (a clean row of the class) if none does."""
+    anchor = region.anchor * scale + mean
+    for alpha in np.linspace(1.0, 0.0, 41)[:-1]:
+        x = discretize(anchor + alpha * (target - anchor), encoding)
+        if region.holds((x - mean) / scale):
+            return x
+    return discretize(anchor.copy(), encoding)
+
+
 def worst_point(
     model: Any,
     region: Region,
@@ -205,10 +226,9 @@ def worst_point(
     """The feasible row of class ``c`` (raw encoded units) of highest loss, and its loss.
 
     Projected gradient ascent from the centroid (steps of a tenth of the radius,
-    projected on the sphere, slab and range after each), then discretized; if
-    rounding left the sphere or slab, the row is pulled back towards the
-    class's anchor row (the largest feasible step of 40), so the result is always
-    feasible.
+    projected on the sphere, slab and range after each), then discretized and
+    pulled back towards the class's anchor row where rounding left the sphere or
+    slab (``towards``), so the result is always feasible.
     """
     z = region.centre.copy()
     low, high = (encoding.low - mean) / scale, (encoding.high - mean) / scale
@@ -221,38 +241,62 @@ def worst_point(
         z = z + step * gradient / norm
         for _ in range(3):  # alternating projections onto the intersection
             z = np.clip(region.project(z), low, high)
-    target = z * scale + mean
-    anchor = region.anchor * scale + mean
-    best = discretize(anchor.copy(), encoding)
-    # The largest step towards the target whose rounding stays feasible: scanned, not
-    # bisected, since rounding makes feasibility jump along the segment.
-    for alpha in np.linspace(1.0, 0.0, 41)[:-1]:
-        x = discretize(anchor + alpha * (target - anchor), encoding)
-        if region.holds((x - mean) / scale):
-            best = x
-            break
+    best = towards(z * scale + mean, region, encoding, mean, scale)
     loss, _ = _scores_and_grad(model, (best - mean) / scale, c, n_classes, kind)
     return best, loss
 
 
 def candidates(
-    far: np.ndarray,
+    model: Any,
     region: Region,
+    c: int,
+    n_classes: int,
+    kind: str,
     encoding: Encoding,
     mean: np.ndarray,
     scale: np.ndarray,
-    depths: tuple[float, ...],
+    X: np.ndarray,
+    Z: np.ndarray,
+    y: np.ndarray,
+    relabelled: tuple[float, ...] = (0.0, 0.05, 0.1, 0.25, 0.5),
 ) -> list[np.ndarray]:
-    """Points on the segment from the class's anchor row to its worst point ``far``, at
-    each of ``depths`` (1: ``far`` itself), discretized, each kept only if feasible
-    (the segment's points are before rounding: the sphere and slab are convex)."""
-    anchor = region.anchor * scale + mean
-    found = []
-    for depth in depths:
-        x = far if depth == 1.0 else discretize(anchor + depth * (far - anchor), encoding)
-        if depth == 1.0 or region.holds((x - mean) / scale):
-            found.append(x)
-    return found
+    """Feasible rows of class ``c`` (raw encoded units) worth a look-ahead refit.
+
+    The point's own loss does not say how far it moves the model (Koh, Steinhardt
+    and Liang 2022 judge a poison point by the clean loss after refit), so several
+    kinds of point are tried:
+
+    - the feasible point of highest loss (``worst_point``);
+    - the sphere's boundary along the surrogate's weight direction and its
+      negation, pulled back into the feasible set (``towards``);
+    - clean rows of other classes that lie inside class ``c``'s sphere and slab,
+      relabelled ``c``: rows a real source sends, on the far side of the
+      boundary; ranked by their loss under ``c``, those at the ``relabelled``
+      shares of the ranking (0: the highest loss).
+    """
+    found = [worst_point(model, region, c, n_classes, kind, encoding, mean, scale)[0]]
+    W = np.asarray(model.coef_)
+    w = W[min(int(np.searchsorted(model.classes_, c)), len(W) - 1)]
+    if np.linalg.norm(w) > 0:
+        for sign in (1.0, -1.0):
+            z = region.project(region.centre + sign * region.radius * w / np.linalg.norm(w))
+            found.append(towards(z * scale + mean, region, encoding, mean, scale))
+    others = np.flatnonzero(y != c)
+    gap = Z[others] - region.centre
+    inside = others[
+        (np.linalg.norm(gap, axis=1) <= region.radius)
+        & (np.abs(gap @ region.direction) <= region.width)
+    ]
+    if len(inside) and relabelled:
+        losses = np.array([_scores_and_grad(model, Z[i], c, n_classes, kind)[0] for i in inside])
+        order = inside[np.argsort(-losses, kind="stable")]
+        picks = {min(int(q * len(order)), len(order) - 1) for q in relabelled}
+        found.extend(X[order[i]].copy() for i in sorted(picks))
+    unique = []
+    for x in found:
+        if not any(np.array_equal(x, u) for u in unique):
+            unique.append(x)
+    return unique
 
 
 def minmax(
@@ -266,11 +310,11 @@ def minmax(
     batches: int = 10,
     quantile: float = 0.95,
     cluster: int = 12,
-    depths: tuple[float, ...] = (1.0,),
     columns: EncodedColumns | None = None,
+    fit_rows: int = 4000,
 ) -> Poisoned:
     """Append round(level x n) rows, in ``batches``, each batch at the feasible point and
-    class of highest surrogate loss (module docstring).
+    class whose look-ahead refit loses most on the clean rows (module docstring).
 
     Every point carries at least ``cluster`` rows (fewer points when the level is
     low), so the poison is concentrated as in Koh et al.: a row's nearest
@@ -279,7 +323,9 @@ def minmax(
     groups one-hot and integer columns integer. Every appended row is inside its
     class's sphere and slab at ``quantile`` and in the clean range, so a gate tuned
     to flag fewer than 1 - ``quantile`` of clean rows by distance alone accepts it.
-    The mask marks the appended rows.
+    The surrogate is fitted on at most ``fit_rows`` clean rows drawn at random
+    (each weighing n / ``fit_rows``), so the look-ahead refits cost a fraction of one
+    fit on a large table. The mask marks the appended rows.
     """
     n, d = X.shape
     k = n_poisoned(level, n)
@@ -292,27 +338,30 @@ def minmax(
     Z = (X - mean) / scale
     regions = class_regions(Z, y, n_classes, quantile)
     seed = int(rng.integers(0, 2**31 - 1))
-    model = _surrogate(surrogate, seed).fit(Z, y)
+    # The surrogate's rows: all of a small table, a random share of a large one.
+    rows = np.arange(n) if n <= fit_rows else np.sort(rng.choice(n, fit_rows, replace=False))
+    Zs, ys, unit = Z[rows], y[rows], n / len(rows)
+    model = _surrogate(surrogate, seed).fit(Zs, ys, sample_weight=np.full(len(rows), unit))
     # At least ``cluster`` rows at every point: more than a neighbour search's k, so a
     # poison row's nearest neighbours are its own cluster, labelled alike.
     n_points = max(1, min(batches, k // max(cluster, 1)))
     sizes = np.diff(np.linspace(0, k, n_points + 1).round().astype(int))
     points, labels, weights = [], [], []
     for size in sizes:
-        # One candidate per class (its feasible point of highest loss); the batch goes to
-        # the one whose refit loses most on the clean rows (a one-step look-ahead: the
-        # point's own loss does not say how far it moves the model).
+        # Candidates of every class; the batch goes to the one whose refit loses most on
+        # the clean rows (a one-step look-ahead: the min-max objective is the clean loss).
         best = None
         for c, region in enumerate(regions):
             if region is None or c not in model.classes_:
                 continue
-            far, _ = worst_point(model, region, c, n_classes, surrogate, encoding, mean, scale)
-            for x in candidates(far, region, encoding, mean, scale, depths):
-                Z_all = np.vstack([Z, (np.array([*points, x]) - mean) / scale])
-                y_all = np.concatenate([y, [*labels, c]])
-                w_all = np.concatenate([np.ones(n), [*weights, size]])
+            for x in candidates(
+                model, region, c, n_classes, surrogate, encoding, mean, scale, X[rows], Zs, ys
+            ):
+                Z_all = np.vstack([Zs, (np.array([*points, x]) - mean) / scale])
+                y_all = np.concatenate([ys, [*labels, c]])
+                w_all = np.concatenate([np.full(len(rows), unit), [*weights, size]])
                 refit = copy.deepcopy(model).fit(Z_all, y_all, sample_weight=w_all)  # warm
-                damage = clean_loss(refit, Z, y, surrogate)
+                damage = clean_loss(refit, Zs, ys, surrogate)
                 if best is None or damage > best[2]:
                     best = (x, c, damage, refit)
         x, c, _, model = best
