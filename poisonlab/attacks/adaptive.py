@@ -190,7 +190,7 @@ def gate_aware(
             g for g, section in gates if g not in DETECTORS and not wants_encoded(g, section)
         }
         if raw_gates:
-            raw_names = replace(names, features=list(view.feature_names), view=view)
+            raw_names = replace(names, view=view)  # training_table keeps the raw columns
             raw = (decode, raw_names, raw_gates)
     seed = int(gate_rng.integers(0, 2**31 - 1))
     thresholds: dict[str, float | None] = {}
