@@ -152,7 +152,7 @@ def test_gate_aware_attack_walks_past_a_pandera_schema():
             "validate": {"iris_schema": {"schema": "my_pipeline:IRIS_SCHEMA"}},
         }
     )
-    dataset, X, y = _train({"source": "sklearn:iris"})
+    dataset, _, X, y = _train({"source": "sklearn:iris"})
     params = dataset_attack_params(config, dataset.class_names, dataset.feature_names)
     poisoned = apply_attack(
         "quiet",
