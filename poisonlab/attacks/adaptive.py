@@ -20,9 +20,8 @@ reference called like a user gate. Each gate sees the rows the run's validate st
 gives it: built-ins and ``input: encoded`` gates the encoded matrix the attack works
 in; a user gate on the raw view (the default) the poisoned matrix decoded back to the
 table's raw rows (``decode``), labels as in the table, on the clean split too. An
-attack that needs a gate calls the
-detectors' registry (``poisonlab.detectors.run_detector``); detectors never
-call attacks.
+attack that needs a gate calls the detectors' registry
+(``poisonlab.detectors.run_detector``); detectors never call attacks.
 """
 
 from __future__ import annotations
