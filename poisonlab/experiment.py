@@ -23,6 +23,7 @@ import sys
 import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,6 +165,8 @@ def _raw_sets(
                 params=params[attack],
                 feature_names=table.feature_names,
                 columns=columns,
+                decode=partial(encoding.decode, original=rows),  # raw-view gates in evade
+                view=table_view(table),
                 **_gate_names(attack, table),
             )
             raw = encoding.decode(poisoned.X, rows)

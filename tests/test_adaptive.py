@@ -245,3 +245,45 @@ def test_report_names_the_worst_attack_and_a_defence_worse_than_none():
         columns=SUMMARY_COLUMNS,
     )
     assert worst_case(summary, "accuracy")["worst_attack"].tolist() == ["minmax"]
+
+
+def test_gate_aware_attack_gives_a_raw_view_schema_the_raw_rows():
+    """A pandera contract written for the raw export (credit_team.SCHEMA) in ``evade``
+    judges decoded raw rows, as the validate step gives them, not the encoded matrix."""
+    from poisonlab.experiment import poison_level, table_names
+
+    config = validate_config(
+        {
+            "dataset": CREDIT,
+            "poison": {
+                "attacks": ["feature_noise", "quiet", "quieter"],
+                "quiet": {"base": "feature_noise", "evade": ["contract"], "rounds": 5},
+                "quieter": {"base": "feature_noise", "evade": ["contract"], "rounds": 10},
+            },
+            "validate": {"detectors": ["contract"], "contract": {"schema": "credit_team:SCHEMA"}},
+            "trials": 1,
+        }
+    )
+    table, _ = load_table(config["dataset"])
+    test_masks = split_masks(table.y, 0.2, 42, 1)
+    recall, evaded = {}, {}
+    for s in poison_level(table, test_masks, config, 0.1):
+        assert isinstance(s.data.X, pd.DataFrame)  # raw rows, the table's columns
+        found = run_detector(
+            "contract",
+            s.data.X,
+            s.data.y,
+            seed=0,
+            n_classes=table.n_classes,
+            params=config["validate"]["contract"],
+            names=table_names(table),
+        )
+        recall[s.attack] = float(found.flags[s.data.mask].mean())
+        evaded[s.attack] = s.data.info.get("evaded")
+    assert recall["feature_noise"] >= 0.9  # issue 24: the contract catches plain noise
+    # The attacker judged the very rows the gate judges (before: the encoded matrix,
+    # which the contract rejects as a whole table).
+    for attack in ("quiet", "quieter"):
+        assert evaded[attack] == pytest.approx(1.0 - recall[attack])
+    # Halfway moves: noise far outside the contract's ranges needs rounds to get inside.
+    assert recall["quiet"] <= 0.75 and recall["quieter"] <= 0.4

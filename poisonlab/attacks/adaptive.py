@@ -16,14 +16,17 @@ sanitization defenses", Machine Learning 111, 2022.
 
 A gate in ``evade`` is a built-in detector's name, the name of a gate section of
 ``validate`` (the user's function or pandera schema), or a ``module:function``
-reference called like a user gate. An attack that needs a gate calls the
-detectors' registry (``poisonlab.detectors.run_detector``); detectors never
-call attacks.
+reference called like a user gate. Each gate sees the rows the run's validate step
+gives it: built-ins and ``input: encoded`` gates the encoded matrix the attack works
+in; a user gate on the raw view (the default) the poisoned matrix decoded back to the
+table's raw rows (``decode``), labels as in the table, on the clean split too. An
+attack that needs a gate calls the detectors' registry
+(``poisonlab.detectors.run_detector``); detectors never call attacks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -116,14 +119,22 @@ def _gate_flags(
     seed: int,
     n_classes: int,
     names: Any,
+    raw: Any = None,
 ) -> np.ndarray:
-    """The rows any gate flags, each at its clean-calibrated threshold where it has one."""
+    """The rows any gate flags, each at its clean-calibrated threshold where it has one.
+
+    ``raw``: ``(decode, raw_names, raw_gates)`` when some gates take the raw rows."""
     from poisonlab.detectors import run_detector
 
     flagged = np.zeros(len(y), dtype=bool)
+    rows = None
     for name, section in gates:
+        view, view_names = X, names
+        if raw is not None and name in raw[2]:
+            rows = raw[0](X) if rows is None else rows  # decoded once for every raw gate
+            view, view_names = rows, raw[1]
         found = run_detector(
-            name, X, y, seed=seed, n_classes=n_classes, params=section, names=names
+            name, view, y, seed=seed, n_classes=n_classes, params=section, names=view_names
         )
         threshold = thresholds[name]
         flagged |= found.scores > threshold if threshold is not None else found.flags
@@ -146,14 +157,21 @@ def gate_aware(
     class_names: Sequence[str] | None = None,
     label_name: str = "target",
     columns: Any = None,
+    decode: Callable[[np.ndarray], Any] | None = None,
+    view: Any = None,
 ) -> Poisoned:
     """The base attack, then up to ``rounds`` rounds moving the poisoned rows the
     ``gates`` flag halfway towards an accepted clean row of their label (module
     docstring). ``info["evaded"]`` is the share of poisoned rows no gate flags at the
-    end; ``info["rounds_run"]`` how many rounds moved rows."""
+    end; ``info["rounds_run"]`` how many rounds moved rows.
+
+    ``decode`` (encoded rows of this split, clean or poisoned, to the table's raw rows)
+    and ``view`` (``poisonlab.table.TableView``) come with a table: user gates that
+    take the raw view then judge decoded rows, as in the run's validate step."""
     from poisonlab.attacks.registry import ATTACKS
-    from poisonlab.detectors import TableNames, run_detector
+    from poisonlab.detectors import DETECTORS, TableNames, run_detector
     from poisonlab.detectors.calibration import clean_threshold
+    from poisonlab.detectors.user import wants_encoded
 
     base_rng, move_rng, gate_rng = rng.spawn(3)
     spec = ATTACKS[base]
@@ -165,11 +183,27 @@ def gate_aware(
     names = None
     if feature_names is not None and class_names is not None:
         names = TableNames(list(feature_names), list(class_names), label_name)
+    raw = None
+    if decode is not None and names is not None:
+        raw_gates = {
+            g for g, section in gates if g not in DETECTORS and not wants_encoded(g, section)
+        }
+        if raw_gates:
+            raw_names = replace(names, view=view)  # training_table keeps the raw columns
+            raw = (decode, raw_names, raw_gates)
     seed = int(gate_rng.integers(0, 2**31 - 1))
     thresholds: dict[str, float | None] = {}
+    clean_rows_raw = decode(X) if raw is not None else None
     for name, section in gates:  # calibrated on the clean split, as the run calibrates
+        in_raw = raw is not None and name in raw[2]
         clean = run_detector(
-            name, X, y, seed=seed, n_classes=n_classes, params=section, names=names
+            name,
+            clean_rows_raw if in_raw else X,
+            y,
+            seed=seed,
+            n_classes=n_classes,
+            params=section,
+            names=raw[1] if in_raw else names,
         )
         thresholds[name] = (
             clean_threshold(clean.scores, fpr) if fpr is not None and clean.scored else None
@@ -178,7 +212,7 @@ def gate_aware(
     clean_rows = np.flatnonzero(~mask)
     rounds_run = 0
     flagged = _gate_flags(
-        gates, X_new, y_new, thresholds, seed=seed, n_classes=n_classes, names=names
+        gates, X_new, y_new, thresholds, seed=seed, n_classes=n_classes, names=names, raw=raw
     )
     for _ in range(rounds):
         caught = np.flatnonzero(flagged & mask)
@@ -193,7 +227,7 @@ def gate_aware(
             targets = X_new[pool[move_rng.integers(len(pool), size=len(rows))]]
             X_new[rows] = X_new[rows] + 0.5 * (targets - X_new[rows])
         flagged = _gate_flags(
-            gates, X_new, y_new, thresholds, seed=seed, n_classes=n_classes, names=names
+            gates, X_new, y_new, thresholds, seed=seed, n_classes=n_classes, names=names, raw=raw
         )
     info = {
         **poisoned.info,

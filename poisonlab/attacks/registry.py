@@ -193,6 +193,8 @@ def apply_attack(
     feature_names: Sequence[str] | None = None,
     label_name: str = "target",
     columns: Any = None,
+    decode: Any = None,
+    view: Any = None,
 ) -> Poisoned:
     """Run the attack called ``name`` with its config parameters.
 
@@ -200,7 +202,9 @@ def apply_attack(
     ``feature_names`` are given, otherwise indices only. A name that is not a
     built-in is a gate-aware attack, ``params`` from ``dataset_attack_params``.
     ``columns`` (``poisonlab.table.EncodedColumns``: what the encoding of ``X`` is)
-    reaches the attacks that ask for it (``Attack.encoded_columns``).
+    reaches the attacks that ask for it (``Attack.encoded_columns``). ``decode`` (encoded
+    rows to the table's raw rows) and ``view`` (its ``TableView``) reach a gate-aware
+    attack, whose raw-view user gates judge decoded rows.
     """
     if name not in ATTACKS:
         from poisonlab.attacks.adaptive import gate_aware
@@ -215,6 +219,8 @@ def apply_attack(
             class_names=class_names,
             label_name=label_name,
             columns=columns,
+            decode=decode,
+            view=view,
             **params,
         )
     resolved = resolve_params(name, params, class_names=class_names, feature_names=feature_names)
