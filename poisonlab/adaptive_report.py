@@ -118,7 +118,8 @@ def defence_harm(records: pd.DataFrame, metric: str) -> list[str]:
     groups = defended.groupby(["poison_level", "attack", "model", "defense"], sort=False)
     for (level, attack, model, defense), frame in groups:
         mean, low, high, n = mean_ci((frame["value"] - frame["none"]).to_numpy())
-        if n >= 2 and high < 0:
+        # Tied trials measure no spread: a zero-width interval is no finding.
+        if n >= 2 and low < high < 0:
             sentences.append(
                 f"At {format_level(level)} {attack}, the {defense} defence lowers {model}'s "
                 f"{metric} by {-mean:.3f} (95% CI {-high:.3f} to {-low:.3f}, {n} paired "

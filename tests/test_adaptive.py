@@ -24,7 +24,7 @@ from poisonlab.data import load_table, split_masks
 from poisonlab.detectors import run_detector
 from poisonlab.detectors.calibration import clean_threshold
 from poisonlab.errors import PoisonlabError
-from poisonlab.experiment import SUMMARY_COLUMNS
+from poisonlab.experiment import RECORD_COLUMNS, SUMMARY_COLUMNS
 from poisonlab.seeding import derive_rng
 
 sys.path.insert(0, str(Path(__file__).parent / "usercode"))  # my_pipeline, the user's code
@@ -222,21 +222,12 @@ def test_report_names_the_worst_attack_and_a_defence_worse_than_none():
     for trial in range(4):
         for defense, value in (("none", 0.90), ("knn", 0.85 - 0.01 * trial)):
             rows.append((0.1, trial, "minmax", "lr", defense, "", "accuracy", value))
-    records = pd.DataFrame(
-        rows,
-        columns=[
-            "poison_level",
-            "trial",
-            "attack",
-            "model",
-            "defense",
-            "detector",
-            "metric",
-            "value",
-        ],
-    )
+    records = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     [sentence] = defence_harm(records, "accuracy")
     assert "the knn defence lowers lr's accuracy" in sentence and "minmax" in sentence
+    # Every trial lower by the same amount: no spread measured, so no finding.
+    tied = records.assign(value=records["value"].where(records["defense"] == "none", 0.85))
+    assert defence_harm(tied, "accuracy") == []
     summary = pd.DataFrame(
         [
             (0.1, "label_flip", "lr", "none", "accuracy", 0.95, 0.94, 0.96, 5),
