@@ -312,7 +312,7 @@ def ensemble(
         corrected = noise_corrected(probabilities, y, n_classes, fitted_on)
         quality = corrected[np.arange(n), y]
     if by_class:  # log-odds against the label's own class (step 6)
-        label = class_relative_log_odds(quality, y, n_classes, ~outliers)
+        label = class_relative_log_odds(quality, y, n_classes, fitted_on)
         far = np.log(np.maximum(outlier, 1e-300) / outlier_threshold)
         logit = np.maximum(label, far)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logit, -700, 700)))
