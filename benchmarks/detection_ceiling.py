@@ -12,12 +12,12 @@ pipeline's splits and seeds.
 
     PYTHONPATH=$PWD python benchmarks/detection_ceiling.py [--trials 5]
         [--datasets iris wine breast_cancer credit_data affairs caravan]
-        [--detectors knn ensemble confident_learning trim ensemble:by_class=false]
+        [--detectors knn ensemble confident_learning trim ensemble:by_class=true]
         [--csv path/to/table.csv LABEL [ID_COLUMN]]
 
 A detector written ``name:param=value,...`` runs with those parameters over its
-defaults (``ensemble:by_class=false`` is the ensemble before its scores were read
-per class). ``--csv`` adds a binary or multiclass table of your own, by its label
+defaults (``ensemble:by_class=true`` is the ensemble with its scores read
+per class, off by default). ``--csv`` adds a binary or multiclass table of your own, by its label
 column (and an ID column to drop).
 """
 
