@@ -12,7 +12,13 @@ pipeline's splits and seeds.
 
     PYTHONPATH=$PWD python benchmarks/detection_ceiling.py [--trials 5]
         [--datasets iris wine breast_cancer credit_data affairs caravan]
-        [--detectors knn ensemble confident_learning trim]
+        [--detectors knn ensemble confident_learning trim ensemble:by_class=true]
+        [--csv path/to/table.csv LABEL [ID_COLUMN]]
+
+A detector written ``name:param=value,...`` runs with those parameters over its
+defaults (``ensemble:by_class=true`` is the ensemble with its scores read
+per class, off by default). ``--csv`` adds a binary or multiclass table of your own, by its label
+column (and an ID column to drop).
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ REAL_TABLES = {
 
 
 def load(name: str) -> Dataset:
+    if "::" in name:  # --csv: "path::label::id"
+        path, label, *key = name.split("::")
+        return load_dataset(path, label, impute="median", encode="onehot", drop_columns=key)[0]
     if name not in REAL_TABLES:
         return load_dataset(f"sklearn:{name}", None)[0]
     path, label, key = REAL_TABLES[name]
@@ -60,6 +69,19 @@ def oracle_probabilities(X: np.ndarray, y_clean: np.ndarray, n_classes: int, see
         ],
         axis=0,
     )
+
+
+def detector_spec(spec: str) -> tuple[str, dict]:
+    """``name`` or ``name:param=value,...``: the detector and its parameters over its defaults."""
+    name, _, rest = spec.partition(":")
+    params = dict(DETECTORS[name].defaults)
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        lowered = value.lower()
+        params[key] = (
+            lowered == "true" if lowered in ("true", "false") else type(params.get(key, 0.0))(value)
+        )
+    return name, params
 
 
 def recall_at(scores, mask, clean_scores) -> dict[float, tuple[float, float]]:
@@ -91,12 +113,12 @@ def run(
             oracle_clean = 1.0 - proba[np.arange(n), y]
             clean = {
                 d: run_detector(
-                    d,
+                    detector_spec(d)[0],
                     X,
                     y,
                     seed=derive_seed(SEED, "clean", trial, d),
                     n_classes=k,
-                    params=DETECTORS[d].defaults,
+                    params=detector_spec(d)[1],
                 ).scores
                 for d in detectors
             }
@@ -113,12 +135,12 @@ def run(
                 found = {"oracle": recall_at(1.0 - proba[np.arange(n), p.y], p.mask, oracle_clean)}
                 for d in detectors:
                     scores = run_detector(
-                        d,
+                        detector_spec(d)[0],
                         p.X,
                         p.y,
                         seed=derive_seed(SEED, "detect", trial, d),
                         n_classes=k,
-                        params=DETECTORS[d].defaults,
+                        params=detector_spec(d)[1],
                     ).scores
                     found[d] = recall_at(scores, p.mask, clean[d])
                 for d, by_fpr in found.items():
@@ -140,7 +162,9 @@ def main() -> None:
         "--detectors", nargs="+", default=["knn", "confident_learning", "ensemble", "trim"]
     )
     parser.add_argument("--levels", nargs="+", type=float, default=[0.1, 0.3])
+    parser.add_argument("--csv", nargs="+", action="append", default=[], metavar="PATH LABEL [ID]")
     args = parser.parse_args()
+    args.datasets += ["::".join(given) for given in args.csv]
     warnings.filterwarnings("ignore")
     with one_blas_thread():
         frame = run(args.datasets, args.detectors, args.trials, args.levels)

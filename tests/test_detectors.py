@@ -364,3 +364,23 @@ def test_a_set_whose_every_detector_failed_keeps_its_row_group(tmp_path):
     back = experiment.read_detections(path)
     assert back[(0, "a", "g")] == failed
     assert back[(1, "a", "g")].flags.tolist() == ran.flags.tolist()
+
+
+def test_ensemble_by_class_lets_a_rare_class_pass_a_clean_threshold():
+    """caravan's 6% class: read per class, its rows no longer fill (tied) the clean
+    split's top 1%, so a 1%-FPR threshold set there flags some rows (the default,
+    global score flags none)."""
+    from poisonlab.detectors.calibration import clean_threshold
+
+    data, _ = load_dataset(
+        "tests/data/caravan.csv", "Purchase", drop_columns=["rownames"], impute="median"
+    )
+    train = ~split_masks(data.y, 0.2, 42, 1)[0]
+    X, y = data.X[train], data.y[train]
+    flagged = {}
+    for by_class in (False, True):
+        params = {**DETECTORS["ensemble"].defaults, "by_class": by_class}
+        scores = run_detector("ensemble", X, y, seed=0, n_classes=2, params=params).scores
+        flagged[by_class] = int((scores > clean_threshold(scores, 0.01)).sum())
+    assert flagged[False] == 0
+    assert 1 <= flagged[True] <= 0.01 * len(y)
