@@ -39,6 +39,7 @@ DETECTORS: dict[str, Detector] = {
             "max_reference": 20000,
             "correct_noise": False,
             "normalise": True,
+            "by_class": False,
         },
     ),
     "trim": Detector(trimmed_loss, {"trim": 0.2, "max_rounds": 10, "C": 1.0}),
