@@ -22,7 +22,7 @@ import pickle
 import sys
 import traceback
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,8 +129,6 @@ def poison_level(
     """
     # Class and feature names checked against the dataset once, before any poisoning.
     params = dataset_attack_params(config, dataset.class_names, dataset.feature_names)
-    if isinstance(dataset, Table):
-        return _raw_sets(dataset, test_masks, config, level, params, unit)
     return _poisoned_sets(dataset, test_masks, config, level, params, unit)
 
 
@@ -142,41 +140,8 @@ def attack_view(table: Table, test_mask: np.ndarray) -> tuple[pd.DataFrame, Enco
     return rows, encoding, encoding.transform(rows)
 
 
-def _raw_sets(
-    table: Table,
-    test_masks: np.ndarray,
-    config: dict[str, Any],
-    level: float,
-    params: dict[str, dict[str, Any]],
-    unit: Unit | None = None,
-) -> Iterator[PoisonedSet]:
-    for trial in unit.trials if unit else range(config["trials"]):
-        rows, encoding, X = attack_view(table, test_masks[trial])
-        y = table.y[~test_masks[trial]]
-        columns = encoding.columns_info(X)
-        for attack in unit.attacks if unit else config["poison"]["attacks"]:
-            poisoned = apply_attack(
-                attack,
-                X,
-                y,
-                level,
-                rng=derive_rng(config["seed"], "poison", trial, attack),
-                n_classes=table.n_classes,
-                params=params[attack],
-                feature_names=table.feature_names,
-                columns=columns,
-                decode=partial(encoding.decode, original=rows),  # raw-view gates in evade
-                view=table_view(table),
-                **_gate_names(attack, table),
-            )
-            raw = encoding.decode(poisoned.X, rows)
-            yield PoisonedSet(
-                trial, attack, Poisoned(raw, poisoned.y, poisoned.mask, poisoned.info)
-            )
-
-
 def _poisoned_sets(
-    dataset: Dataset,
+    dataset: Dataset | Table,
     test_masks: np.ndarray,
     config: dict[str, Any],
     level: float,
@@ -185,20 +150,35 @@ def _poisoned_sets(
 ) -> Iterator[PoisonedSet]:
     for trial in unit.trials if unit else range(config["trials"]):
         train = ~test_masks[trial]
-        columns = plain_columns(dataset.feature_names, dataset.X[train])
+        encoding, raw_view = None, {}
+        if isinstance(dataset, Table):
+            rows, encoding, X = attack_view(dataset, test_masks[trial])
+            columns = encoding.columns_info(X)
+            # Raw-view gates a gate-aware attack evades judge decoded rows, as in validate.
+            raw_view = {
+                "decode": partial(encoding.decode, original=rows),
+                "view": table_view(dataset),
+            }
+        else:
+            X = dataset.X[train]
+            columns = plain_columns(dataset.feature_names, X)
+        y = dataset.y[train]
         for attack in unit.attacks if unit else config["poison"]["attacks"]:
             poisoned = apply_attack(
                 attack,
-                dataset.X[train],
-                dataset.y[train],
+                X,
+                y,
                 level,
                 rng=derive_rng(config["seed"], "poison", trial, attack),
                 n_classes=dataset.n_classes,
                 params=params[attack],
                 feature_names=dataset.feature_names,
                 columns=columns,
+                **raw_view,
                 **_gate_names(attack, dataset),
             )
+            if encoding is not None:  # back to rows a real source could send
+                poisoned = replace(poisoned, X=encoding.decode(poisoned.X, rows))
             yield PoisonedSet(trial, attack, poisoned)
 
 
