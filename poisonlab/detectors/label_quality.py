@@ -189,6 +189,29 @@ def class_relative_log_odds(
     return (np.log(t) - np.log1p(-t))[y] - logit
 
 
+def keep_likeliest(
+    keep: np.ndarray, quality: np.ndarray, y: np.ndarray, at_least: int, eligible: np.ndarray
+) -> np.ndarray:
+    """The ``eligible`` rows of ``keep``, each class keeping at least ``at_least`` of its
+    eligible rows: its likeliest.
+
+    Why: a round of cleaning drops the rows whose label is below chance. On a rare,
+    barely predictable class (caravan's 6% of buyers) that is every row of the class,
+    even on clean data; the next round's models then never see the class, every row of
+    it gets a label quality of exactly 0, and these tie at the top of the clean split's
+    scores, so a threshold that flags 1% of clean rows flags nothing at any poison level.
+    Keeping the class's ``at_least`` likeliest rows (one per fold) lets the models
+    still learn where it lies. A class with fewer rows keeps them all.
+    """
+    keep = keep & eligible
+    for c in np.unique(y):
+        rows = np.flatnonzero((y == c) & eligible)
+        wanted = min(at_least, len(rows))
+        if keep[rows].sum() < wanted:
+            keep[rows[np.argsort(-quality[rows], kind="stable")[:wanted]]] = True
+    return keep
+
+
 def _ensemble_members(seed: int) -> list[tuple[BaseEstimator, bool]]:
     """Three model families that err differently: linear, local, tree-based.
 
@@ -241,7 +264,8 @@ def ensemble(
     3. Rounds: after each round the models are refitted without the outliers and
        the rows whose label quality is below chance (1 / n_classes), so that
        poisoned labels stop teaching the models that judge them; every row is
-       still scored out of sample.
+       still scored out of sample. Each class keeps at least ``n_splits`` rows,
+       its likeliest (``keep_likeliest``: a rare class is never dropped whole).
     4. Flags: cleanlab's ``find_label_issues`` on the last round's probabilities
        (confident learning estimates how many labels are wrong) and, with three
        or more classes, every label whose quality is below chance: on Wine and
@@ -264,15 +288,13 @@ def ensemble(
     6. Per class (``by_class``, off by default): the label score is
        ``class_relative_log_odds`` (the label's log-odds against its class's mean among
        the rows the last models learnt from) and a round drops a row only below chance
-       *and* below its class's mean, so a rare class is not dropped whole (on caravan's
-       6% class it was, and every row of it tied at the top clean score: nothing passed a
-       1%-FPR threshold). Measured (benchmarks/detection_ceiling.py, 3 trials, recall at
-       1% FPR at flips 0.1 / 0.3): caravan 0.00 / 0.00 -> 0.20 / 0.21 (oracle 0.23, but
-       9% of the clean rows past the threshold at 0.3), credit_data 0.15 / 0.10 -> 0.18 /
-       0.12, but affairs 0.24 / 0.28 -> 0.19 / 0.07, breast_cancer 0.92 / 0.66 -> 0.89 /
-       0.55 and, unseen, MASS Pima.te 0.19 / 0.11 -> 0.12 / 0.02 and 1,200 rows of ISLR
-       Default (3% class) 0.92 / 0.90 -> 0.24 / 0.00: a win for one table, so not the
-       default.
+       *and* below its class's mean. Measured before rounds kept each class's likeliest
+       rows (benchmarks/detection_ceiling.py, 3 trials, recall at 1% FPR at flips 0.1 /
+       0.3): caravan 0.00 / 0.00 -> 0.20 / 0.21 (oracle 0.23, but 9% of the clean rows
+       past the threshold at 0.3), but affairs 0.24 / 0.28 -> 0.19 / 0.07, MASS Pima.te
+       0.19 / 0.11 -> 0.12 / 0.02 and 1,200 rows of ISLR Default (3% class) 0.92 / 0.90
+       -> 0.24 / 0.00; ``keep_likeliest`` mends caravan without that cost, so this stays
+       off.
 
     Score: the larger of 1 - label quality and z / (z + threshold) (0.5 at the
     outlier threshold). Cost: rounds x 3 x n_splits fits. The kNN and extra-trees
@@ -315,7 +337,7 @@ def ensemble(
         below = quality < 1.0 / n_classes
         if by_class:  # and below its class's mean: a rare class is not dropped whole
             below &= class_relative_log_odds(quality, y, n_classes, ~outliers) > 0
-        fitted_on, keep = keep, ~outliers & ~below
+        fitted_on, keep = keep, keep_likeliest(~below, quality, y, n_splits, eligible=~outliers)
     flags = np.asarray(find_label_issues(y, probabilities, filter_by=filter_by, n_jobs=1), bool)
     if n_classes > 2:
         # Below chance is below the decision boundary only with three or more
