@@ -181,8 +181,9 @@ def _scores_and_grad(model: Any, z: np.ndarray, c: int, n_classes: int, kind: st
     return float(-np.log(max(p[c], 1e-300))), W.T @ (p - np.eye(len(p))[c])
 
 
-def clean_loss(model: Any, Z: np.ndarray, y: np.ndarray, kind: str) -> float:
-    """The surrogate's mean loss on the clean rows: what the attacker raises."""
+def row_losses(model: Any, Z: np.ndarray, y: np.ndarray, kind: str) -> np.ndarray:
+    """The surrogate's loss on each row (cross-entropy, or the hinge losses LinearSVC
+    minimises)."""
     y = np.searchsorted(model.classes_, y)  # positions among the classes it saw
     scores = model.decision_function(Z)
     if scores.ndim == 1:
@@ -190,11 +191,71 @@ def clean_loss(model: Any, Z: np.ndarray, y: np.ndarray, kind: str) -> float:
     if kind == "linear_svm":
         target = np.where(np.arange(scores.shape[1])[None, :] == y[:, None], 1.0, -1.0)
         if scores.shape[1] == 2:  # binary: one margin
-            return float(np.maximum(0, 1 - target[:, 1] * scores[:, 1]).mean())
-        return float(np.maximum(0, 1 - target * scores).sum(axis=1).mean())
+            return np.maximum(0, 1 - target[:, 1] * scores[:, 1])
+        return np.maximum(0, 1 - target * scores).sum(axis=1)
     scores = scores - scores.max(axis=1, keepdims=True)
     log_p = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
-    return float(-log_p[np.arange(len(y)), y].mean())
+    return -log_p[np.arange(len(y)), y]
+
+
+def clean_loss(model: Any, Z: np.ndarray, y: np.ndarray, kind: str) -> float:
+    """The surrogate's mean loss on the clean rows: what the attacker raises."""
+    return float(row_losses(model, Z, y, kind).mean())
+
+
+# The built-in knn gate's k: a point's rows are judged by their k nearest rows.
+NEIGHBOURS = 10
+
+
+def disagreement(
+    Z: np.ndarray, y: np.ndarray, z: np.ndarray, c: int, copies: int, k: int = NEIGHBOURS
+) -> float:
+    """The share of the ``k`` nearest rows of one of ``copies`` identical rows at ``z``,
+    labelled ``c``, that carry another label: what a kNN gate scores it (``Z``, ``y``:
+    the rows beside it, clean and poison so far). Its own other copies come first, so a
+    point of more than ``k`` rows scores 0."""
+    others = k - min(copies - 1, k)
+    if others == 0:
+        return 0.0
+    nearest = np.argpartition(np.linalg.norm(Z - z, axis=1), others - 1)[:others]
+    return float(np.sum(y[nearest] != c)) / k
+
+
+def accepted_scores(
+    model: Any, Z: np.ndarray, y: np.ndarray, kind: str, quantile: float, k: int = NEIGHBOURS
+) -> tuple[float, float]:
+    """The highest kNN disagreement, and the highest loss under the clean surrogate
+    ``model``, that gates flagging 1 - ``quantile`` of these clean rows accept
+    (``detectors.calibration.clean_threshold`` of the clean rows' own scores): a
+    neighbour gate, and a label-quality gate whose models side with the clean fit."""
+    from poisonlab.detectors.calibration import clean_threshold
+    from poisonlab.detectors.neighbours import neighbour_indices
+
+    neighbours = neighbour_indices(Z, k, seed=0, max_reference=len(Z))
+    scores = (y[neighbours] != y[:, None]).mean(axis=1)
+    losses = row_losses(model, Z, y, kind)
+    return clean_threshold(scores, 1.0 - quantile), clean_threshold(losses, 1.0 - quantile)
+
+
+def disputed(
+    clean_model: Any,
+    accepted: tuple[float, float] | None,
+    Z: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    c: int,
+    copies: int,
+    kind: str,
+) -> float:
+    """How far a point of ``copies`` rows at ``z`` labelled ``c`` lies past what the
+    gates of ``accepted_scores`` accept: its kNN disagreement and its clean-surrogate
+    loss above theirs (0: accepted). None ``accepted``: a point big enough to vouch
+    for itself."""
+    if accepted is None:
+        return 0.0
+    share, loss = accepted
+    own = row_losses(clean_model, z[None, :], np.array([c]), kind)[0]
+    return max(disagreement(Z, y, z, c, copies) - share, 0.0) + max(own - loss, 0.0)
 
 
 def towards(
@@ -347,9 +408,20 @@ def minmax(
     n_points = max(1, min(batches, k // max(cluster, 1)))
     sizes = np.diff(np.linspace(0, k, n_points + 1).round().astype(int))
     points, labels, weights = [], [], []
+    clean_model, accepted = model, None  # what gates accept: for small points only
     for size in sizes:
         # Candidates of every class; the batch goes to the one whose refit loses most on
         # the clean rows (a one-step look-ahead: the min-max objective is the clean loss).
+        # A point of too few rows to be its own neighbourhood (a small table at a low
+        # level) must also pass what kNN and label-quality gates tuned on the clean rows
+        # accept (its neighbours and the clean fit agree with its label); failing that,
+        # the least disputed candidate.
+        small = size <= NEIGHBOURS
+        if small and accepted is None:
+            accepted = accepted_scores(clean_model, Zs, ys, surrogate, quantile)
+        placed = np.repeat(np.array(points).reshape(-1, d), weights, axis=0)
+        Z_near = np.vstack([Zs, (placed - mean) / scale])
+        y_near = np.concatenate([ys, np.repeat(np.array(labels, dtype=ys.dtype), weights)])
         best = None
         for c, region in enumerate(regions):
             if region is None or c not in model.classes_:
@@ -357,14 +429,24 @@ def minmax(
             for x in candidates(
                 model, region, c, n_classes, surrogate, encoding, mean, scale, X[rows], Zs, ys
             ):
+                past = disputed(
+                    clean_model,
+                    accepted if small else None,
+                    Z_near,
+                    y_near,
+                    (x - mean) / scale,
+                    c,
+                    size,
+                    surrogate,
+                )
                 Z_all = np.vstack([Zs, (np.array([*points, x]) - mean) / scale])
                 y_all = np.concatenate([ys, [*labels, c]])
                 w_all = np.concatenate([np.full(len(rows), unit), [*weights, size]])
                 refit = copy.deepcopy(model).fit(Z_all, y_all, sample_weight=w_all)  # warm
                 damage = clean_loss(refit, Zs, ys, surrogate)
-                if best is None or damage > best[2]:
-                    best = (x, c, damage, refit)
-        x, c, _, model = best
+                if best is None or (-past, damage) > (-best[4], best[2]):
+                    best = (x, c, damage, refit, past)
+        x, c, _, model, _ = best
         points.append(x)
         labels.append(c)
         weights.append(size)
