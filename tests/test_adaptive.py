@@ -341,3 +341,22 @@ def test_report_says_a_defence_lowers_accuracy_under_minmax_only_when_its_interv
         assert "Naive versus adaptive attackers" in text  # the section read these records
         assert (written in text) == harmful
         assert ("defence lowers" in text) == harmful
+
+
+def test_minmax_point_too_small_to_vouch_for_itself_goes_where_knn_accepts_it():
+    """A small table at a low level gives one point of fewer rows than knn's k: its own
+    copies cannot fill its neighbourhood, so it must sit where its clean neighbours
+    agree with its label (a near-separable table: breast_cancer, 160 rows, 0.03 -> 5)."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    rows = np.random.default_rng(0).choice(len(y), 160, replace=False)
+    X, y = X[rows], y[rows]
+    params = {"k": 10, "threshold": 0.5}
+    clean = run_detector("knn", X, y, seed=0, n_classes=2, params=params)
+    threshold = clean_threshold(clean.scores, 0.05)
+    for trial in range(5):
+        poisoned = minmax(X, y, 0.03, rng=derive_rng(trial), n_classes=2)
+        assert poisoned.mask.sum() == 5
+        found = run_detector("knn", poisoned.X, poisoned.y, seed=0, n_classes=2, params=params)
+        assert (found.scores[poisoned.mask] <= threshold).all()
