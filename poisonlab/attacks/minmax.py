@@ -28,7 +28,10 @@ one-step look-ahead, refitting the surrogate (standardized logistic regression
 or linear SVM, warm-started, identical rows as sample weights) on clean plus
 poison so far plus the batch there, and the batch goes where the refit's loss
 on the clean rows is highest: the min-max objective is the clean loss, not the
-poison point's own (Koh et al. 2022). Cost: on a table of more than
+poison point's own (Koh et al. 2022). A point of at most ``NEIGHBOURS`` rows (a
+small table at a low level) cannot fill its own neighbourhood, so it goes only
+where a kNN gate and a label-quality gate tuned on the clean rows accept it
+(``accepted_scores``, ``disputed``). Cost: on a table of more than
 ``fit_rows`` rows the surrogate is fitted on that many rows drawn at random, so
 the look-ahead refits together cost a fraction of one full fit.
 """
@@ -417,11 +420,13 @@ def minmax(
         # accept (its neighbours and the clean fit agree with its label); failing that,
         # the least disputed candidate.
         small = size <= NEIGHBOURS
-        if small and accepted is None:
-            accepted = accepted_scores(clean_model, Zs, ys, surrogate, quantile)
-        placed = np.repeat(np.array(points).reshape(-1, d), weights, axis=0)
-        Z_near = np.vstack([Zs, (placed - mean) / scale])
-        y_near = np.concatenate([ys, np.repeat(np.array(labels, dtype=ys.dtype), weights)])
+        Z_near, y_near = Zs, ys  # the rows a small point's neighbours are drawn from
+        if small:
+            if accepted is None:
+                accepted = accepted_scores(clean_model, Zs, ys, surrogate, quantile)
+            placed = np.repeat(np.array(points).reshape(-1, d), weights, axis=0)
+            Z_near = np.vstack([Zs, (placed - mean) / scale])
+            y_near = np.concatenate([ys, np.repeat(np.array(labels, dtype=ys.dtype), weights)])
         best = None
         for c, region in enumerate(regions):
             if region is None or c not in model.classes_:
