@@ -30,8 +30,9 @@ poison so far plus the batch there, and the batch goes where the refit's loss
 on the clean rows is highest: the min-max objective is the clean loss, not the
 poison point's own (Koh et al. 2022). A point of at most ``NEIGHBOURS`` rows (a
 small table at a low level) cannot fill its own neighbourhood, so it goes only
-where a kNN gate and a label-quality gate tuned on the clean rows accept it
-(``accepted_scores``, ``disputed``). Cost: on a table of more than
+where a kNN gate, a label-quality gate and a feature-outlier check tuned on the
+clean rows accept it (``accepted_scores``, ``disputed``; the class's most central
+clean row is then a candidate too). Cost: on a table of more than
 ``fit_rows`` rows the surrogate is fitted on that many rows drawn at random, so
 the look-ahead refits together cost a fraction of one full fit.
 """
@@ -224,25 +225,41 @@ def disagreement(
     return float(np.sum(y[nearest] != c)) / k
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """The worst scores gates tuned to flag 1 - ``quantile`` of the clean rows accept
+    (``detectors.calibration.clean_threshold`` of the clean rows' own scores): kNN
+    disagreement (a neighbour gate), loss under the clean surrogate (a label-quality
+    gate whose models side with the clean fit), and the median robust z-score over
+    features (the feature-outlier check of the ensemble, ``detectors.outliers``)."""
+
+    share: float
+    loss: float
+    outlier: float
+
+
 def accepted_scores(
     model: Any, Z: np.ndarray, y: np.ndarray, kind: str, quantile: float, k: int = NEIGHBOURS
-) -> tuple[float, float]:
-    """The highest kNN disagreement, and the highest loss under the clean surrogate
-    ``model``, that gates flagging 1 - ``quantile`` of these clean rows accept
-    (``detectors.calibration.clean_threshold`` of the clean rows' own scores): a
-    neighbour gate, and a label-quality gate whose models side with the clean fit."""
+) -> Accepted:
+    """``Accepted`` from the clean (standardized) rows ``Z`` and the clean surrogate."""
     from poisonlab.detectors.calibration import clean_threshold
     from poisonlab.detectors.neighbours import neighbour_indices
+    from poisonlab.detectors.outliers import robust_zscore, typical_distance
 
     neighbours = neighbour_indices(Z, k, seed=0, max_reference=len(Z))
     scores = (y[neighbours] != y[:, None]).mean(axis=1)
     losses = row_losses(model, Z, y, kind)
-    return clean_threshold(scores, 1.0 - quantile), clean_threshold(losses, 1.0 - quantile)
+    share = 1.0 - quantile
+    return Accepted(
+        clean_threshold(scores, share),
+        clean_threshold(losses, share),
+        clean_threshold(typical_distance(robust_zscore(Z)), share),
+    )
 
 
 def disputed(
     clean_model: Any,
-    accepted: tuple[float, float] | None,
+    accepted: Accepted | None,
     Z: np.ndarray,
     y: np.ndarray,
     z: np.ndarray,
@@ -251,14 +268,20 @@ def disputed(
     kind: str,
 ) -> float:
     """How far a point of ``copies`` rows at ``z`` labelled ``c`` lies past what the
-    gates of ``accepted_scores`` accept: its kNN disagreement and its clean-surrogate
-    loss above theirs (0: accepted). None ``accepted``: a point big enough to vouch
-    for itself."""
+    gates of ``accepted_scores`` accept, beside the rows ``Z``, ``y``: the sum of its
+    scores' excesses over theirs (0: accepted). None ``accepted``: a point big enough
+    to vouch for itself."""
+    from poisonlab.detectors.outliers import robust_zscore, typical_distance
+
     if accepted is None:
         return 0.0
-    share, loss = accepted
     own = row_losses(clean_model, z[None, :], np.array([c]), kind)[0]
-    return max(disagreement(Z, y, z, c, copies) - share, 0.0) + max(own - loss, 0.0)
+    outlier = typical_distance(robust_zscore(np.vstack([Z, z])))[-1]
+    return (
+        max(disagreement(Z, y, z, c, copies) - accepted.share, 0.0)
+        + max(own - accepted.loss, 0.0)
+        + max(float(outlier) - accepted.outlier, 0.0)
+    )
 
 
 def towards(
@@ -416,9 +439,9 @@ def minmax(
         # Candidates of every class; the batch goes to the one whose refit loses most on
         # the clean rows (a one-step look-ahead: the min-max objective is the clean loss).
         # A point of too few rows to be its own neighbourhood (a small table at a low
-        # level) must also pass what kNN and label-quality gates tuned on the clean rows
-        # accept (its neighbours and the clean fit agree with its label); failing that,
-        # the least disputed candidate.
+        # level) must also pass what kNN, label-quality and feature-outlier gates tuned
+        # on the clean rows accept (its neighbours and the clean fit agree with its
+        # label, its values are not far out); failing that, the least disputed candidate.
         small = size <= NEIGHBOURS
         Z_near, y_near = Zs, ys  # the rows a small point's neighbours are drawn from
         if small:
@@ -431,9 +454,12 @@ def minmax(
         for c, region in enumerate(regions):
             if region is None or c not in model.classes_:
                 continue
-            for x in candidates(
+            found = candidates(
                 model, region, c, n_classes, surrogate, encoding, mean, scale, X[rows], Zs, ys
-            ):
+            )
+            if small:  # a clean row of the class near its centre: the safe fallback
+                found.append(discretize(region.anchor * scale + mean, encoding))
+            for x in found:
                 past = disputed(
                     clean_model,
                     accepted if small else None,
