@@ -3,6 +3,7 @@ report's naive-versus-adaptive verdict (issue 23)."""
 
 from __future__ import annotations
 
+import html
 import sys
 from pathlib import Path
 
@@ -278,3 +279,84 @@ def test_gate_aware_attack_gives_a_raw_view_schema_the_raw_rows():
         assert evaded[attack] == pytest.approx(1.0 - recall[attack])
     # Halfway moves: noise far outside the contract's ranges needs rounds to get inside.
     assert recall["quiet"] <= 0.75 and recall["quieter"] <= 0.4
+
+
+@pytest.mark.parametrize("harmful", [True, False])
+def test_report_says_a_defence_lowers_accuracy_under_minmax_only_when_its_interval_does(
+    tmp_path, harmful
+):
+    """The harm sentence is written into report.md and report.html when the paired
+    (per trial) difference of knn-defended minus undefended accuracy under minmax has
+    a 95% interval below zero, and not when the same mean loss has an interval that
+    reaches above zero (trials that disagree). Records as the evaluate step writes them;
+    the numbers are shaped like chile at 0.1 (README: knn defence -0.013, 10 trials)."""
+    from poisonlab.report import write_results
+    from poisonlab.result_files import MARKDOWN_FILE, REPORT_FILE
+    from poisonlab.stats import mean_ci
+
+    config = validate_config(
+        {
+            "poison": {"levels": [0.0, 0.1], "attacks": ["minmax"]},
+            "validate": {"detectors": ["knn"]},
+            "train": {"models": ["logistic_regression"]},
+            "trials": 6,
+        }
+    )
+    # knn-defended minus undefended, per trial: all below zero, or the same mean with
+    # trials on both sides of zero.
+    if harmful:
+        gaps = np.array([-0.010, -0.015, -0.012, -0.018, -0.008, -0.015])
+    else:
+        gaps = np.array([-0.050, 0.030, -0.040, 0.020, -0.030, -0.008])
+    mean, low, high, _ = mean_ci(gaps)
+    assert (high < 0) == harmful and mean == pytest.approx(-0.013)
+    rows = []
+    for trial, gap in enumerate(gaps):
+        for defense in ("none", "knn"):
+            rows.append(
+                (0.0, trial, "minmax", "logistic_regression", defense, "", "accuracy", 0.93)
+            )
+        rows.append((0.1, trial, "minmax", "logistic_regression", "none", "", "accuracy", 0.88))
+        rows.append(
+            (0.1, trial, "minmax", "logistic_regression", "knn", "", "accuracy", 0.88 + gap)
+        )
+        for level in (0.0, 0.1):
+            rows.append((level, trial, "minmax", "", "", "knn", "recall", 0.0))
+    records = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+    provenance = {
+        "source": "tests/data/chile.csv",
+        "input_sha256": "a" * 64,
+        "n_rows": 1757,
+        "n_features": 8,
+        "class_names": ["N", "Y"],
+        "class_counts": [889, 868],
+    }
+    write_results(records, config, provenance, tmp_path, "run")
+    sentence = (
+        f"At 10.0% minmax, the knn defence lowers logistic_regression's accuracy by "
+        f"{-mean:.3f} (95% CI {-high:.3f} to {-low:.3f}, 6 paired trials)"
+    )
+    for name, written in ((MARKDOWN_FILE, sentence), (REPORT_FILE, html.escape(sentence))):
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        assert "Naive versus adaptive attackers" in text  # the section read these records
+        assert (written in text) == harmful
+        assert ("defence lowers" in text) == harmful
+
+
+def test_minmax_point_too_small_to_vouch_for_itself_goes_where_knn_accepts_it():
+    """A small table at a low level gives one point of fewer rows than knn's k: its own
+    copies cannot fill its neighbourhood, so it must sit where its clean neighbours
+    agree with its label (a near-separable table: breast_cancer, 160 rows, 0.03 -> 5)."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    rows = np.random.default_rng(0).choice(len(y), 160, replace=False)
+    X, y = X[rows], y[rows]
+    params = {"k": 10, "threshold": 0.5}
+    clean = run_detector("knn", X, y, seed=0, n_classes=2, params=params)
+    threshold = clean_threshold(clean.scores, 0.05)
+    for trial in range(5):
+        poisoned = minmax(X, y, 0.03, rng=derive_rng(trial), n_classes=2)
+        assert poisoned.mask.sum() == 5
+        found = run_detector("knn", poisoned.X, poisoned.y, seed=0, n_classes=2, params=params)
+        assert (found.scores[poisoned.mask] <= threshold).all()

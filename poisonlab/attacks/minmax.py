@@ -28,7 +28,11 @@ one-step look-ahead, refitting the surrogate (standardized logistic regression
 or linear SVM, warm-started, identical rows as sample weights) on clean plus
 poison so far plus the batch there, and the batch goes where the refit's loss
 on the clean rows is highest: the min-max objective is the clean loss, not the
-poison point's own (Koh et al. 2022). Cost: on a table of more than
+poison point's own (Koh et al. 2022). A point of at most ``NEIGHBOURS`` rows (a
+small table at a low level) cannot fill its own neighbourhood, so it goes only
+where a kNN gate, a label-quality gate and a feature-outlier check tuned on the
+clean rows accept it (``accepted_scores``, ``disputed``; the class's most central
+clean row is then a candidate too). Cost: on a table of more than
 ``fit_rows`` rows the surrogate is fitted on that many rows drawn at random, so
 the look-ahead refits together cost a fraction of one full fit.
 """
@@ -181,8 +185,9 @@ def _scores_and_grad(model: Any, z: np.ndarray, c: int, n_classes: int, kind: st
     return float(-np.log(max(p[c], 1e-300))), W.T @ (p - np.eye(len(p))[c])
 
 
-def clean_loss(model: Any, Z: np.ndarray, y: np.ndarray, kind: str) -> float:
-    """The surrogate's mean loss on the clean rows: what the attacker raises."""
+def row_losses(model: Any, Z: np.ndarray, y: np.ndarray, kind: str) -> np.ndarray:
+    """The surrogate's loss on each row (cross-entropy, or the hinge losses LinearSVC
+    minimises)."""
     y = np.searchsorted(model.classes_, y)  # positions among the classes it saw
     scores = model.decision_function(Z)
     if scores.ndim == 1:
@@ -190,11 +195,93 @@ def clean_loss(model: Any, Z: np.ndarray, y: np.ndarray, kind: str) -> float:
     if kind == "linear_svm":
         target = np.where(np.arange(scores.shape[1])[None, :] == y[:, None], 1.0, -1.0)
         if scores.shape[1] == 2:  # binary: one margin
-            return float(np.maximum(0, 1 - target[:, 1] * scores[:, 1]).mean())
-        return float(np.maximum(0, 1 - target * scores).sum(axis=1).mean())
+            return np.maximum(0, 1 - target[:, 1] * scores[:, 1])
+        return np.maximum(0, 1 - target * scores).sum(axis=1)
     scores = scores - scores.max(axis=1, keepdims=True)
     log_p = scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
-    return float(-log_p[np.arange(len(y)), y].mean())
+    return -log_p[np.arange(len(y)), y]
+
+
+def clean_loss(model: Any, Z: np.ndarray, y: np.ndarray, kind: str) -> float:
+    """The surrogate's mean loss on the clean rows: what the attacker raises."""
+    return float(row_losses(model, Z, y, kind).mean())
+
+
+# The built-in knn gate's k: a point's rows are judged by their k nearest rows.
+NEIGHBOURS = 10
+
+
+def disagreement(
+    Z: np.ndarray, y: np.ndarray, z: np.ndarray, c: int, copies: int, k: int = NEIGHBOURS
+) -> float:
+    """The share of the ``k`` nearest rows of one of ``copies`` identical rows at ``z``,
+    labelled ``c``, that carry another label: what a kNN gate scores it (``Z``, ``y``:
+    the rows beside it, clean and poison so far). Its own other copies come first, so a
+    point of more than ``k`` rows scores 0."""
+    others = k - min(copies - 1, k)
+    if others == 0:
+        return 0.0
+    nearest = np.argpartition(np.linalg.norm(Z - z, axis=1), others - 1)[:others]
+    return float(np.sum(y[nearest] != c)) / k
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The worst scores gates tuned to flag 1 - ``quantile`` of the clean rows accept
+    (``detectors.calibration.clean_threshold`` of the clean rows' own scores): kNN
+    disagreement (a neighbour gate), loss under the clean surrogate (a label-quality
+    gate whose models side with the clean fit), and the median robust z-score over
+    features (the feature-outlier check of the ensemble, ``detectors.outliers``)."""
+
+    share: float
+    loss: float
+    outlier: float
+
+
+def accepted_scores(
+    model: Any, Z: np.ndarray, y: np.ndarray, kind: str, quantile: float, k: int = NEIGHBOURS
+) -> Accepted:
+    """``Accepted`` from the clean (standardized) rows ``Z`` and the clean surrogate."""
+    from poisonlab.detectors.calibration import clean_threshold
+    from poisonlab.detectors.neighbours import neighbour_indices
+    from poisonlab.detectors.outliers import robust_zscore, typical_distance
+
+    neighbours = neighbour_indices(Z, k, seed=0, max_reference=len(Z))
+    scores = (y[neighbours] != y[:, None]).mean(axis=1)
+    losses = row_losses(model, Z, y, kind)
+    share = 1.0 - quantile
+    return Accepted(
+        clean_threshold(scores, share),
+        clean_threshold(losses, share),
+        clean_threshold(typical_distance(robust_zscore(Z)), share),
+    )
+
+
+def disputed(
+    clean_model: Any,
+    accepted: Accepted | None,
+    Z: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    c: int,
+    copies: int,
+    kind: str,
+) -> float:
+    """How far a point of ``copies`` rows at ``z`` labelled ``c`` lies past what the
+    gates of ``accepted_scores`` accept, beside the rows ``Z``, ``y``: the sum of its
+    scores' excesses over theirs (0: accepted). None ``accepted``: a point big enough
+    to vouch for itself."""
+    from poisonlab.detectors.outliers import robust_zscore, typical_distance
+
+    if accepted is None:
+        return 0.0
+    own = row_losses(clean_model, z[None, :], np.array([c]), kind)[0]
+    outlier = typical_distance(robust_zscore(np.vstack([Z, z])))[-1]
+    return (
+        max(disagreement(Z, y, z, c, copies) - accepted.share, 0.0)
+        + max(own - accepted.loss, 0.0)
+        + max(float(outlier) - accepted.outlier, 0.0)
+    )
 
 
 def towards(
@@ -347,24 +434,50 @@ def minmax(
     n_points = max(1, min(batches, k // max(cluster, 1)))
     sizes = np.diff(np.linspace(0, k, n_points + 1).round().astype(int))
     points, labels, weights = [], [], []
+    clean_model, accepted = model, None  # what gates accept: for small points only
     for size in sizes:
         # Candidates of every class; the batch goes to the one whose refit loses most on
         # the clean rows (a one-step look-ahead: the min-max objective is the clean loss).
+        # A point of too few rows to be its own neighbourhood (a small table at a low
+        # level) must also pass what kNN, label-quality and feature-outlier gates tuned
+        # on the clean rows accept (its neighbours and the clean fit agree with its
+        # label, its values are not far out); failing that, the least disputed candidate.
+        small = size <= NEIGHBOURS
+        Z_near, y_near = Zs, ys  # the rows a small point's neighbours are drawn from
+        if small:
+            if accepted is None:
+                accepted = accepted_scores(clean_model, Zs, ys, surrogate, quantile)
+            placed = np.repeat(np.array(points).reshape(-1, d), weights, axis=0)
+            Z_near = np.vstack([Zs, (placed - mean) / scale])
+            y_near = np.concatenate([ys, np.repeat(np.array(labels, dtype=ys.dtype), weights)])
         best = None
         for c, region in enumerate(regions):
             if region is None or c not in model.classes_:
                 continue
-            for x in candidates(
+            found = candidates(
                 model, region, c, n_classes, surrogate, encoding, mean, scale, X[rows], Zs, ys
-            ):
+            )
+            if small:  # a clean row of the class near its centre: the safe fallback
+                found.append(discretize(region.anchor * scale + mean, encoding))
+            for x in found:
+                past = disputed(
+                    clean_model,
+                    accepted if small else None,
+                    Z_near,
+                    y_near,
+                    (x - mean) / scale,
+                    c,
+                    size,
+                    surrogate,
+                )
                 Z_all = np.vstack([Zs, (np.array([*points, x]) - mean) / scale])
                 y_all = np.concatenate([ys, [*labels, c]])
                 w_all = np.concatenate([np.full(len(rows), unit), [*weights, size]])
                 refit = copy.deepcopy(model).fit(Z_all, y_all, sample_weight=w_all)  # warm
                 damage = clean_loss(refit, Zs, ys, surrogate)
-                if best is None or damage > best[2]:
-                    best = (x, c, damage, refit)
-        x, c, _, model = best
+                if best is None or (-past, damage) > (-best[4], best[2]):
+                    best = (x, c, damage, refit, past)
+        x, c, _, model, _ = best
         points.append(x)
         labels.append(c)
         weights.append(size)
