@@ -201,7 +201,7 @@ def first_failures(failures: list[dict], part: str) -> list[dict]:
 
 
 def report_failed_levels(output_dir: Path) -> int:
-    """Say on stderr which poison levels, which models' fits and which detectors failed;
+    """Say on stderr which poison levels, attacks, models' fits and detectors failed;
     exit code 1 if any did, else 0."""
     manifest = json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))
     failed = manifest["provenance"].get("failed_levels") or []
@@ -220,6 +220,13 @@ def report_failed_levels(output_dir: Path) -> int:
             "is complete",
             file=sys.stderr,
         )
+    attacks = manifest["provenance"].get("failed_attacks") or []
+    for attack in first_failures(attacks, "attack"):
+        print(
+            f"error: attack {attack['attack']} failed at poison level {attack['level']:g} "
+            f"({attack['error']}); it has no results there, every other attack's are complete",
+            file=sys.stderr,
+        )
     detections = manifest["provenance"].get("failed_detections") or []
     for found in first_failures(detections, "detector"):
         print(
@@ -228,7 +235,7 @@ def report_failed_levels(output_dir: Path) -> int:
             "metrics and its defence was not trained, every other result is complete",
             file=sys.stderr,
         )
-    return 1 if failed or fits or detections else 0
+    return 1 if failed or fits or attacks or detections else 0
 
 
 def report_mirror(output_dir: Path, config: dict) -> None:

@@ -116,6 +116,7 @@ def poison_level(
     config: dict[str, Any],
     level: float,
     unit: Unit | None = None,
+    failed: list[dict[str, Any]] | None = None,
 ) -> Iterator[PoisonedSet]:
     """Poison every trial's training split with every configured attack, one set at a time.
 
@@ -123,13 +124,18 @@ def poison_level(
     data, not one per trial and attack. Bad attack parameters raise at the call.
     ``unit`` (``poisonlab.units``) narrows them to its attacks and trials.
 
+    An attack that raises on a trial's split (a user's gate inside a gate-aware
+    attack, say) fails alone, as a failing detector or model does: that set is
+    skipped and ``{trial, attack, error}`` appended to ``failed``; the other attacks
+    stand. Without ``failed``, or when no set at all could be made, it raises.
+
     A ``Table`` (the raw view) is poisoned in its encoded view fitted on each
     trial's clean training split (``attack_view``), and every set's rows decoded back
     to raw rows (``Encoding.decode``): its ``X`` is a DataFrame of the table's columns.
     """
     # Class and feature names checked against the dataset once, before any poisoning.
     params = dataset_attack_params(config, dataset.class_names, dataset.feature_names)
-    return _poisoned_sets(dataset, test_masks, config, level, params, unit)
+    return _poisoned_sets(dataset, test_masks, config, level, params, unit, failed)
 
 
 def attack_view(table: Table, test_mask: np.ndarray) -> tuple[pd.DataFrame, Encoding, np.ndarray]:
@@ -147,7 +153,9 @@ def _poisoned_sets(
     level: float,
     params: dict[str, dict[str, Any]],
     unit: Unit | None = None,
+    failed: list[dict[str, Any]] | None = None,
 ) -> Iterator[PoisonedSet]:
+    made = 0
     for trial in unit.trials if unit else range(config["trials"]):
         train = ~test_masks[trial]
         encoding, raw_view = None, {}
@@ -164,22 +172,34 @@ def _poisoned_sets(
             columns = plain_columns(dataset.feature_names, X)
         y = dataset.y[train]
         for attack in unit.attacks if unit else config["poison"]["attacks"]:
-            poisoned = apply_attack(
-                attack,
-                X,
-                y,
-                level,
-                rng=derive_rng(config["seed"], "poison", trial, attack),
-                n_classes=dataset.n_classes,
-                params=params[attack],
-                feature_names=dataset.feature_names,
-                columns=columns,
-                **raw_view,
-                **_gate_names(attack, dataset),
-            )
-            if encoding is not None:  # back to rows a real source could send
-                poisoned = replace(poisoned, X=encoding.decode(poisoned.X, rows))
+            try:
+                poisoned = apply_attack(
+                    attack,
+                    X,
+                    y,
+                    level,
+                    rng=derive_rng(config["seed"], "poison", trial, attack),
+                    n_classes=dataset.n_classes,
+                    params=params[attack],
+                    feature_names=dataset.feature_names,
+                    columns=columns,
+                    **raw_view,
+                    **_gate_names(attack, dataset),
+                )
+                if encoding is not None:  # back to rows a real source could send
+                    poisoned = replace(poisoned, X=encoding.decode(poisoned.X, rows))
+            except Exception as error:
+                if failed is None:
+                    raise
+                from poisonlab.usercode import one_line
+
+                traceback.print_exc(file=sys.stderr)
+                failed.append({"trial": trial, "attack": attack, "error": one_line(error)})
+                continue
+            made += 1
             yield PoisonedSet(trial, attack, poisoned)
+    if failed and not made:  # nothing to write: the level fails, with the first error
+        raise RuntimeError(f"poison.{failed[0]['attack']}: {failed[0]['error']}")
 
 
 def _gate_names(attack: str, dataset: Dataset | Table) -> dict[str, Any]:
@@ -191,13 +211,19 @@ def _gate_names(attack: str, dataset: Dataset | Table) -> dict[str, Any]:
     return {"class_names": dataset.class_names, "label_name": dataset.label_name}
 
 
-def write_poisoned(sets: Iterable[PoisonedSet], dataset: Dataset | Table, path: str | Path) -> None:
+def write_poisoned(
+    sets: Iterable[PoisonedSet],
+    dataset: Dataset | Table,
+    path: str | Path,
+    failed: list[dict[str, Any]] | None = None,
+) -> None:
     """All poisoned sets of a level in one Parquet file, one row group per set.
 
     Written as the sets arrive, so only one is in memory. The footer's metadata
     lists the sets in row-group order, with each one's hash, poisoned count and
-    attack info. A ``Table``'s sets are stored raw: the table's own columns and
-    dtypes (text as text, integers as integers, missing as null).
+    attack info, and the attacks that failed (``failed``, filled while ``sets`` is
+    read: ``poison_level``). A ``Table``'s sets are stored raw: the table's own
+    columns and dtypes (text as text, integers as integers, missing as null).
     """
     raw = isinstance(dataset, Table)
     if raw:
@@ -234,6 +260,7 @@ def write_poisoned(sets: Iterable[PoisonedSet], dataset: Dataset | Table, path: 
         if raw:
             names["schema"] = dataset.schema.to_json()
             names["label_numeric"] = dataset.label_numeric
+        names["failed_attacks"] = list(failed or [])
         writer.add_key_value_metadata({"poisonlab": json.dumps({**names, "sets": meta})})
 
 

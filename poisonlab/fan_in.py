@@ -83,6 +83,7 @@ def gather(config_json: str, level: float, unit_dirs: list[str], level_dir: str)
             },
             "failed_fits": by_set([f for meta in metas for f in meta["failed_fits"]]),
             "failed_detections": by_set([f for meta in metas for f in meta["failed_detections"]]),
+            "failed_attacks": by_set([f for meta in metas for f in meta.get("failed_attacks", [])]),
         },
     )
     # Counts summed over trials per attack, model and defence, as one task would have.

@@ -447,6 +447,9 @@ def mirror_results(
         found = provenance.get("failed_detections") or []
         where = dict.fromkeys(f"{f['detector']} at {f['level']:g} ({f['attack']})" for f in found)
         parent_tags["failed_detections"] = (", ".join(where) or "none")[:5000]
+        attacks = provenance.get("failed_attacks") or []
+        where = dict.fromkeys(f"{f['attack']} at {f['level']:g}" for f in attacks)
+        parent_tags["failed_attacks"] = (", ".join(where) or "none")[:5000]
         parent_tags[DESCRIPTION_TAG] = run_description(config)
         client.log_batch(parent_id, tags=_tag_list(parent_tags))
 

@@ -216,6 +216,23 @@ def failed_fit_notes(provenance: dict, trials: int) -> list[str]:
     return notes
 
 
+def failed_attack_notes(provenance: dict, trials: int) -> list[str]:
+    """A sentence per level and attack that raised on some trial's split, with the first
+    error: that attack has no results there, so a worst case over the attacks run is over
+    the others; every other attack stands."""
+    found = pd.DataFrame(provenance.get("failed_attacks") or [])
+    notes = []
+    if found.empty:
+        return notes
+    for (level, attack), frame in found.groupby(["level", "attack"], sort=False):
+        notes.append(
+            f"At level {level:g}, attack {attack} failed (it raised) in "
+            f"{frame['trial'].nunique()} of {trials} trials: {frame['error'].iloc[0]}. It has "
+            "no results there, and no worst case there counts it; every other attack stands."
+        )
+    return notes
+
+
 def failed_detection_notes(provenance: dict, config: dict[str, Any]) -> list[str]:
     """A sentence per detector that raised on some split, with where and its first error:
     there it has no detection metrics and its defence was not trained; the other detectors
@@ -318,6 +335,7 @@ class Report:
             self.findings += [*adaptive.verdicts(self.metric), *adaptive.harm]
         self.unfitted = [
             *unfitted_notes(summary, detection, config["trials"]),
+            *failed_attack_notes(provenance, config["trials"]),
             *failed_fit_notes(provenance, config["trials"]),
             *failed_detection_notes(provenance, config),
         ]

@@ -121,8 +121,11 @@ def poison(
         injected_failure(level)
         dataset = read_dataset(data_path)
         chosen = units.resolve(config, level, unit)
-        sets = experiment.poison_level(dataset, read_splits(splits_path), config, level, chosen)
-        experiment.write_poisoned(sets, dataset, poisoned_path)
+        failed: list[dict[str, Any]] = []  # attacks that raised on a split fail alone
+        sets = experiment.poison_level(
+            dataset, read_splits(splits_path), config, level, chosen, failed
+        )
+        experiment.write_poisoned(sets, dataset, poisoned_path, failed)
         return experiment.poisoned_hashes(poisoned_path)
 
     return contained("poison", level, [], [poisoned_path], work, default={})
@@ -291,6 +294,7 @@ def evaluate(
                 "poisoned_sha256": hashes,
                 "failed_fits": experiment.failed_fits(models),
                 "failed_detections": experiment.failed_detections(detections),
+                "failed_attacks": read_metadata(poisoned_path).get("failed_attacks", []),
             },
         )
         confusion = experiment.confusion_level(predictions, dataset, masks, level)
@@ -379,7 +383,7 @@ def report(
     levels = [_attached(path) for path in kept]
     # Models and detectors that failed on some split of a level that stands
     # (experiment.FailedFit, experiment.FailedDetection).
-    for key in ("failed_fits", "failed_detections"):
+    for key in ("failed_fits", "failed_detections", "failed_attacks"):
         provenance[key] = [
             {"level": meta["poison_level"], **failure}
             for meta in levels

@@ -30,6 +30,7 @@ from poisonlab.failures import read_failure  # noqa: E402
 from poisonlab.models import make_model, user_model_params  # noqa: E402
 from poisonlab.preflight import sample_rows  # noqa: E402
 from poisonlab.usercode import import_reference, parse_reference, user_modules  # noqa: E402
+from tests.pipeline_steps import run_steps  # noqa: E402
 
 IRIS_NAMES = TableNames(
     ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"],
@@ -214,6 +215,36 @@ def test_gate_function_sees_named_frames_and_its_params():
 def test_gate_answers_outside_the_contract_are_one_line_errors(answer, problem):
     with pytest.raises(PoisonlabError, match=rf"validate\.g\.detector: m:f .*{problem}"):
         as_detection(answer, 4, "validate.g.detector", "m:f")
+
+
+def test_an_attack_whose_gate_raises_fails_alone(tmp_path):
+    """A gate-aware attack evading a user gate that raises on a real split fails alone, as
+    a failing gate or model does: the level's other attack stands, and the run's
+    manifest, report and MLflow tags name the failed attack with its one-line error."""
+    config = validate_config(
+        _own(validate__big={"detector": "my_pipeline:fails_on_large_tables"})
+        | {
+            "trials": 1,
+            "poison": {
+                "levels": [0.1],
+                "attacks": ["label_flip", "quiet"],
+                "quiet": {"base": "feature_noise", "evade": ["big"]},
+            },
+            "mlflow": {"log_models": False},
+        }
+    )
+    results = run_steps(config, tmp_path / "run")
+    provenance = json.loads((results / "manifest.json").read_text())["provenance"]
+    [failed] = provenance["failed_attacks"]
+    assert (failed["level"], failed["trial"], failed["attack"]) == (0.1, 0, "quiet")
+    assert "more than 50 rows" in failed["error"] and "\n" not in failed["error"]
+    summary = pd.read_csv(results / "summary.csv")
+    assert set(summary.loc[summary["poison_level"] == 0.1, "attack"]) == {"label_flip"}
+    assert (
+        "At level 0.1, attack quiet failed (it raised) in 1 of 1 trials"
+        in (results / "report.md").read_text()
+    )
+    assert submit.report_failed_levels(results) == 1
 
 
 def test_a_gate_that_errors_fails_alone_and_fails_the_gate_in_one_line(tmp_path):
