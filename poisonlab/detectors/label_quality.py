@@ -282,8 +282,10 @@ def ensemble(
        A monotone map, so ROC-AUC and the ranking are unchanged. ``correct_noise``
        instead maps the pooled probabilities back to clean-label posteriors through
        the class-conditional noise matrix confident learning estimates
-       (``noise_corrected``); measured, it overshoots (4-8% of the poisoned split's
-       clean rows past a 1% threshold on credit_data and caravan), so it is off.
+       (``noise_corrected``). Measured (benchmarks/detection_ceiling.py, 10 trials, 13
+       tables; README) neither wins everywhere: the correction mends caravan at 30%
+       flips (0.05 -> 0.20 at 1% FPR, oracle 0.28) but loses HMDA at 10% (0.51 ->
+       0.27) and affairs at 30% (0.21 -> 0.11), so it is off.
 
     6. Per class (``by_class``, off by default): the label score is
        ``class_relative_log_odds`` (the label's log-odds against its class's mean among
