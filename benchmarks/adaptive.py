@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 
@@ -72,8 +73,6 @@ def table_option(text: str) -> tuple[str, dict]:
 
 def strength(name: str, dataset: dict, trials: int = 5) -> str:
     """One markdown row: minmax and label_flip on ``dataset`` (module docstring)."""
-    import numpy as np
-
     from poisonlab.experiment import run_experiment
 
     config = validate_config(

@@ -259,7 +259,7 @@ def accepted_scores(
 
 def disputed(
     clean_model: Any,
-    accepted: Accepted | None,
+    accepted: Accepted,
     Z: np.ndarray,
     y: np.ndarray,
     z: np.ndarray,
@@ -269,12 +269,9 @@ def disputed(
 ) -> float:
     """How far a point of ``copies`` rows at ``z`` labelled ``c`` lies past what the
     gates of ``accepted_scores`` accept, beside the rows ``Z``, ``y``: the sum of its
-    scores' excesses over theirs (0: accepted). None ``accepted``: a point big enough
-    to vouch for itself."""
+    scores' excesses over theirs (0: accepted)."""
     from poisonlab.detectors.outliers import robust_zscore, typical_distance
 
-    if accepted is None:
-        return 0.0
     own = row_losses(clean_model, z[None, :], np.array([c]), kind)[0]
     outlier = typical_distance(robust_zscore(np.vstack([Z, z])))[-1]
     return (
@@ -460,15 +457,20 @@ def minmax(
             if small:  # a clean row of the class near its centre: the safe fallback
                 found.append(discretize(region.anchor * scale + mean, encoding))
             for x in found:
-                past = disputed(
-                    clean_model,
-                    accepted if small else None,
-                    Z_near,
-                    y_near,
-                    (x - mean) / scale,
-                    c,
-                    size,
-                    surrogate,
+                # A point of more rows than a gate's k vouches for itself.
+                past = (
+                    disputed(
+                        clean_model,
+                        accepted,
+                        Z_near,
+                        y_near,
+                        (x - mean) / scale,
+                        c,
+                        size,
+                        surrogate,
+                    )
+                    if small
+                    else 0.0
                 )
                 Z_all = np.vstack([Zs, (np.array([*points, x]) - mean) / scale])
                 y_all = np.concatenate([ys, [*labels, c]])
