@@ -6,6 +6,8 @@ gives the same table (optional ``seed=S``, default 0).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -43,7 +45,10 @@ def synthetic_frame(source: str) -> pd.DataFrame:
     from sklearn.datasets import make_classification  # slow to import; only needed here
 
     spec = parse_synthetic(source)
-    informative = spec["informative"] or max(2, spec["features"] // 2)
+    # Half the features by default, but at least what make_classification needs for
+    # the classes (2**informative >= 2 x classes) where the table has that many.
+    needed = max(2, math.ceil(math.log2(2 * spec["classes"])))
+    informative = spec["informative"] or min(spec["features"], max(needed, spec["features"] // 2))
     if 2**informative < 2 * spec["classes"] or informative > spec["features"]:
         raise PoisonlabError(
             f"dataset.source: {source}: too few informative features for {spec['classes']} "

@@ -74,6 +74,14 @@ def test_synthetic_source_is_seeded_and_sized():
     assert other != digest
 
 
+def test_synthetic_source_has_enough_informative_features_by_default():
+    # Half of 5 features is 2, too few for 3 classes: the default takes the 3 needed.
+    dataset, _ = load_dataset("synthetic:rows=200,features=5,classes=3")
+    assert dataset.X.shape == (200, 5) and dataset.n_classes == 3
+    with pytest.raises(PoisonlabError, match="too few informative features for 9 classes"):
+        load_dataset("synthetic:rows=200,features=4,classes=9")
+
+
 def test_synthetic_source_rejects_unknown_settings():
     with pytest.raises(PoisonlabError, match="unknown setting 'rowz'"):
         load_dataset("synthetic:rowz=10")
