@@ -61,7 +61,7 @@ CALLS = {
         f"steps.evaluate(text, {LEVEL}, w('data'), w('splits'), w('poisoned'), "
         "w('detections'), w('models'), o('level'))"
     ),
-    "report": "steps.report(text, [w('level')], w('data'), o('results'), 'x', o('models.pkl'))",
+    "report": "steps.report(text, [w('level')], w('data'), o('results'), 'x')",
 }
 
 # A task's process: what kfp's executor imports, then poisonlab's steps, then the call
