@@ -14,6 +14,7 @@ import argparse
 from pipelines.poisoning import compile_pipeline, resolve_image
 from poisonlab.config import load_config
 from poisonlab.errors import run_cli
+from poisonlab.paths import check_output_file
 
 
 def main() -> int:
@@ -23,6 +24,7 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--image", help="the container image for every component")
     args = parser.parse_args()
+    check_output_file(args.output, "--output")
     config = load_config(args.config, args.set)
     image = args.image or resolve_image(config["vertex"]["image"])
     compile_pipeline(args.output, image, config)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from poisonlab.config import load_config
 from poisonlab.errors import PoisonlabError, run_cli
+from poisonlab.paths import check_output_dir
 from poisonlab.preflight import check_experiment
 
 
@@ -296,6 +297,8 @@ def print_plan(config: dict, estimate: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _check_flags(args)
+    if args.output_dir and not (args.dry_run or args.plan):  # both write nothing there
+        check_output_dir(args.output_dir, "--output-dir")
     config = load_config(args.config, [*args.set, *_vertex_overrides(args)])
     if args.label:
         from pipelines.vertex import parse_label_flags

@@ -1,0 +1,50 @@
+"""Where the commands write is checked before anything runs: a results directory that is
+a file, or a YAML path in a missing directory, gives one line and exit 2, not a
+traceback after the data was read (or, with --wait, after a Vertex job finished)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from poisonlab.errors import PoisonlabError
+from poisonlab.paths import check_output_dir, check_output_file
+from tests.conftest import run_command
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_output_dir_that_is_a_file(tmp_path: Path):
+    taken = tmp_path / "results"
+    taken.write_text("not a directory", encoding="utf-8")
+    line = _one_error_line(run_command("submit.py", "--local", "--output-dir", str(taken)))
+    assert line == (
+        f"error: --output-dir {taken} is a file, not a directory; give a directory "
+        "(created if missing)"
+    )
+    assert taken.read_text(encoding="utf-8") == "not a directory"
+
+
+def test_compile_output_in_a_missing_directory(tmp_path: Path):
+    target = tmp_path / "missing" / "pipeline.yaml"
+    line = _one_error_line(run_command("compile.py", "--output", str(target)))
+    assert line.startswith(f"error: --output {target}: the directory {target.parent} does not")
+    assert not target.parent.exists()
+    line = _one_error_line(run_command("compile.py", "--output", str(tmp_path)))
+    assert line.startswith(f"error: --output {tmp_path} is a directory; give a file path")
+
+
+def test_checks_in_process(tmp_path: Path):
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    check_output_dir(tmp_path / "new" / "deeper", "--output-dir")  # made later, with parents
+    check_output_file(tmp_path / "pipeline.yaml", "--output")
+    with pytest.raises(PoisonlabError, match="is a file, so no directory can be made"):
+        check_output_dir(tmp_path / "file" / "sub", "--output-dir")
+    assert not (tmp_path / "new").exists()  # a check makes nothing
