@@ -354,6 +354,34 @@ def missing_markers(values: pd.Series, most: int = 3) -> list[str]:
     return sorted(str(v) for v in others)
 
 
+# A number as spreadsheets and some exports write it: thousands separators (1,234.5) or a
+# decimal comma (5,1); plain numbers beside them (999) are text in that column too.
+_NUMBER_TEXT = re.compile(r"[+-]?(\d{1,3}(,\d{3})+(\.\d+)?|\d+,\d+|\d*\.?\d+)")
+# A leading zero before a digit (02134, 007) is a code, not a number.
+_CODE_TEXT = re.compile(r"[+-]?0\d")
+
+
+def numbers_as_text(values: pd.Series) -> str | None:
+    """A value with a comma from a text column whose every value is a number written
+    with thousands separators or a decimal comma (``'1,234'``, ``'5,1'``), else None.
+
+    Such a column is a measurement: encoding would turn each number into a category,
+    and dropping it loses a feature. Digits alone stay text (integer-coded categories
+    stored as text are encoded, as the README says), as do Parquet categoricals."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return None
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return None
+    distinct = pd.Series(values.dropna().unique())
+    if distinct.empty or not all(isinstance(v, str) for v in distinct):
+        return None
+    text = distinct.str.strip()
+    with_comma = text[text.str.contains(",", regex=False)]
+    if with_comma.empty or not text.str.fullmatch(_NUMBER_TEXT).all():
+        return None
+    return None if text.str.match(_CODE_TEXT).any() else str(with_comma.iloc[0])
+
+
 def holds_dates(values: pd.Series) -> bool:
     """Whether a column holds dates or times: a datetime type, or text whose distinct
     values all read as ISO 8601 (``2007-11-11``, ``2012-01-04T13:19:16Z``)."""
@@ -493,6 +521,13 @@ def _checked_table(
             "add them to dataset.drop_columns"
         )
     for column in features.columns:
+        written = numbers_as_text(features[column])
+        if written is not None:
+            raise PoisonlabError(
+                f"dataset.source: column {str(column)!r} of {source} holds numbers written as "
+                f"text ({written!r}); write them as plain numbers (no thousands separators, "
+                "'.' before decimals), or add the column to dataset.drop_columns"
+            )
         markers = missing_markers(features[column])
         if markers:
             raise PoisonlabError(

@@ -36,16 +36,18 @@ def parse_gs_uri(uri: str, field: str = "dataset.source") -> tuple[str, str]:
     return bucket, name
 
 
-def storage_client():
-    """A storage client; a clear error when no credentials can be found."""
+def storage_client(field: str = "Cloud Storage", uri: str = ""):
+    """A storage client; a clear error when no credentials can be found, naming the
+    ``field`` and ``uri`` that needed them (``dataset.source: ... reading gs://...``)."""
     import google.auth.exceptions
     from google.cloud import storage
 
     try:
         return storage.Client()
     except google.auth.exceptions.DefaultCredentialsError:
+        reading = f" reading {uri}" if uri else ""
         raise PoisonlabError(
-            "Cloud Storage: no Google credentials found; "
+            f"{field}: no Google credentials found{reading}; "
             "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
         ) from None
 
@@ -68,7 +70,7 @@ def read_gcs_bytes(uri: str, field: str = "dataset.source") -> bytes:
     bucket_name, name = parse_gs_uri(uri, field)
     if not name or name.endswith("/"):
         raise PoisonlabError(f"{field}: {uri} names a bucket or folder, not a file; add the path")
-    client = storage_client()
+    client = storage_client(field, uri)
     try:
         return client.bucket(bucket_name).blob(name).download_as_bytes()
     except exceptions.NotFound:
@@ -91,7 +93,7 @@ def find_results(prefix: str, field: str = "--fetch-results", job_id: str | None
     from google.api_core import exceptions
 
     bucket_name, name = parse_gs_uri(prefix, field)
-    client = storage_client()
+    client = storage_client(field, prefix)
     suffix = f"/{RESULTS_ARTIFACT}/{MANIFEST_FILE}"
     try:
         names = [

@@ -229,3 +229,19 @@ def test_fetch_results_by_job_name(
     assert code == 0
     assert (tmp_path / "report.html").read_bytes() == (small_run / "report.html").read_bytes()
     assert [m for m, _, _ in fake.api.requests] == ["GET"] * len(fake.api.requests)
+
+
+def test_no_credentials_names_the_field_and_the_uri(monkeypatch, tmp_path):
+    """Without credentials (and no emulator) the one line says which field's gs:// URI
+    needed them, not only "Cloud Storage"."""
+    for name in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud login here
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # nor a metadata server to ask
+    with pytest.raises(PoisonlabError) as error:
+        read_gcs_bytes("gs://some-bucket/data.csv")
+    assert str(error.value).startswith(
+        "dataset.source: no Google credentials found reading gs://some-bucket/data.csv; run"
+    )
+    with pytest.raises(PoisonlabError, match=r"^--fetch-results: no Google credentials found"):
+        find_results("gs://some-bucket/root/123/job")

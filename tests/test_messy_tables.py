@@ -21,6 +21,7 @@ from poisonlab.data import (
     load_dataset,
     looks_like_row_id,
     missing_markers,
+    numbers_as_text,
     read_frame,
     split_masks,
     table_warnings,
@@ -346,3 +347,18 @@ def test_a_number_column_with_a_missing_marker_is_an_error_not_categories(tmp_pa
     )
     # Text of its own kind, with numbers among the values, is left to dataset.encode.
     assert missing_markers(pd.Series(["2", "3", "4", "5", "auto(l5)", "manual(m5)"])) == []
+
+
+def test_numbers_written_with_commas_are_an_error_not_categories():
+    """'5,100' (thousands separators) or '5,1' (a decimal comma) read as text: with encode
+    set, every number had become a category, and without it the advice was to encode or
+    drop a measurement. Digits alone, codes and categoricals stay text to encode."""
+    assert numbers_as_text(pd.Series(["1,234", "999", "12,345.5", None])) == "1,234"
+    assert numbers_as_text(pd.Series(["5,1", "4,9"])) == "5,1"
+    assert numbers_as_text(pd.Series(["1", "7", "3"])) is None  # integer-coded categories
+    assert numbers_as_text(pd.Series(["0,5", "1,25"])) == "0,5"
+    assert numbers_as_text(pd.Series(["5,1", "4,9"], dtype="category")) is None
+    assert numbers_as_text(pd.Series(["1,2,3", "4,5,6"])) is None
+    frame = pd.DataFrame({"mass": ["1,200", "950", "2,310", "1,005"], "kind": list("abab")})
+    with pytest.raises(PoisonlabError, match=r"^dataset.source: column 'mass' of t.csv holds"):
+        frame_to_dataset(frame, "kind", "t.csv", encode="onehot")
