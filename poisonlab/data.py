@@ -413,9 +413,11 @@ def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
     warnings = []
     label = _label_column(frame, dataset_config["label_column"], dataset_config["source"])
     if dataset_config["label_column"] is None and label != "target":
+        # Counted as the run counts them: "yes " and "yes" are one class.
+        classes = len(set(_class_labels(frame[label].dropna(), label, dataset_config["source"])))
         warnings.append(
             f"dataset.label_column is not set, so the last column, {label!r} "
-            f"({frame[label].nunique()} classes), is the label; set dataset.label_column "
+            f"({classes} classes), is the label; set dataset.label_column "
             "to say which column holds the classes"
         )
     warnings += row_id_warnings(frame, dataset_config)

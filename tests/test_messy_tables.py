@@ -362,3 +362,11 @@ def test_numbers_written_with_commas_are_an_error_not_categories():
     frame = pd.DataFrame({"mass": ["1,200", "950", "2,310", "1,005"], "kind": list("abab")})
     with pytest.raises(PoisonlabError, match=r"^dataset.source: column 'mass' of t.csv holds"):
         frame_to_dataset(frame, "kind", "t.csv", encode="onehot")
+
+
+def test_the_default_label_warning_counts_classes_as_the_run_does():
+    """'yes' and 'yes ' are one class in the run, so the warning counts 2, not 4."""
+    frame = pd.DataFrame({"x": range(12), "answer": ["yes", "yes ", "no", " no"] * 3})
+    settings = {"source": "t.csv", "label_column": None, "drop_columns": []}
+    (warning,) = [w for w in table_warnings(frame, settings) if "label_column is not" in w]
+    assert "the last column, 'answer' (2 classes), is the label" in warning
