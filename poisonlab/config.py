@@ -414,13 +414,46 @@ def redact_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[-1]))
 
 
+# Stores MLflow tracks to: a server, SQLite, another database (``postgresql+psycopg://``).
+_TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+
+
 def check_tracking_uri(uri: str, field: str = "mlflow.tracking_uri") -> str:
-    """Refuse a tracking URI with ``user:password@``: the config travels in the pipeline spec."""
-    if urlsplit(uri).username is not None:
+    """Refuse a tracking URI with ``user:password@`` (the config travels in the pipeline
+    spec), and one MLflow would refuse only at the mirror, after the whole run: a file
+    store (a path or ``file:``, refused by MLflow 3 unless ``MLFLOW_ALLOW_FILE_STORE``), a
+    SQLite URI without its three slashes, a server without a host, another scheme."""
+    parts = urlsplit(uri)
+    if parts.username is not None:
         raise PoisonlabError(
             f"{field}: {redact_uri(uri)} carries credentials; drop them from the URI and set "
             "MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) "
             "in the environment"
+        )
+    scheme = parts.scheme.lower().split("+")[0]
+    if uri in ("databricks", "databricks-uc", "uc"):  # MLflow's names for those services
+        return uri
+    usable = "use sqlite:///mlflow.db, or a server: http://host:5000"
+    if scheme in ("", "file"):
+        import os
+
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
+            return uri
+        raise PoisonlabError(
+            f"{field}: {uri!r} is a file store, which MLflow 3 no longer writes to (maintenance "
+            f"mode); {usable} (or set MLFLOW_ALLOW_FILE_STORE=true)"
+        )
+    if scheme == "sqlite" and not uri.lower().split(":", 1)[1].startswith("///"):
+        raise PoisonlabError(
+            f"{field}: {uri!r} is not a SQLite URI MLflow reads; write sqlite:///mlflow.db "
+            "(relative) or sqlite:////absolute/path/mlflow.db"
+        )
+    if scheme in ("http", "https") and not parts.hostname:
+        raise PoisonlabError(f"{field}: {uri!r} names no host; write e.g. http://host:5000")
+    if scheme not in _TRACKING_SCHEMES and scheme not in ("databricks-uc", "uc"):
+        raise PoisonlabError(
+            f"{field}: {uri!r} has scheme {parts.scheme!r}, which MLflow cannot track to; "
+            f"{usable}, or a database (postgresql://, mysql://, mssql://)"
         )
     return uri
 

@@ -97,3 +97,21 @@ def test_the_pipeline_parameter_must_be_the_complete_checked_config(tmp_path):
         steps.load(json.dumps(partial), *paths)
     with pytest.raises(PoisonlabError, match=r"has no dataset"):
         steps.load(json.dumps({"trials": 3}), *paths)
+
+
+@pytest.mark.parametrize(
+    "uri, message",
+    [
+        ("sqlite:mlflow.db", "is not a SQLite URI MLflow reads; write sqlite:///mlflow.db"),
+        ("http:///mlflow", "names no host"),
+        ("ftp://host/mlflow", "has scheme 'ftp', which MLflow cannot track to"),
+        ("file:///tmp/mlruns", "is a file store, which MLflow 3 no longer writes to"),
+    ],
+)
+def test_a_tracking_uri_mlflow_would_refuse_fails_before_the_run(uri, message, monkeypatch):
+    """MLflow refuses these only when the mirror opens the store, after every level ran."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(PoisonlabError, match=f"^mlflow.tracking_uri: '{uri}' {message}"):
+        validate_config({"mlflow": {"tracking_uri": uri}})
+    for fine in ("sqlite:///mlflow.db", "sqlite:////tmp/m.db", "http://127.0.0.1:5000"):
+        validate_config({"mlflow": {"tracking_uri": fine}})
