@@ -48,3 +48,23 @@ def test_checks_in_process(tmp_path: Path):
     with pytest.raises(PoisonlabError, match="is a file, so no directory can be made"):
         check_output_dir(tmp_path / "file" / "sub", "--output-dir")
     assert not (tmp_path / "new").exists()  # a check makes nothing
+
+
+def test_a_results_directory_used_again_keeps_no_earlier_optional_results(tmp_path: Path):
+    """A run with a certified model, then one without, into the same --output-dir: the
+    first run's certified.csv must not pass for the second's."""
+    from pipelines.local import copy_results
+
+    output = tmp_path / "out"
+    output.mkdir()
+    for name in ("summary.csv", "certified.csv", "quantity.csv", "notes.txt"):
+        (output / name).write_text("earlier run", encoding="utf-8")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "summary.csv").write_text("this run", encoding="utf-8")
+    (results / "quantity.csv").write_text("this run", encoding="utf-8")
+    copy_results(results, output)
+    assert not (output / "certified.csv").exists()
+    assert (output / "quantity.csv").read_text(encoding="utf-8") == "this run"
+    assert (output / "summary.csv").read_text(encoding="utf-8") == "this run"
+    assert (output / "notes.txt").read_text(encoding="utf-8") == "earlier run"  # not ours
