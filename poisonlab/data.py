@@ -515,6 +515,13 @@ def _checked_table(
         )
     features = frame.drop(columns=[label])
     labels = frame[label]
+    # The steps store a table with its labels (and split values) as columns of these names.
+    reserved = [str(c) for c in features.columns if str(c) in (LABEL, SPLIT)]
+    if reserved:
+        raise PoisonlabError(
+            f"dataset.source: column {reserved[0]!r} of {source} has a name poisonlab keeps for "
+            "the labels it stores with the table; rename it, or add it to dataset.drop_columns"
+        )
     # No fill can make a column of nothing into a feature (the mean of nothing is NaN).
     empty = [str(c) for c in features.columns if features[c].isna().all()]
     if empty:

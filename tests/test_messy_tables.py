@@ -370,3 +370,18 @@ def test_the_default_label_warning_counts_classes_as_the_run_does():
     settings = {"source": "t.csv", "label_column": None, "drop_columns": []}
     (warning,) = [w for w in table_warnings(frame, settings) if "label_column is not" in w]
     assert "the last column, 'answer' (2 classes), is the label" in warning
+
+
+def test_a_feature_named_like_a_stored_column_is_an_error():
+    """A feature column '_label' collided with the labels the steps store beside the
+    table: the raw view's file could not be read back (the run failed in its poison
+    step), and the encoded view's file held the class codes as that feature."""
+    frame = pd.DataFrame({"_label": [0.1, 0.2, 0.3, 0.4], "x": [1, 2, 3, 4], "kind": list("abab")})
+    with pytest.raises(PoisonlabError) as error:
+        frame_to_dataset(frame, "kind", "t.csv")
+    assert str(error.value) == (
+        "dataset.source: column '_label' of t.csv has a name poisonlab keeps for the labels "
+        "it stores with the table; rename it, or add it to dataset.drop_columns"
+    )
+    kept = frame_to_dataset(frame, "kind", "t.csv", drop_columns=["_label"])  # the fix works
+    assert kept.feature_names == ["x"]
