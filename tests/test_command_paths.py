@@ -68,3 +68,30 @@ def test_a_results_directory_used_again_keeps_no_earlier_optional_results(tmp_pa
     assert (output / "quantity.csv").read_text(encoding="utf-8") == "this run"
     assert (output / "summary.csv").read_text(encoding="utf-8") == "this run"
     assert (output / "notes.txt").read_text(encoding="utf-8") == "earlier run"  # not ours
+
+
+def test_the_plan_leaves_nothing_in_the_working_directory(tmp_path: Path, monkeypatch):
+    """--plan "runs nothing", yet its pilot's MLflow mirror put a SQLite store's artifacts
+    (reports, models: about 29 MB for a 5,000-row table) in ./mlruns of the user's
+    directory, kept after the pilot's own folder was deleted."""
+    from poisonlab import plan
+    from poisonlab.config import validate_config
+
+    # The real pilot on one small sample, without timing each step's interpreter start.
+    monkeypatch.setattr(plan, "task_start", lambda step: plan.Measured(0.0, 0.0))
+    monkeypatch.setattr(plan, "pilot_sizes", lambda n_rows: (60,))
+    here = tmp_path / "project"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    config = validate_config(
+        {
+            "trials": 1,
+            "poison": {"levels": [0.0, 0.1], "attacks": ["label_flip"]},
+            "validate": {"detectors": ["zscore"]},
+            "train": {"models": ["logistic_regression"]},
+            "mlflow": {"log_models": False},
+        }
+    )
+    pilot = plan.run_pilot(config)
+    assert ("mirror", "") in pilot.steps  # the mirror ran, and measured
+    assert list(here.iterdir()) == []
