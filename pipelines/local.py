@@ -230,10 +230,9 @@ def copy_results(results: Path, output_dir: Path) -> None:
     write (certified.csv, quantity.csv) that this run did not: in a directory used
     again, an earlier run's would pass for this one's (listed by submit.py, mirrored by
     ``poisonlab.mirror --results``)."""
-    from poisonlab.certify.evaluation import CERTIFIED_FILE
-    from poisonlab.quantity import QUANTITY_FILE
+    from poisonlab.result_files import optional_files
 
-    for name in (CERTIFIED_FILE, QUANTITY_FILE):
+    for name in optional_files():
         if not (results / name).exists():
             (output_dir / name).unlink(missing_ok=True)
     for item in sorted(results.iterdir()):

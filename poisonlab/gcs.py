@@ -14,7 +14,14 @@ import tempfile
 from pathlib import Path
 
 from poisonlab.errors import PoisonlabError
-from poisonlab.result_files import DETECTION_FILE, MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
+from poisonlab.result_files import (
+    DETECTION_FILE,
+    GATE_FILE,
+    MANIFEST_FILE,
+    MARKDOWN_FILE,
+    REPORT_FILE,
+    SUMMARY_FILE,
+)
 
 # Bucket naming rules (without dots-in-domain-names subtleties): 3 to 63 characters,
 # lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit.
@@ -121,11 +128,17 @@ def find_results(prefix: str, field: str = "--fetch-results", job_id: str | None
 
 def download_results(results_uri: str, output_dir: str | Path) -> Path:
     """Download summary.csv, detection.csv, report.html and manifest.json from a
-    ``results`` artifact into ``output_dir``; return it.
+    ``results`` artifact into ``output_dir``, with gate.csv, report.md, certified.csv and
+    quantity.csv where the run wrote them; return it.
 
     Files land in a temporary directory first and are moved in only once all of
-    them arrived, so a failed download leaves no half-set of results behind.
+    them arrived, so a failed download leaves no half-set of results behind; a
+    file the run did not write is removed from ``output_dir`` (an earlier run's).
     """
+    from google.api_core import exceptions
+
+    from poisonlab.result_files import optional_files
+
     files = (SUMMARY_FILE, DETECTION_FILE, REPORT_FILE, MANIFEST_FILE)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -134,8 +147,18 @@ def download_results(results_uri: str, output_dir: str | Path) -> Path:
     try:
         for name in files:
             (staging / name).write_bytes(read_gcs_bytes(f"{base}/{name}", "results"))
-        for name in files:
-            (staging / name).replace(output_dir / name)
+        bucket_name, prefix = parse_gs_uri(base, "results")
+        bucket = storage_client("results", base).bucket(bucket_name)
+        absent = []
+        for name in (GATE_FILE, MARKDOWN_FILE, *optional_files()):
+            try:  # written by some runs only (gate.csv and report.md: by newer ones)
+                (staging / name).write_bytes(bucket.blob(f"{prefix}/{name}").download_as_bytes())
+            except exceptions.NotFound:
+                absent.append(name)
+        for path in sorted(staging.iterdir()):
+            path.replace(output_dir / path.name)
+        for name in absent:
+            (output_dir / name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output_dir

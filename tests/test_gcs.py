@@ -245,3 +245,21 @@ def test_no_credentials_names_the_field_and_the_uri(monkeypatch, tmp_path):
     )
     with pytest.raises(PoisonlabError, match=r"^--fetch-results: no Google credentials found"):
         find_results("gs://some-bucket/root/123/job")
+
+
+def test_download_brings_back_the_files_only_some_runs_write(emulator, tmp_path):
+    """certified.csv (a certified model), gate.csv and report.md came back too only
+    when written; a results directory used again loses an earlier run's extras."""
+    base = "optional/results"
+    for name in (*RESULT_FILES, "certified.csv", "gate.csv"):
+        _upload(f"{base}/{name}", f"{name} of this run".encode())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "quantity.csv").write_text("an earlier run's", encoding="utf-8")
+    download_results(f"gs://{BUCKET}/{base}", out)
+    assert (out / "certified.csv").read_text() == "certified.csv of this run"
+    assert (out / "gate.csv").read_text() == "gate.csv of this run"
+    assert not (out / "quantity.csv").exists() and not (out / "report.md").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*RESULT_FILES, "certified.csv", "gate.csv"]
+    )
