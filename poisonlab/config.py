@@ -290,6 +290,19 @@ def _check_names(
             raise _fail(f"{field}[{i}]", f'"{name}" is unknown', hint)
     if len(set(names)) != len(names):
         raise _fail(field, f"= {names} names one twice", "list each once")
+    for i, name in enumerate(names):
+        # Names become MLflow metric keys (accuracy_<attack>_<model>_level0.1), which MLflow
+        # refuses with other characters: at the mirror, after the whole run.
+        if not _NAME.fullmatch(name):
+            raise _fail(
+                f"{field}[{i}]",
+                f'"{name}" holds characters MLflow refuses in metric names',
+                "name it with letters, digits, '_', '-', '.' and spaces only",
+            )
+
+
+# What MLflow takes in a metric or param key, less '/' and ':' (names also name files).
+_NAME = re.compile(r"[\w.\- ]+")
 
 
 def _check_levels(levels: list[Any]) -> None:

@@ -115,3 +115,17 @@ def test_a_tracking_uri_mlflow_would_refuse_fails_before_the_run(uri, message, m
         validate_config({"mlflow": {"tracking_uri": uri}})
     for fine in ("sqlite:///mlflow.db", "sqlite:////tmp/m.db", "http://127.0.0.1:5000"):
         validate_config({"mlflow": {"tracking_uri": fine}})
+
+
+def test_a_name_mlflow_would_refuse_fails_before_the_run():
+    """A model named "lr+scaled" ran, then its mirror failed on the metric key
+    accuracy_label_flip_lr+scaled_level0 and said to mirror again later (which fails
+    again): the name is refused with the config instead."""
+    section = {"estimator": "sklearn.linear_model:LogisticRegression"}
+    with pytest.raises(PoisonlabError) as error:
+        validate_config({"train": {"models": ["lr+scaled"], "lr+scaled": section}})
+    assert str(error.value) == (
+        'config: train.models[0] "lr+scaled" holds characters MLflow refuses in metric '
+        "names; name it with letters, digits, '_', '-', '.' and spaces only"
+    )
+    validate_config({"train": {"models": ["lr scaled-2"], "lr scaled-2": section}})
