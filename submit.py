@@ -167,7 +167,11 @@ def print_accuracy_table(summary_path: Path) -> None:
 
 def run_locally(config: dict, args: argparse.Namespace) -> int:
     from pipelines.local import run_local
-    from poisonlab.mirror import absolute_tracking_uri
+    from poisonlab.mirror import absolute_tracking_uri, token_from_secret
+
+    # mlflow.token_secret read here, before the run (the tasks inherit the token): no
+    # credentials or access only showed at the mirror, after every level ran.
+    token_from_secret(config)
 
     output_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     config["mlflow"]["tracking_uri"] = absolute_tracking_uri(config["mlflow"]["tracking_uri"])

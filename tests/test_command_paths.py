@@ -95,3 +95,27 @@ def test_the_plan_leaves_nothing_in_the_working_directory(tmp_path: Path, monkey
     pilot = plan.run_pilot(config)
     assert ("mirror", "") in pilot.steps  # the mirror ran, and measured
     assert list(here.iterdir()) == []
+
+
+def test_a_token_secret_that_cannot_be_read_stops_a_local_run_before_it_starts(
+    tmp_path: Path, monkeypatch
+):
+    """mlflow.token_secret without Google credentials: the whole local run ran, then its
+    mirror failed, and the warning said to mirror again once the server was up."""
+    import submit
+
+    for name in ("MLFLOW_TRACKING_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud login here
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # nor a metadata server to ask
+    secret = "projects/p/secrets/mlflow-token/versions/latest"
+    output = tmp_path / "out"
+    with pytest.raises(PoisonlabError) as error:
+        submit.main(
+            ["--local", "--set", f"mlflow.token_secret={secret}", "--output-dir", str(output)]
+        )
+    assert str(error.value) == (
+        f"mlflow.token_secret: no Google credentials found to read {secret}; run "
+        "`gcloud auth application-default login`, or set MLFLOW_TRACKING_TOKEN"
+    )
+    assert not output.exists()
