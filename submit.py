@@ -19,15 +19,16 @@ import time
 from pathlib import Path
 
 from poisonlab.config import load_config
-from poisonlab.errors import PoisonlabError, run_cli
+from poisonlab.errors import CommandParser, PoisonlabError, run_cli
 from poisonlab.paths import check_output_dir
 from poisonlab.preflight import check_experiment
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python submit.py",
         description="Run the data-poisoning pipeline locally or on Vertex AI Pipelines.",
+        hints={"--resume": "to resume a killed local run, run it again with --cache"},
     )
     parser.add_argument("--config", help="experiment config (YAML); default: built-in defaults")
     parser.add_argument(

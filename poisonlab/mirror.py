@@ -29,7 +29,6 @@ itself; a tracking URI carrying ``user:password@`` is refused.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -45,7 +44,7 @@ import pandas as pd
 
 from poisonlab.certify.evaluation import CERTIFIED_FILE, clean_curves
 from poisonlab.config import check_tracking_uri, redact_uri
-from poisonlab.errors import PoisonlabError, run_cli
+from poisonlab.errors import CommandParser, PoisonlabError, run_cli
 from poisonlab.mlflow_store import (
     CLOUDPICKLE,
     DESCRIPTION_TAG,
@@ -739,7 +738,7 @@ def write_status(status: dict[str, Any], directory: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m poisonlab.mirror",
         description="Mirror a poisonlab run's results into MLflow (again, without duplicates). "
         "Credentials come from MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD.",

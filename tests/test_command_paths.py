@@ -119,3 +119,25 @@ def test_a_token_secret_that_cannot_be_read_stops_a_local_run_before_it_starts(
         "`gcloud auth application-default login`, or set MLFLOW_TRACKING_TOKEN"
     )
     assert not output.exists()
+
+
+def test_a_mistyped_option_is_one_line_with_a_did_you_mean():
+    """argparse printed its whole usage block (12 lines) above the error."""
+    import submit
+
+    with pytest.raises(PoisonlabError) as error:
+        submit.main(["--local", "--ouput-dir", "x"])
+    assert str(error.value) == (
+        "--ouput-dir is not an option of python submit.py; did you mean --output-dir?"
+    )
+    with pytest.raises(PoisonlabError, match="^--resume is not an option .* again with --cache"):
+        submit.main(["--local", "--resume"])
+    with pytest.raises(PoisonlabError, match="^argument --output-dir: expected one argument"):
+        submit.main(["--output-dir"])
+
+
+def test_compile_checks_the_image_it_writes_into_the_pipeline(tmp_path: Path):
+    target = tmp_path / "pipeline.yaml"
+    line = _one_error_line(run_command("compile.py", "--output", str(target), "--image", "a b"))
+    assert line.startswith("error: vertex.image = 'a b' is not valid")
+    assert not target.exists()
