@@ -150,7 +150,7 @@ def read_source_bytes(source: str) -> bytes:
         from poisonlab.gcs import read_gcs_bytes
 
         return read_gcs_bytes(source)
-    path = Path(source)
+    path = Path(source).expanduser()  # a config's "~/data.csv": no shell expanded it
     if not path.exists():
         raise PoisonlabError(
             f"dataset.source: {source} does not exist; give sklearn:iris, or a CSV/Parquet path"

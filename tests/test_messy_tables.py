@@ -385,3 +385,14 @@ def test_a_feature_named_like_a_stored_column_is_an_error():
     )
     kept = frame_to_dataset(frame, "kind", "t.csv", drop_columns=["_label"])  # the fix works
     assert kept.feature_names == ["x"]
+
+
+def test_a_source_under_the_home_folder_written_with_a_tilde_is_read(tmp_path, monkeypatch):
+    """``source: ~/data.csv`` in a YAML config: no shell expands the ~, and the file that
+    was there was said not to exist."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "kind": list("abab")}).to_csv(
+        tmp_path / "data.csv", index=False
+    )
+    frame, _ = read_frame("~/data.csv")
+    assert list(frame.columns) == ["x", "kind"]
