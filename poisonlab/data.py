@@ -509,6 +509,9 @@ def _checked_table(
             if label_column is not None
             else "set dataset.label_column (by default the last column is the label)"
         )
+        if label_column is not None and not pd.api.types.is_numeric_dtype(frame[label]):
+            # "NA" may be a class (North America): pandas reads it as missing all the same.
+            fix += "; a class written NA, N/A, None or null reads as missing: rename it"
         raise PoisonlabError(
             f"dataset.label_column: {label!r} of {source} has {missing_labels} missing labels; "
             f"{fix}"

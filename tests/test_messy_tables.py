@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import warnings
 
 import numpy as np
@@ -396,3 +397,15 @@ def test_a_source_under_the_home_folder_written_with_a_tilde_is_read(tmp_path, m
     )
     frame, _ = read_frame("~/data.csv")
     assert list(frame.columns) == ["x", "kind"]
+
+
+def test_missing_text_labels_say_which_words_pandas_reads_as_missing():
+    """A region 'NA' (North America) is read as missing: the error said only to drop
+    those rows, a third of the table here."""
+    frame = pd.read_csv(io.StringIO("x,region\n1,NA\n2,EU\n3,NA\n4,EU\n5,AS\n6,AS\n"))
+    with pytest.raises(PoisonlabError) as error:
+        frame_to_dataset(frame, "region", "t.csv")
+    assert str(error.value) == (
+        "dataset.label_column: 'region' of t.csv has 2 missing labels; drop those rows (labels "
+        "are never imputed); a class written NA, N/A, None or null reads as missing: rename it"
+    )
