@@ -568,6 +568,19 @@ def _check_finite(features: pd.DataFrame, source: str) -> None:
             f"dataset.source: columns {infinite} of {source} hold infinite values; "
             "replace them with finite numbers"
         )
+    # Trees compute in float32 (a larger value becomes infinite: every fit fails), and a
+    # scaler squares values (past 1e154 the variance overflows: a model at chance, silently).
+    largest = float(np.finfo(np.float32).max)
+    huge = [
+        str(c)
+        for c, column in zip(numeric, values.T, strict=True)
+        if np.abs(column).max(initial=0) > largest
+    ]
+    if huge:
+        raise PoisonlabError(
+            f"dataset.source: columns {huge} of {source} hold values over {largest:.1e} in size, "
+            "which the models cannot compute with; rescale them (other units, or a log)"
+        )
 
 
 def _class_codes(labels: pd.Series, label: str, source: str) -> tuple[np.ndarray, list[str]]:

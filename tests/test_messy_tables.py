@@ -409,3 +409,19 @@ def test_missing_text_labels_say_which_words_pandas_reads_as_missing():
         "dataset.label_column: 'region' of t.csv has 2 missing labels; drop those rows (labels "
         "are never imputed); a class written NA, N/A, None or null reads as missing: rename it"
     )
+
+
+def test_values_too_large_for_the_models_are_an_error_not_failed_or_chance_fits():
+    """Finite float64 values of 1e300: every built-in model's fit failed (trees overflow
+    float32, the scaler's variance overflows to NaN); at 1e160 a scaled logistic regression
+    trained at chance without failing."""
+    frame = pd.DataFrame(
+        {"x": [1e300, -2e300, 3e300, 4e300], "y": [1.0, 2, 3, 4], "k": list("abab")}
+    )
+    with pytest.raises(PoisonlabError) as error:
+        frame_to_dataset(frame, "k", "t.csv")
+    assert str(error.value) == (
+        "dataset.source: columns ['x'] of t.csv hold values over 3.4e+38 in size, which the "
+        "models cannot compute with; rescale them (other units, or a log)"
+    )
+    frame_to_dataset(frame.assign(x=frame["x"] / 1e270), "k", "t.csv")  # 1e30 is fine
