@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -448,8 +449,6 @@ def check_tracking_uri(uri: str, field: str = "mlflow.tracking_uri") -> str:
         return uri
     usable = "use sqlite:///mlflow.db, or a server: http://host:5000"
     if scheme in ("", "file"):
-        import os
-
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
             return uri
         raise PoisonlabError(
