@@ -323,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.kfp_host:
         from pipelines.kfp_cluster import submit_to_kfp
+        from pipelines.vertex import check_dataset_source
 
+        # A local file gets the cluster's own error before it is read here (as for Vertex).
+        check_dataset_source(config["dataset"]["source"])
         check_experiment(config)  # the data against the config, before any job exists
         note_user_modules(config)
         code = submit_to_kfp(

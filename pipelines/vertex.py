@@ -123,8 +123,9 @@ def check_dataset_source(source: str) -> None:
         return
     if not source.startswith(("sklearn:", "synthetic:")):
         raise PoisonlabError(
-            f"dataset.source: {source} is a local file, which pipeline tasks on Vertex cannot "
-            "read; upload it (gcloud storage cp FILE gs://BUCKET/PATH) and give that gs:// URI"
+            f"dataset.source: {source} is a local file, which pipeline tasks on Vertex AI or a "
+            "Kubeflow cluster cannot read; upload it (gcloud storage cp FILE gs://BUCKET/PATH) "
+            "and give that gs:// URI"
         )
 
 

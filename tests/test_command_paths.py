@@ -141,3 +141,16 @@ def test_compile_checks_the_image_it_writes_into_the_pipeline(tmp_path: Path):
     line = _one_error_line(run_command("compile.py", "--output", str(target), "--image", "a b"))
     assert line.startswith("error: vertex.image = 'a b' is not valid")
     assert not target.exists()
+
+
+def test_a_local_file_for_a_kubeflow_cluster_is_not_said_to_be_for_vertex(tmp_path: Path):
+    import submit
+
+    data = tmp_path / "data.csv"
+    data.write_text("x,k\n1,a\n2,b\n", encoding="utf-8")
+    with pytest.raises(PoisonlabError) as error:
+        submit.main(
+            ["--kfp-host", "http://127.0.0.1:1", "--dry-run", "--set", f"dataset.source={data}"]
+        )
+    assert "pipeline tasks on Vertex AI or a Kubeflow cluster cannot read" in str(error.value)
+    assert data.read_text(encoding="utf-8") == "x,k\n1,a\n2,b\n"
