@@ -19,14 +19,16 @@ import time
 from pathlib import Path
 
 from poisonlab.config import load_config
-from poisonlab.errors import PoisonlabError, run_cli
+from poisonlab.errors import CommandParser, PoisonlabError, run_cli
+from poisonlab.paths import check_output_dir
 from poisonlab.preflight import check_experiment
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python submit.py",
         description="Run the data-poisoning pipeline locally or on Vertex AI Pipelines.",
+        hints={"--resume": "to resume a killed local run, run it again with --cache"},
     )
     parser.add_argument("--config", help="experiment config (YAML); default: built-in defaults")
     parser.add_argument(
@@ -166,7 +168,11 @@ def print_accuracy_table(summary_path: Path) -> None:
 
 def run_locally(config: dict, args: argparse.Namespace) -> int:
     from pipelines.local import run_local
-    from poisonlab.mirror import absolute_tracking_uri
+    from poisonlab.mirror import absolute_tracking_uri, token_from_secret
+
+    # mlflow.token_secret read here, before the run (the tasks inherit the token): no
+    # credentials or access only showed at the mirror, after every level ran.
+    token_from_secret(config)
 
     output_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     config["mlflow"]["tracking_uri"] = absolute_tracking_uri(config["mlflow"]["tracking_uri"])
@@ -296,6 +302,8 @@ def print_plan(config: dict, estimate: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _check_flags(args)
+    if args.output_dir and not (args.dry_run or args.plan):  # both write nothing there
+        check_output_dir(args.output_dir, "--output-dir")
     config = load_config(args.config, [*args.set, *_vertex_overrides(args)])
     if args.label:
         from pipelines.vertex import parse_label_flags
@@ -315,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.kfp_host:
         from pipelines.kfp_cluster import submit_to_kfp
+        from pipelines.vertex import check_dataset_source
 
+        # A local file gets the cluster's own error before it is read here (as for Vertex).
+        check_dataset_source(config["dataset"]["source"])
         check_experiment(config)  # the data against the config, before any job exists
         note_user_modules(config)
         code = submit_to_kfp(

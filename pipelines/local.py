@@ -225,6 +225,24 @@ def _prepare_store_meanwhile(tracking_uri: str) -> threading.Thread:
     return thread
 
 
+def copy_results(results: Path, output_dir: Path) -> None:
+    """Copy a run's ``results`` into ``output_dir``, and remove the files only some runs
+    write (certified.csv, quantity.csv) that this run did not: in a directory used
+    again, an earlier run's would pass for this one's (listed by submit.py, mirrored by
+    ``poisonlab.mirror --results``)."""
+    from poisonlab.result_files import optional_files
+
+    for name in optional_files():
+        if not (results / name).exists():
+            (output_dir / name).unlink(missing_ok=True)
+    for item in sorted(results.iterdir()):
+        target = output_dir / item.name
+        if item.is_dir():
+            shutil.copytree(item, target, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(item, target)
+
+
 def run_local(
     config: dict,
     output_dir: str | Path,
@@ -281,13 +299,7 @@ def run_local(
                 ) from None
             if cache_root:
                 complete_cache_entries(cache_root)
-            results = Path(task.outputs["results"].path)
-            for item in sorted(results.iterdir()):
-                target = output_dir / item.name
-                if item.is_dir():
-                    shutil.copytree(item, target, dirs_exist_ok=True)
-                else:
-                    shutil.copyfile(item, target)
+            copy_results(Path(task.outputs["results"].path), output_dir)
             # Whether MLflow got the results: submit.py warns from this if it did not.
             write_status(task.outputs["mirror_status"], output_dir)
     finally:

@@ -10,6 +10,7 @@ compiled pipeline or its parameters.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tempfile
@@ -122,8 +123,9 @@ def check_dataset_source(source: str) -> None:
         return
     if not source.startswith(("sklearn:", "synthetic:")):
         raise PoisonlabError(
-            f"dataset.source: {source} is a local file, which pipeline tasks on Vertex cannot "
-            "read; upload it (gcloud storage cp FILE gs://BUCKET/PATH) and give that gs:// URI"
+            f"dataset.source: {source} is a local file, which pipeline tasks on Vertex AI or a "
+            "Kubeflow cluster cannot read; upload it (gcloud storage cp FILE gs://BUCKET/PATH) "
+            "and give that gs:// URI"
         )
 
 
@@ -229,7 +231,74 @@ def check_template(path: str, config: dict) -> str:
             f"{wanted}; compile this project's pipeline with python compile.py --config "
             "(pipeline.fan_out decides the shape)"
         )
+    _check_template_machines(path, spec, config)
     return str(file)
+
+
+def _machines(spec: dict) -> dict[str, Any]:
+    """What a compiled pipeline fixes that the config also sets: each step's image and
+    resources (``vertex.image``, ``vertex.resources``) and each loop's parallelism
+    (``vertex.parallelism``)."""
+    found: dict[str, Any] = {}
+    for name, executor in spec.get("deploymentSpec", {}).get("executors", {}).items():
+        container = executor.get("container", {})
+        step = name.removeprefix("exec-")
+        found[f"the {step} step's image"] = container.get("image")
+        found[f"the {step} step's resources"] = container.get("resources")
+
+    def loops(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "iteratorPolicy":
+                    found[f"{where}'s parallelism"] = value.get("parallelismLimit")
+                loops(value, key if key.startswith("for-loop") else where)
+
+    loops(spec.get("root", {}), "the loop")
+    return found
+
+
+def _check_template_machines(path: str, spec: dict, config: dict) -> None:
+    """A template runs the image, machines and parallelism it was compiled with, whatever
+    --image or the config say: where they differ, fail before the plan printed from the
+    config describes a job that would not run that way. With no image configured
+    (--image, vertex.image, $POISONLAB_IMAGE) the template's own is taken."""
+    from pipelines.poisoning import compile_pipeline
+
+    images = {
+        e.get("container", {}).get("image")
+        for e in spec.get("deploymentSpec", {}).get("executors", {}).values()
+    }
+    image = config["vertex"]["image"] or os.environ.get(IMAGE_ENV) or sorted(map(str, images))[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / "pipeline.yaml"
+        compile_pipeline(str(fresh), image, config)
+        wanted = _machines(yaml.safe_load(fresh.read_text(encoding="utf-8")))
+    have = _machines(spec)
+    for what, value in wanted.items():
+        if have.get(what) != value:
+            raise PoisonlabError(
+                f"--template {path}: {what}: {_shown(have.get(what))} in the template, "
+                f"{_shown(value)} from --image and the config; compile it again with python "
+                "compile.py --config (and --image), or give the config and flags it was "
+                "compiled with"
+            )
+
+
+def _shown(value: Any) -> str:
+    """A compiled image, resources or parallelism, as the plan prints them."""
+    if isinstance(value, dict):
+        accelerator = value.get("accelerator") or {}
+        parts = [
+            f"{name} {value[key]}"
+            for name, key in (("cpu", "resourceCpuLimit"), ("memory", "resourceMemoryLimit"))
+            if key in value
+        ]
+        if accelerator:
+            kind = accelerator.get("resourceType", accelerator.get("type"))
+            count = accelerator.get("resourceCount", accelerator.get("count"))
+            parts.append(f"accelerator {kind} x {count}")
+        value = ", ".join(parts) or None
+    return "not set" if value is None else str(value)
 
 
 def parameter_values(config: dict) -> dict[str, Any]:

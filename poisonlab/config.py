@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,19 @@ def _check_names(
             raise _fail(f"{field}[{i}]", f'"{name}" is unknown', hint)
     if len(set(names)) != len(names):
         raise _fail(field, f"= {names} names one twice", "list each once")
+    for i, name in enumerate(names):
+        # Names become MLflow metric keys (accuracy_<attack>_<model>_level0.1), which MLflow
+        # refuses with other characters: at the mirror, after the whole run.
+        if not _NAME.fullmatch(name):
+            raise _fail(
+                f"{field}[{i}]",
+                f'"{name}" holds characters MLflow refuses in metric names',
+                "name it with letters, digits, '_', '-', '.' and spaces only",
+            )
+
+
+# What MLflow takes in a metric or param key, less '/' and ':' (names also name files).
+_NAME = re.compile(r"[\w.\- ]+")
 
 
 def _check_levels(levels: list[Any]) -> None:
@@ -414,13 +428,44 @@ def redact_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[-1]))
 
 
+# Stores MLflow tracks to: a server, SQLite, another database (``postgresql+psycopg://``).
+_TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+
+
 def check_tracking_uri(uri: str, field: str = "mlflow.tracking_uri") -> str:
-    """Refuse a tracking URI with ``user:password@``: the config travels in the pipeline spec."""
-    if urlsplit(uri).username is not None:
+    """Refuse a tracking URI with ``user:password@`` (the config travels in the pipeline
+    spec), and one MLflow would refuse only at the mirror, after the whole run: a file
+    store (a path or ``file:``, refused by MLflow 3 unless ``MLFLOW_ALLOW_FILE_STORE``), a
+    SQLite URI without its three slashes, a server without a host, another scheme."""
+    parts = urlsplit(uri)
+    if parts.username is not None:
         raise PoisonlabError(
             f"{field}: {redact_uri(uri)} carries credentials; drop them from the URI and set "
             "MLFLOW_TRACKING_TOKEN (or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) "
             "in the environment"
+        )
+    scheme = parts.scheme.lower().split("+")[0]
+    if uri in ("databricks", "databricks-uc", "uc"):  # MLflow's names for those services
+        return uri
+    usable = "use sqlite:///mlflow.db, or a server: http://host:5000"
+    if scheme in ("", "file"):
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
+            return uri
+        raise PoisonlabError(
+            f"{field}: {uri!r} is a file store, which MLflow 3 no longer writes to (maintenance "
+            f"mode); {usable} (or set MLFLOW_ALLOW_FILE_STORE=true)"
+        )
+    if scheme == "sqlite" and not uri.lower().split(":", 1)[1].startswith("///"):
+        raise PoisonlabError(
+            f"{field}: {uri!r} is not a SQLite URI MLflow reads; write sqlite:///mlflow.db "
+            "(relative) or sqlite:////absolute/path/mlflow.db"
+        )
+    if scheme in ("http", "https") and not parts.hostname:
+        raise PoisonlabError(f"{field}: {uri!r} names no host; write e.g. http://host:5000")
+    if scheme not in _TRACKING_SCHEMES and scheme not in ("databricks-uc", "uc"):
+        raise PoisonlabError(
+            f"{field}: {uri!r} has scheme {parts.scheme!r}, which MLflow cannot track to; "
+            f"{usable}, or a database (postgresql://, mysql://, mssql://)"
         )
     return uri
 

@@ -150,7 +150,7 @@ def read_source_bytes(source: str) -> bytes:
         from poisonlab.gcs import read_gcs_bytes
 
         return read_gcs_bytes(source)
-    path = Path(source)
+    path = Path(source).expanduser()  # a config's "~/data.csv": no shell expanded it
     if not path.exists():
         raise PoisonlabError(
             f"dataset.source: {source} does not exist; give sklearn:iris, or a CSV/Parquet path"
@@ -354,6 +354,34 @@ def missing_markers(values: pd.Series, most: int = 3) -> list[str]:
     return sorted(str(v) for v in others)
 
 
+# A number as spreadsheets and some exports write it: thousands separators (1,234.5) or a
+# decimal comma (5,1); plain numbers beside them (999) are text in that column too.
+_NUMBER_TEXT = re.compile(r"[+-]?(\d{1,3}(,\d{3})+(\.\d+)?|\d+,\d+|\d*\.?\d+)")
+# A leading zero before a digit (02134, 007) is a code, not a number.
+_CODE_TEXT = re.compile(r"[+-]?0\d")
+
+
+def numbers_as_text(values: pd.Series) -> str | None:
+    """A value with a comma from a text column whose every value is a number written
+    with thousands separators or a decimal comma (``'1,234'``, ``'5,1'``), else None.
+
+    Such a column is a measurement: encoding would turn each number into a category,
+    and dropping it loses a feature. Digits alone stay text (integer-coded categories
+    stored as text are encoded, as the README says), as do Parquet categoricals."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return None
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return None
+    distinct = pd.Series(values.dropna().unique())
+    if distinct.empty or not all(isinstance(v, str) for v in distinct):
+        return None
+    text = distinct.str.strip()
+    with_comma = text[text.str.contains(",", regex=False)]
+    if with_comma.empty or not text.str.fullmatch(_NUMBER_TEXT).all():
+        return None
+    return None if text.str.match(_CODE_TEXT).any() else str(with_comma.iloc[0])
+
+
 def holds_dates(values: pd.Series) -> bool:
     """Whether a column holds dates or times: a datetime type, or text whose distinct
     values all read as ISO 8601 (``2007-11-11``, ``2012-01-04T13:19:16Z``)."""
@@ -385,9 +413,11 @@ def table_warnings(frame: pd.DataFrame, dataset_config: dict) -> list[str]:
     warnings = []
     label = _label_column(frame, dataset_config["label_column"], dataset_config["source"])
     if dataset_config["label_column"] is None and label != "target":
+        # Counted as the run counts them: "yes " and "yes" are one class.
+        classes = len(set(_class_labels(frame[label].dropna(), label, dataset_config["source"])))
         warnings.append(
             f"dataset.label_column is not set, so the last column, {label!r} "
-            f"({frame[label].nunique()} classes), is the label; set dataset.label_column "
+            f"({classes} classes), is the label; set dataset.label_column "
             "to say which column holds the classes"
         )
     warnings += row_id_warnings(frame, dataset_config)
@@ -479,12 +509,22 @@ def _checked_table(
             if label_column is not None
             else "set dataset.label_column (by default the last column is the label)"
         )
+        if label_column is not None and not pd.api.types.is_numeric_dtype(frame[label]):
+            # "NA" may be a class (North America): pandas reads it as missing all the same.
+            fix += "; a class written NA, N/A, None or null reads as missing: rename it"
         raise PoisonlabError(
             f"dataset.label_column: {label!r} of {source} has {missing_labels} missing labels; "
             f"{fix}"
         )
     features = frame.drop(columns=[label])
     labels = frame[label]
+    # The steps store a table with its labels (and split values) as columns of these names.
+    reserved = [str(c) for c in features.columns if str(c) in (LABEL, SPLIT)]
+    if reserved:
+        raise PoisonlabError(
+            f"dataset.source: column {reserved[0]!r} of {source} has a name poisonlab keeps for "
+            "the labels it stores with the table; rename it, or add it to dataset.drop_columns"
+        )
     # No fill can make a column of nothing into a feature (the mean of nothing is NaN).
     empty = [str(c) for c in features.columns if features[c].isna().all()]
     if empty:
@@ -493,6 +533,13 @@ def _checked_table(
             "add them to dataset.drop_columns"
         )
     for column in features.columns:
+        written = numbers_as_text(features[column])
+        if written is not None:
+            raise PoisonlabError(
+                f"dataset.source: column {str(column)!r} of {source} holds numbers written as "
+                f"text ({written!r}); write them as plain numbers (no thousands separators, "
+                "'.' before decimals), or add the column to dataset.drop_columns"
+            )
         markers = missing_markers(features[column])
         if markers:
             raise PoisonlabError(
@@ -520,6 +567,19 @@ def _check_finite(features: pd.DataFrame, source: str) -> None:
         raise PoisonlabError(
             f"dataset.source: columns {infinite} of {source} hold infinite values; "
             "replace them with finite numbers"
+        )
+    # Trees compute in float32 (a larger value becomes infinite: every fit fails), and a
+    # scaler squares values (past 1e154 the variance overflows: a model at chance, silently).
+    largest = float(np.finfo(np.float32).max)
+    huge = [
+        str(c)
+        for c, column in zip(numeric, values.T, strict=True)
+        if np.abs(column).max(initial=0) > largest
+    ]
+    if huge:
+        raise PoisonlabError(
+            f"dataset.source: columns {huge} of {source} hold values over {largest:.1e} in size, "
+            "which the models cannot compute with; rescale them (other units, or a log)"
         )
 
 

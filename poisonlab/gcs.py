@@ -14,7 +14,14 @@ import tempfile
 from pathlib import Path
 
 from poisonlab.errors import PoisonlabError
-from poisonlab.result_files import DETECTION_FILE, MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
+from poisonlab.result_files import (
+    DETECTION_FILE,
+    GATE_FILE,
+    MANIFEST_FILE,
+    MARKDOWN_FILE,
+    REPORT_FILE,
+    SUMMARY_FILE,
+)
 
 # Bucket naming rules (without dots-in-domain-names subtleties): 3 to 63 characters,
 # lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit.
@@ -36,16 +43,18 @@ def parse_gs_uri(uri: str, field: str = "dataset.source") -> tuple[str, str]:
     return bucket, name
 
 
-def storage_client():
-    """A storage client; a clear error when no credentials can be found."""
+def storage_client(field: str = "Cloud Storage", uri: str = ""):
+    """A storage client; a clear error when no credentials can be found, naming the
+    ``field`` and ``uri`` that needed them (``dataset.source: ... reading gs://...``)."""
     import google.auth.exceptions
     from google.cloud import storage
 
     try:
         return storage.Client()
     except google.auth.exceptions.DefaultCredentialsError:
+        reading = f" reading {uri}" if uri else ""
         raise PoisonlabError(
-            "Cloud Storage: no Google credentials found; "
+            f"{field}: no Google credentials found{reading}; "
             "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
         ) from None
 
@@ -68,7 +77,7 @@ def read_gcs_bytes(uri: str, field: str = "dataset.source") -> bytes:
     bucket_name, name = parse_gs_uri(uri, field)
     if not name or name.endswith("/"):
         raise PoisonlabError(f"{field}: {uri} names a bucket or folder, not a file; add the path")
-    client = storage_client()
+    client = storage_client(field, uri)
     try:
         return client.bucket(bucket_name).blob(name).download_as_bytes()
     except exceptions.NotFound:
@@ -91,7 +100,7 @@ def find_results(prefix: str, field: str = "--fetch-results", job_id: str | None
     from google.api_core import exceptions
 
     bucket_name, name = parse_gs_uri(prefix, field)
-    client = storage_client()
+    client = storage_client(field, prefix)
     suffix = f"/{RESULTS_ARTIFACT}/{MANIFEST_FILE}"
     try:
         names = [
@@ -119,11 +128,17 @@ def find_results(prefix: str, field: str = "--fetch-results", job_id: str | None
 
 def download_results(results_uri: str, output_dir: str | Path) -> Path:
     """Download summary.csv, detection.csv, report.html and manifest.json from a
-    ``results`` artifact into ``output_dir``; return it.
+    ``results`` artifact into ``output_dir``, with gate.csv, report.md, certified.csv and
+    quantity.csv where the run wrote them; return it.
 
     Files land in a temporary directory first and are moved in only once all of
-    them arrived, so a failed download leaves no half-set of results behind.
+    them arrived, so a failed download leaves no half-set of results behind; a
+    file the run did not write is removed from ``output_dir`` (an earlier run's).
     """
+    from google.api_core import exceptions
+
+    from poisonlab.result_files import optional_files
+
     files = (SUMMARY_FILE, DETECTION_FILE, REPORT_FILE, MANIFEST_FILE)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -132,8 +147,18 @@ def download_results(results_uri: str, output_dir: str | Path) -> Path:
     try:
         for name in files:
             (staging / name).write_bytes(read_gcs_bytes(f"{base}/{name}", "results"))
-        for name in files:
-            (staging / name).replace(output_dir / name)
+        bucket_name, prefix = parse_gs_uri(base, "results")
+        bucket = storage_client("results", base).bucket(bucket_name)
+        absent = []
+        for name in (GATE_FILE, MARKDOWN_FILE, *optional_files()):
+            try:  # written by some runs only (gate.csv and report.md: by newer ones)
+                (staging / name).write_bytes(bucket.blob(f"{prefix}/{name}").download_as_bytes())
+            except exceptions.NotFound:
+                absent.append(name)
+        for path in sorted(staging.iterdir()):
+            path.replace(output_dir / path.name)
+        for name in absent:
+            (output_dir / name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output_dir

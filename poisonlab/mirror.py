@@ -29,7 +29,6 @@ itself; a tracking URI carrying ``user:password@`` is refused.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -45,7 +44,7 @@ import pandas as pd
 
 from poisonlab.certify.evaluation import CERTIFIED_FILE, clean_curves
 from poisonlab.config import check_tracking_uri, redact_uri
-from poisonlab.errors import PoisonlabError, run_cli
+from poisonlab.errors import CommandParser, PoisonlabError, run_cli
 from poisonlab.mlflow_store import (
     CLOUDPICKLE,
     DESCRIPTION_TAG,
@@ -190,12 +189,19 @@ def read_secret(name: str, endpoint: str = SECRET_MANAGER, credentials=None) -> 
     import base64
 
     import google.auth
+    import google.auth.exceptions
     from google.auth.transport.requests import AuthorizedSession
 
     if credentials is None:
-        credentials, _ = google.auth.default(
-            scopes=["https://www.googleapis.com/auth/cloud-platform"]
-        )
+        try:
+            credentials, _ = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/cloud-platform"]
+            )
+        except google.auth.exceptions.DefaultCredentialsError:
+            raise PoisonlabError(
+                f"mlflow.token_secret: no Google credentials found to read {name}; run "
+                "`gcloud auth application-default login`, or set MLFLOW_TRACKING_TOKEN"
+            ) from None
     answer = AuthorizedSession(credentials).get(f"{endpoint}/v1/{name}:access", timeout=20)
     if answer.status_code != 200:
         raise PoisonlabError(
@@ -205,7 +211,7 @@ def read_secret(name: str, endpoint: str = SECRET_MANAGER, credentials=None) -> 
     return base64.b64decode(answer.json()["payload"]["data"]).decode().strip()
 
 
-def _token_from_secret(config: dict) -> None:
+def token_from_secret(config: dict) -> None:
     """Put the configured secret's token into this process's environment, if none is set."""
     name = config["mlflow"].get("token_secret")
     if name and not os.environ.get("MLFLOW_TRACKING_TOKEN"):
@@ -411,7 +417,7 @@ def mirror_results(
     provenance = manifest["provenance"]
     summary = pd.read_csv(results_dir / SUMMARY_FILE)
     detection = pd.read_csv(results_dir / DETECTION_FILE)
-    _token_from_secret(config)
+    token_from_secret(config)
 
     # Started first: MLflow's import alone takes seconds the other process can use.
     pipeline_models = models_paths if log_models and data_path is not None else None
@@ -732,7 +738,7 @@ def write_status(status: dict[str, Any], directory: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m poisonlab.mirror",
         description="Mirror a poisonlab run's results into MLflow (again, without duplicates). "
         "Credentials come from MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD.",

@@ -248,6 +248,10 @@ def _mirror(results: str, level_dir: str, config: dict[str, Any]) -> None:
     from poisonlab.mirror import mirror_status
     from poisonlab.steps import level_model_files
 
+    # MLflow keeps a SQLite store's artifacts (reports, models) in ./mlruns of the process
+    # that makes the experiment: in the pilot's own folder, not the user's (this child's
+    # working directory is its own).
+    os.chdir(Path(level_dir).parent)
     status = mirror_status(
         results,
         tracking_uri=config["mlflow"]["tracking_uri"],

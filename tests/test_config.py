@@ -97,3 +97,35 @@ def test_the_pipeline_parameter_must_be_the_complete_checked_config(tmp_path):
         steps.load(json.dumps(partial), *paths)
     with pytest.raises(PoisonlabError, match=r"has no dataset"):
         steps.load(json.dumps({"trials": 3}), *paths)
+
+
+@pytest.mark.parametrize(
+    "uri, message",
+    [
+        ("sqlite:mlflow.db", "is not a SQLite URI MLflow reads; write sqlite:///mlflow.db"),
+        ("http:///mlflow", "names no host"),
+        ("ftp://host/mlflow", "has scheme 'ftp', which MLflow cannot track to"),
+        ("file:///tmp/mlruns", "is a file store, which MLflow 3 no longer writes to"),
+    ],
+)
+def test_a_tracking_uri_mlflow_would_refuse_fails_before_the_run(uri, message, monkeypatch):
+    """MLflow refuses these only when the mirror opens the store, after every level ran."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(PoisonlabError, match=f"^mlflow.tracking_uri: '{uri}' {message}"):
+        validate_config({"mlflow": {"tracking_uri": uri}})
+    for fine in ("sqlite:///mlflow.db", "sqlite:////tmp/m.db", "http://127.0.0.1:5000"):
+        validate_config({"mlflow": {"tracking_uri": fine}})
+
+
+def test_a_name_mlflow_would_refuse_fails_before_the_run():
+    """A model named "lr+scaled" ran, then its mirror failed on the metric key
+    accuracy_label_flip_lr+scaled_level0 and said to mirror again later (which fails
+    again): the name is refused with the config instead."""
+    section = {"estimator": "sklearn.linear_model:LogisticRegression"}
+    with pytest.raises(PoisonlabError) as error:
+        validate_config({"train": {"models": ["lr+scaled"], "lr+scaled": section}})
+    assert str(error.value) == (
+        'config: train.models[0] "lr+scaled" holds characters MLflow refuses in metric '
+        "names; name it with letters, digits, '_', '-', '.' and spaces only"
+    )
+    validate_config({"train": {"models": ["lr scaled-2"], "lr scaled-2": section}})

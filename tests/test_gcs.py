@@ -229,3 +229,37 @@ def test_fetch_results_by_job_name(
     assert code == 0
     assert (tmp_path / "report.html").read_bytes() == (small_run / "report.html").read_bytes()
     assert [m for m, _, _ in fake.api.requests] == ["GET"] * len(fake.api.requests)
+
+
+def test_no_credentials_names_the_field_and_the_uri(monkeypatch, tmp_path):
+    """Without credentials (and no emulator) the one line says which field's gs:// URI
+    needed them, not only "Cloud Storage"."""
+    for name in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud login here
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # nor a metadata server to ask
+    with pytest.raises(PoisonlabError) as error:
+        read_gcs_bytes("gs://some-bucket/data.csv")
+    assert str(error.value).startswith(
+        "dataset.source: no Google credentials found reading gs://some-bucket/data.csv; run"
+    )
+    with pytest.raises(PoisonlabError, match=r"^--fetch-results: no Google credentials found"):
+        find_results("gs://some-bucket/root/123/job")
+
+
+def test_download_brings_back_the_files_only_some_runs_write(emulator, tmp_path):
+    """certified.csv (a certified model), gate.csv and report.md came back too only
+    when written; a results directory used again loses an earlier run's extras."""
+    base = "optional/results"
+    for name in (*RESULT_FILES, "certified.csv", "gate.csv"):
+        _upload(f"{base}/{name}", f"{name} of this run".encode())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "quantity.csv").write_text("an earlier run's", encoding="utf-8")
+    download_results(f"gs://{BUCKET}/{base}", out)
+    assert (out / "certified.csv").read_text() == "certified.csv of this run"
+    assert (out / "gate.csv").read_text() == "gate.csv of this run"
+    assert not (out / "quantity.csv").exists() and not (out / "report.md").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*RESULT_FILES, "certified.csv", "gate.csv"]
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import warnings
 
 import numpy as np
@@ -21,6 +22,7 @@ from poisonlab.data import (
     load_dataset,
     looks_like_row_id,
     missing_markers,
+    numbers_as_text,
     read_frame,
     split_masks,
     table_warnings,
@@ -346,3 +348,80 @@ def test_a_number_column_with_a_missing_marker_is_an_error_not_categories(tmp_pa
     )
     # Text of its own kind, with numbers among the values, is left to dataset.encode.
     assert missing_markers(pd.Series(["2", "3", "4", "5", "auto(l5)", "manual(m5)"])) == []
+
+
+def test_numbers_written_with_commas_are_an_error_not_categories():
+    """'5,100' (thousands separators) or '5,1' (a decimal comma) read as text: with encode
+    set, every number had become a category, and without it the advice was to encode or
+    drop a measurement. Digits alone, codes and categoricals stay text to encode."""
+    assert numbers_as_text(pd.Series(["1,234", "999", "12,345.5", None])) == "1,234"
+    assert numbers_as_text(pd.Series(["5,1", "4,9"])) == "5,1"
+    assert numbers_as_text(pd.Series(["1", "7", "3"])) is None  # integer-coded categories
+    assert numbers_as_text(pd.Series(["0,5", "1,25"])) == "0,5"
+    assert numbers_as_text(pd.Series(["5,1", "4,9"], dtype="category")) is None
+    assert numbers_as_text(pd.Series(["1,2,3", "4,5,6"])) is None
+    frame = pd.DataFrame({"mass": ["1,200", "950", "2,310", "1,005"], "kind": list("abab")})
+    with pytest.raises(PoisonlabError, match=r"^dataset.source: column 'mass' of t.csv holds"):
+        frame_to_dataset(frame, "kind", "t.csv", encode="onehot")
+
+
+def test_the_default_label_warning_counts_classes_as_the_run_does():
+    """'yes' and 'yes ' are one class in the run, so the warning counts 2, not 4."""
+    frame = pd.DataFrame({"x": range(12), "answer": ["yes", "yes ", "no", " no"] * 3})
+    settings = {"source": "t.csv", "label_column": None, "drop_columns": []}
+    (warning,) = [w for w in table_warnings(frame, settings) if "label_column is not" in w]
+    assert "the last column, 'answer' (2 classes), is the label" in warning
+
+
+def test_a_feature_named_like_a_stored_column_is_an_error():
+    """A feature column '_label' collided with the labels the steps store beside the
+    table: the raw view's file could not be read back (the run failed in its poison
+    step), and the encoded view's file held the class codes as that feature."""
+    frame = pd.DataFrame({"_label": [0.1, 0.2, 0.3, 0.4], "x": [1, 2, 3, 4], "kind": list("abab")})
+    with pytest.raises(PoisonlabError) as error:
+        frame_to_dataset(frame, "kind", "t.csv")
+    assert str(error.value) == (
+        "dataset.source: column '_label' of t.csv has a name poisonlab keeps for the labels "
+        "it stores with the table; rename it, or add it to dataset.drop_columns"
+    )
+    kept = frame_to_dataset(frame, "kind", "t.csv", drop_columns=["_label"])  # the fix works
+    assert kept.feature_names == ["x"]
+
+
+def test_a_source_under_the_home_folder_written_with_a_tilde_is_read(tmp_path, monkeypatch):
+    """``source: ~/data.csv`` in a YAML config: no shell expands the ~, and the file that
+    was there was said not to exist."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "kind": list("abab")}).to_csv(
+        tmp_path / "data.csv", index=False
+    )
+    frame, _ = read_frame("~/data.csv")
+    assert list(frame.columns) == ["x", "kind"]
+
+
+def test_missing_text_labels_say_which_words_pandas_reads_as_missing():
+    """A region 'NA' (North America) is read as missing: the error said only to drop
+    those rows, a third of the table here."""
+    frame = pd.read_csv(io.StringIO("x,region\n1,NA\n2,EU\n3,NA\n4,EU\n5,AS\n6,AS\n"))
+    with pytest.raises(PoisonlabError) as error:
+        frame_to_dataset(frame, "region", "t.csv")
+    assert str(error.value) == (
+        "dataset.label_column: 'region' of t.csv has 2 missing labels; drop those rows (labels "
+        "are never imputed); a class written NA, N/A, None or null reads as missing: rename it"
+    )
+
+
+def test_values_too_large_for_the_models_are_an_error_not_failed_or_chance_fits():
+    """Finite float64 values of 1e300: every built-in model's fit failed (trees overflow
+    float32, the scaler's variance overflows to NaN); at 1e160 a scaled logistic regression
+    trained at chance without failing."""
+    frame = pd.DataFrame(
+        {"x": [1e300, -2e300, 3e300, 4e300], "y": [1.0, 2, 3, 4], "k": list("abab")}
+    )
+    with pytest.raises(PoisonlabError) as error:
+        frame_to_dataset(frame, "k", "t.csv")
+    assert str(error.value) == (
+        "dataset.source: columns ['x'] of t.csv hold values over 3.4e+38 in size, which the "
+        "models cannot compute with; rescale them (other units, or a log)"
+    )
+    frame_to_dataset(frame.assign(x=frame["x"] / 1e270), "k", "t.csv")  # 1e30 is fine

@@ -500,3 +500,27 @@ def test_kfp_dry_run_sends_nothing(fake_kfp, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["arguments"]["poison_levels"] == [0.0, 0.05, 0.1, 0.5]
     assert fake.api.requests == []
+
+
+@pytest.mark.parametrize(
+    "args, difference",
+    [
+        (["--image", "us-docker.pkg.dev/other/repo/img:2"], "step's image: "),
+        (["--set", "vertex.resources={train: {cpu: 16}}"], "the train step's resources: not set"),
+        (["--set", "vertex.parallelism=3"], "for-loop-1's parallelism: not set"),
+    ],
+)
+def test_a_template_that_would_not_run_as_the_plan_says_sends_nothing(
+    fake_vertex, template, args, difference
+):
+    """A template runs the image, machines and parallelism it was compiled with: --image
+    or vertex.resources given beside it were dropped silently, while the plan printed
+    from the config described the machines asked for."""
+    fake = fake_vertex()
+    with pytest.raises(PoisonlabError) as error:
+        submit.main([*BASE, "--template", template, *args])
+    assert str(error.value).startswith(f"--template {template}: ")
+    assert difference in str(error.value) and "compile it again" in str(error.value)
+    assert fake.api.requests == []
+    submit.main([*BASE, "--template", template, "--image", IMAGE])  # as compiled: sent
+    assert len(fake.api.requests) == 1
