@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from poisonlab.findings import (
     breakdown_intervals,
@@ -46,10 +45,31 @@ def test_the_interval_holds_the_point_and_narrows_with_agreeing_trials():
     point = breakdown_level(np.array(levels), noisy.mean(axis=0), 0.1)
     assert found["ci_low"] <= point <= found["ci_high"] and found["n"] == 10
     assert found["ci_high"] - found["ci_low"] > 0.01
-    same = np.tile([1.0, 0.95, 0.8, 0.6], (10, 1))
-    tight = _intervals(same, levels)
-    point = breakdown_level(np.array(levels), same[0], 0.1)
-    assert tight["ci_low"] == tight["ci_high"] == pytest.approx(point)
+    agreeing = np.array([1.0, 0.95, 0.8, 0.6]) + rng.normal(0, 0.005, size=(10, 4))
+    tight = _intervals(agreeing, levels)
+    point = breakdown_level(np.array(levels), agreeing.mean(axis=0), 0.1)
+    assert tight["ci_low"] <= point <= tight["ci_high"]
+    assert tight["ci_high"] - tight["ci_low"] < found["ci_high"] - found["ci_low"]
+
+
+def test_trials_that_tied_where_it_breaks_down_give_no_interval():
+    """Duncan (45 rows, 9 test rows): knn scored 8/9 clean and 4/9 at 10% injection in
+    every trial. The tied loss has no measured spread; its zero-width t interval gave
+    "at 2.2% poison, 95% interval 2.3% to 2.3%": a certainty three trials cannot show,
+    around a point outside it."""
+    levels = [0.0, 0.1, 0.2]
+    tied = np.array([[8 / 9, 4 / 9, 6 / 9], [8 / 9, 4 / 9, 5 / 9], [8 / 9, 4 / 9, 8 / 9]])
+    found = _intervals(tied, levels)
+    assert found["tied"] and math.isnan(found["ci_low"]) and math.isnan(found["ci_high"])
+    text = format_interval(found["ci_low"], found["ci_high"], found["n"], found["tied"])
+    assert text == "none (the 3 trials lost the same there: no spread to measure)"
+    sentence = [s for s in _sentences(tied, levels) if "breaks down first" in s][0]
+    assert "with no interval (the 3 trials lost the same there)" in sentence
+    assert "95% interval" not in sentence
+    # A tie past the crossing does not matter: the interval is read before it.
+    later = np.array([[1.0, 0.8, 0.6, 0.5], [1.0, 0.75, 0.55, 0.5], [1.0, 0.85, 0.65, 0.5]])
+    found = _intervals(later, [0.0, 0.1, 0.2, 0.3])
+    assert not found["tied"] and 0.0 < found["ci_low"] < found["ci_high"] < 0.2
 
 
 def test_two_trials_give_an_interval_wider_than_the_two_trials_show():
