@@ -348,3 +348,27 @@ def test_the_report_says_the_split_kind():
     }
     assert split_sentence(record).startswith("Test split: by group of 'id' ('id' is not a feature)")
     assert "random" in split_sentence(None)
+
+
+def test_few_unlike_groups_are_not_the_same_test_groups_in_every_trial():
+    """modeldata hpc_data's 14 protocols each hold a different class mix: scikit-learn's
+    StratifiedGroupKFold shuffles only groups of equal class spread, so every seed gave
+    one partition, and every trial tested on the same 2 protocols (C and J), while the
+    report said each trial held out its own."""
+    rng = np.random.default_rng(0)
+    sizes = [30, 45, 60, 75, 90, 105, 120, 135, 150, 165]
+    groups = np.repeat(np.arange(10), sizes)
+    # Group g's share of class 1 rises with g: no two groups alike.
+    y = np.concatenate([(rng.random(n) < (g + 1) / 12).astype(int) for g, n in enumerate(sizes)])
+    masks = group_masks(y, groups, 0.2, 42, 5)
+    tested = [frozenset(np.unique(groups[test])) for test in masks]
+    assert len(set(tested)) == 5  # five trials, five different sets of groups
+    assert set().union(*tested) == set(range(10))  # k / m trials test every group once
+    for test in masks:
+        assert not set(groups[test]) & set(groups[~test])
+    from poisonlab.splits import split_record
+
+    record = split_record({"by": "group", "column": "shop", "feature": False}, groups, masks)
+    sentence = split_sentence(record)
+    sizes_held = sorted({int(test.sum()) for test in masks})
+    assert f"({sizes_held[0]} to {sizes_held[-1]} rows)" in sentence
