@@ -169,12 +169,18 @@ def _loss_sentence(
             if best["ci_low"] == best["ci_low"]
             else ""
         )
-        if best["ci_low"] <= 0:  # Fieller's interval: it may win back nothing
-            interval += ", which reaches zero: over these trials it may win back nothing"
-        sentence += (
-            f"; training only on the rows the {best['defense']} detector kept "
-            f"wins back {share} of them{interval}"
-        )
+        if best["ci_high"] < 0:  # the whole interval below zero: it lowers the metric more
+            sentence += (
+                f"; training only on the rows the {best['defense']} detector kept wins back "
+                f"none of them and lowers {metric} further ({won_back:.0%} of the loss{interval})"
+            )
+        else:
+            if best["ci_low"] <= 0:  # Fieller's interval: it may win back nothing
+                interval += ", which reaches zero: over these trials it may win back nothing"
+            sentence += (
+                f"; training only on the rows the {best['defense']} detector kept "
+                f"wins back {share} of them{interval}"
+            )
     elif not defended.empty and measured is not None:
         if measured[2] < 2 or measured[0] <= 0:  # else no level 0 to pair with (recovery)
             sentence += ", so there is no loss to recover and no recovery is given"

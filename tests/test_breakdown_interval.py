@@ -191,3 +191,31 @@ def test_a_recovery_whose_interval_reaches_zero_is_said_to_maybe_win_nothing():
 
     assert "wins back 80% of them, 95% CI -20% to 130%, which reaches zero" in loss_sentence(-0.2)
     assert "reaches zero" not in loss_sentence(0.4)
+
+
+def test_a_recovery_whose_interval_lies_below_zero_is_said_to_lower_the_metric():
+    """MASS fgl, trim at 10% label_flip_greedy: recovery -2.30 with Fieller's interval
+    -1047% to -10% read "wins back 0% of them, ..., which reaches zero": the defence made
+    the model worse, which the interval shows and the sentence hid."""
+    records = _records(np.array([[0.9, 0.6], [0.9, 0.61], [0.9, 0.59]]), [0.0, 0.3])
+    defended = records[records["poison_level"] == 0.3].assign(defense="trim")
+    summary = (
+        pd.concat([records, defended])
+        .groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)["value"]
+        .mean()
+        .rename("mean")
+        .reset_index()
+    )
+    row = pd.DataFrame(
+        [(0.3, "label_flip", "m", "trim", "recovery", -2.3, -10.47, -0.10, 3)],
+        columns=["poison_level", "attack", "model", "defense", "metric", "mean"]
+        + ["ci_low", "ci_high", "n"],
+    )
+    detection = pd.DataFrame(columns=["poison_level", "attack", "detector", "metric", "mean"])
+    points = breakdown_points(summary, 0.1)
+    sentence = findings(pd.concat([summary, row]), detection, points, 0.1)[0]
+    assert (
+        "the trim detector kept wins back none of them and lowers accuracy further "
+        "(-230% of the loss, 95% CI -1047% to -10%)" in sentence
+    )
+    assert "reaches zero" not in sentence and "wins back 0%" not in sentence
