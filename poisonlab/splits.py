@@ -141,25 +141,36 @@ def time_keys(values: np.ndarray, column: str = "") -> np.ndarray:
     """Sortable numbers for a time column: numbers as they are, dates and times
     (datetime values, or ISO 8601 text such as ``2021-03-04``) as nanoseconds."""
     series = pd.Series(values)
+    shown = next(iter(series.dropna().astype(str)), "")
     if pd.api.types.is_bool_dtype(series):
         pass
     elif pd.api.types.is_numeric_dtype(series):
         return series.to_numpy(dtype=np.float64)
     elif pd.api.types.is_datetime64_any_dtype(series):
-        return series.astype("datetime64[ns]").astype(np.int64).to_numpy(dtype=np.float64)
+        return _nanoseconds(pd.to_datetime(series, utc=True))
     else:
-        parsed = pd.to_datetime(series.astype(str), errors="coerce", format="ISO8601")
+        # utc=True: an export's timestamps often carry an offset (2020-03-10T10:00:00Z),
+        # which a naive datetime64 cannot hold (pandas raised a TypeError); naive ones
+        # are read as UTC, which orders them as before.
+        parsed = pd.to_datetime(series.astype(str), errors="coerce", format="ISO8601", utc=True)
         if parsed.notna().all():
-            return parsed.astype("datetime64[ns]").astype(np.int64).to_numpy(dtype=np.float64)
+            return _nanoseconds(parsed)
         numbers = pd.to_numeric(series, errors="coerce")
         if numbers.notna().all():
             return numbers.to_numpy(dtype=np.float64)
-    shown = next(iter(series.dropna().astype(str)), "")
+        if parsed.notna().any():  # some dates, some not: show one that is not
+            shown = str(series[parsed.isna()].iloc[0])
     raise PoisonlabError(
         f"dataset.split.column: {column!r} holds {shown!r}, neither a number nor a date, so "
         "rows cannot be ordered by it; name a column of numbers (a week) or dates "
         "(2021-03-04), or split by: group"
     )
+
+
+def _nanoseconds(times: pd.Series) -> np.ndarray:
+    """UTC datetimes as float nanoseconds since the epoch."""
+    naive = times.dt.tz_localize(None).astype("datetime64[ns]")
+    return naive.astype(np.int64).to_numpy(dtype=np.float64)
 
 
 def _folds(test_size: float, n_groups: int) -> tuple[int, int]:

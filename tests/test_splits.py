@@ -372,3 +372,23 @@ def test_few_unlike_groups_are_not_the_same_test_groups_in_every_trial():
     sentence = split_sentence(record)
     sizes_held = sorted({int(test.sum()) for test in masks})
     assert f"({sizes_held[0]} to {sizes_held[-1]} rows)" in sentence
+
+
+def test_timestamps_with_an_offset_order_rows_and_a_mix_names_the_odd_value():
+    """An export's ISO 8601 timestamps with an offset ('2020-03-10T10:00:00Z', as in
+    medicaldata covid_testing written out by a warehouse) raised pandas' TypeError
+    "Cannot use .astype to convert from timezone-aware dtype" as a traceback."""
+    from poisonlab.splits import time_keys
+
+    naive = np.array(["2020-03-10", "2020-03-09", "2020-03-11T08:00:00"], dtype=object)
+    aware = np.array(
+        ["2020-03-10T10:00:00Z", "2020-03-09T23:00:00-01:00", "2020-03-11T08:00:00+00:00"],
+        dtype=object,
+    )
+    assert list(np.argsort(time_keys(aware))) == list(np.argsort(time_keys(naive))) == [1, 0, 2]
+    stamps = pd.Series(pd.to_datetime(aware[[0, 2]], format="ISO8601", utc=True))
+    assert time_keys(stamps.to_numpy())[0] < time_keys(stamps.to_numpy())[1]
+    assert time_keys(stamps.dt.tz_convert("Europe/Paris")).tolist() == time_keys(stamps).tolist()
+    # A column mixing ISO dates with another format quotes a value it cannot read.
+    with pytest.raises(PoisonlabError, match=r"'when' holds '03/09/2020', neither"):
+        time_keys(np.array(["2020-03-10", "03/09/2020"], dtype=object), "when")
