@@ -467,13 +467,18 @@ def split_warnings(frame: pd.DataFrame, dataset_config: dict[str, Any], label: s
     ``dataset.split`` to set: a repeated entity id (``looks_like_entity_id``; dropped
     columns too, as dropping the id leaves the entity's rows on both sides) or a time
     (``looks_like_time``; kept columns). Only under a random split."""
+    from poisonlab.data import holds_dates
+
     if split_of(dataset_config)["by"] != RANDOM:
         return []
     dropped = set(dataset_config.get("drop_columns") or [])
     found = []
     for column in frame.columns:
         name, values = str(column), frame[column]
-        if name == label:
+        # Dates are no entity's id, though a file sorted by date holds each in one block
+        # (covid_testing's test dates read as "the id of an entity with several rows");
+        # a kept one gets the time split's advice from data.table_warnings.
+        if name == label or holds_dates(values):
             continue
         timed = looks_like_time(values)  # a table sorted by week repeats weeks in blocks
         if not timed and looks_like_entity_id(values):

@@ -392,3 +392,23 @@ def test_timestamps_with_an_offset_order_rows_and_a_mix_names_the_odd_value():
     # A column mixing ISO dates with another format quotes a value it cannot read.
     with pytest.raises(PoisonlabError, match=r"'when' holds '03/09/2020', neither"):
         time_keys(np.array(["2020-03-10", "03/09/2020"], dtype=object), "when")
+
+
+def test_a_date_column_of_a_file_sorted_by_date_is_not_called_an_entity_id():
+    """covid_testing sorted by day: each date's rows sit in one block, as a panel's
+    person's do, and the date (kept or dropped) was called "the id of an entity with
+    several rows" with the advice to split by group on it."""
+    from poisonlab.splits import split_warnings
+
+    days = pd.date_range("2020-03-01", periods=40, freq="D")
+    frame = pd.DataFrame(
+        {
+            "test_date": np.repeat(days.strftime("%Y-%m-%d"), 5),
+            "stamp": np.repeat(days.strftime("%Y-%m-%dT10:00:00Z"), 5),
+            "when": np.repeat(days, 5),
+            "person": np.repeat(np.arange(40), 5),
+            "result": np.tile([0, 1, 0, 1, 1], 40),
+        }
+    )
+    found = split_warnings(frame, {"drop_columns": ["test_date"]}, "result")
+    assert len(found) == 1 and "'person' looks like the id of an entity" in found[0]
