@@ -270,10 +270,13 @@ def _detection_sentence(detection: pd.DataFrame, attack: str) -> str | None:
     others = at_high[at_high["detector"] != best["detector"]]
     close = others[(others["mean"] >= low) | (others["mean"] == best["mean"])]
     if not close.empty:
+        # A narrow interval shown to 2 places reads "(0.65 to 0.65)", as if it had no
+        # width (lending_club, knn against the ensemble): then 3 places.
+        places = 3 if low == low and f"{low:.2f}" == f"{best['ci_high']:.2f}" else 2
         named = ", ".join(
-            f"{d} ({m:.2f})" for d, m in zip(close["detector"], close["mean"], strict=True)
+            f"{d} ({m:.{places}f})" for d, m in zip(close["detector"], close["mean"], strict=True)
         )
-        within = f"lies within its 95% interval ({low:.2f} to {best['ci_high']:.2f})"
+        within = f"lies within its 95% interval ({low:.{places}f} to {best['ci_high']:.{places}f})"
         sentence += (
             f", but the F1 of {named} {within if low == low else 'is the same'}: over "
             f"{int(best['n'])} trials the ranking is not a finding"

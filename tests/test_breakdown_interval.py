@@ -169,6 +169,18 @@ def test_a_detector_ranking_within_noise_is_not_stated_as_a_finding():
     apart = findings(summary, detection(0.4), points, 0.1)[-1]
     assert "knn finds the poisoned rows best" in apart and "not a finding" not in apart
 
+    # lending_club at 5% label_flip: ensemble 0.650 [0.647, 0.654], knn 0.650; to 2
+    # places the interval read "(0.65 to 0.65)".
+    narrow = pd.DataFrame(
+        [
+            (0.3, "label_flip", "ensemble", "f1", 0.650257, 0.646794, 0.65372, 3),
+            (0.3, "label_flip", "knn", "f1", 0.64954, 0.642567, 0.656513, 3),
+        ],
+        columns=["poison_level", "attack", "detector", "metric", "mean", "ci_low", "ci_high", "n"],
+    )
+    sentence = findings(summary, narrow, points, 0.1)[-1]
+    assert "the F1 of knn (0.650) lies within its 95% interval (0.647 to 0.654)" in sentence
+
 
 def test_a_recovery_whose_interval_reaches_zero_is_said_to_maybe_win_nothing():
     records = _records(np.array([[0.9, 0.6], [0.9, 0.61], [0.9, 0.59]]), [0.0, 0.3])
