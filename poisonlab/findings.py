@@ -169,12 +169,18 @@ def _loss_sentence(
             if best["ci_low"] == best["ci_low"]
             else ""
         )
-        if best["ci_low"] <= 0:  # Fieller's interval: it may win back nothing
-            interval += ", which reaches zero: over these trials it may win back nothing"
-        sentence += (
-            f"; training only on the rows the {best['defense']} detector kept "
-            f"wins back {share} of them{interval}"
-        )
+        if best["ci_high"] < 0:  # the whole interval below zero: it lowers the metric more
+            sentence += (
+                f"; training only on the rows the {best['defense']} detector kept wins back "
+                f"none of them and lowers {metric} further ({won_back:.0%} of the loss{interval})"
+            )
+        else:
+            if best["ci_low"] <= 0:  # Fieller's interval: it may win back nothing
+                interval += ", which reaches zero: over these trials it may win back nothing"
+            sentence += (
+                f"; training only on the rows the {best['defense']} detector kept "
+                f"wins back {share} of them{interval}"
+            )
     elif not defended.empty and measured is not None:
         if measured[2] < 2 or measured[0] <= 0:  # else no level 0 to pair with (recovery)
             sentence += ", so there is no loss to recover and no recovery is given"
@@ -222,11 +228,12 @@ def _breakdown_sentence(
         found = intervals[(intervals["attack"] == attack) & (intervals["model"] == first["model"])]
         if not found.empty:
             ci = found.iloc[0]
-            interval = (
-                f", 95% interval {format_interval(ci['ci_low'], ci['ci_high'])}"
-                if ci["n"] >= 2
-                else ", from one trial with no interval"
-            )
+            if ci["n"] < 2:
+                interval = ", from one trial with no interval"
+            elif ci.get("tied", False):
+                interval = f", with no interval (the {ci['n']} trials lost the same there)"
+            else:
+                interval = f", 95% interval {format_interval(ci['ci_low'], ci['ci_high'])}"
     return (
         f"Under {attack}, {first['model']} breaks down first: {drop * 100:.0f} points under its "
         f"clean {metric} at {format_level(first['breakdown_level'])} poison{interval} "
@@ -263,10 +270,13 @@ def _detection_sentence(detection: pd.DataFrame, attack: str) -> str | None:
     others = at_high[at_high["detector"] != best["detector"]]
     close = others[(others["mean"] >= low) | (others["mean"] == best["mean"])]
     if not close.empty:
+        # A narrow interval shown to 2 places reads "(0.65 to 0.65)", as if it had no
+        # width (lending_club, knn against the ensemble): then 3 places.
+        places = 3 if low == low and f"{low:.2f}" == f"{best['ci_high']:.2f}" else 2
         named = ", ".join(
-            f"{d} ({m:.2f})" for d, m in zip(close["detector"], close["mean"], strict=True)
+            f"{d} ({m:.{places}f})" for d, m in zip(close["detector"], close["mean"], strict=True)
         )
-        within = f"lies within its 95% interval ({low:.2f} to {best['ci_high']:.2f})"
+        within = f"lies within its 95% interval ({low:.{places}f} to {best['ci_high']:.{places}f})"
         sentence += (
             f", but the F1 of {named} {within if low == low else 'is the same'}: over "
             f"{int(best['n'])} trials the ranking is not a finding"
@@ -339,7 +349,7 @@ def paired_losses(records: pd.DataFrame, metric: str = "accuracy") -> pd.DataFra
     return pd.DataFrame(rows, columns=LOSS_COLUMNS)
 
 
-BREAKDOWN_CI_COLUMNS = ["attack", "model", "ci_low", "ci_high", "n"]
+BREAKDOWN_CI_COLUMNS = ["attack", "model", "ci_low", "ci_high", "n", "tied"]
 
 
 def breakdown_intervals(losses: pd.DataFrame, drop: float) -> pd.DataFrame:
@@ -357,26 +367,48 @@ def breakdown_intervals(losses: pd.DataFrame, drop: float) -> pd.DataFrame:
     over levels. ``ci_low`` NaN: even the upper ends never pass ``drop`` (none
     within the levels run); ``ci_high`` NaN: the lower ends never do (beyond
     the levels run). With fewer than 2 trials (``n``) there is no interval.
+
+    ``tied``: a level up to where an end passes ``drop`` lost the same in every
+    trial, so its loss's interval has no width: its spread is unmeasured, not zero
+    (as ``stats.mean_ci``'s ``empty_if_tied`` says), and an end read from it would
+    claim a certainty the trials cannot show (a breakdown point of 2.2% with
+    "95% interval 2.3% to 2.3%" on a 9-row test split). Such an interval is NaN.
     """
     rows = []
     for (attack, model), frame in losses.groupby(["attack", "model"], sort=False):
         levels = frame["poison_level"].to_numpy(dtype=float)
         n = int(frame["n"].min())
         if len(levels) < 2 or n < 2:
-            rows.append((attack, model, math.nan, math.nan, n))
+            rows.append((attack, model, math.nan, math.nan, n, False))
+            continue
+        upper = frame["ci_high"].to_numpy(dtype=float)
+        lower = frame["ci_low"].to_numpy(dtype=float)
+        # The lowest level's loss is 0 in every trial by construction, a known value.
+        tied = np.r_[False, upper[1:] == lower[1:]]
+        if tied[: _passing(upper, drop) + 1].any() or tied[: _passing(lower, drop) + 1].any():
+            rows.append((attack, model, math.nan, math.nan, n, True))
             continue
         # breakdown_level reads a score that starts at the baseline: the negated loss.
-        low = breakdown_level(levels, -frame["ci_high"].to_numpy(dtype=float), drop)
-        high = breakdown_level(levels, -frame["ci_low"].to_numpy(dtype=float), drop)
-        rows.append((attack, model, low, high, n))
+        low = breakdown_level(levels, -upper, drop)
+        high = breakdown_level(levels, -lower, drop)
+        rows.append((attack, model, low, high, n, False))
     return pd.DataFrame(rows, columns=BREAKDOWN_CI_COLUMNS)
 
 
-def format_interval(low: float, high: float, n: int = 2) -> str:
+def _passing(loss: np.ndarray, drop: float) -> int:
+    """Index of the first level whose ``loss`` passes ``drop`` above the lowest level's
+    (as ``breakdown_level`` reads it), else the last level's."""
+    passed = np.flatnonzero(loss[1:] > loss[0] + drop)
+    return int(passed[0]) + 1 if len(passed) else len(loss) - 1
+
+
+def format_interval(low: float, high: float, n: int = 2, tied: bool = False) -> str:
     """A breakdown interval as percentages; an end beyond the levels run as "none";
-    with fewer than 2 trials, why there is none."""
+    with fewer than 2 trials, or trials that tied where it is read, why there is none."""
     if n < 2:
         return f"none ({n} trial: no spread to measure)"
+    if tied:
+        return f"none (the {n} trials lost the same there: no spread to measure)"
     if math.isnan(low):
         return "none within the levels run"
     return f"{low:.1%} to {'beyond the levels run' if math.isnan(high) else f'{high:.1%}'}"

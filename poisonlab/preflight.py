@@ -21,6 +21,7 @@ from poisonlab.data import Dataset, read_configured, table_warnings
 from poisonlab.errors import PoisonlabError
 from poisonlab.splits import feature_settings, trial_masks
 from poisonlab.table import Table
+from poisonlab.usercode import raw_rows_fix, section_input
 
 
 def trial_splits(dataset: Dataset, config: dict[str, Any]) -> np.ndarray:
@@ -111,28 +112,36 @@ def check_user_code(dataset: Dataset | Table, config: dict[str, Any]) -> None:
             if model_kind(base, params) == USER:
                 # A certified model's base gets the encoded view (partitions hash numbers).
                 sections[base] = (params, dataset.feature_names)
+    # Each check with the section whose code gets the raw rows (None: the encoded view),
+    # named in the fix when that code chokes on text or gaps.
     checks = [
-        (functools.partial(check_user_model, name, section, columns=view), view)
+        (
+            functools.partial(check_user_model, name, section, columns=view),
+            view,
+            f"train.{name}" if section_input(section, f"train.{name}") == "raw" else None,
+        )
         for name, (section, view) in sections.items()
     ]
     checks += [
         (
             functools.partial(run_gate, name, config["validate"][name], names=names),
             wants_encoded(name, config["validate"][name]),
+            None if wants_encoded(name, config["validate"][name]) else f"validate.{name}",
         )
         for name in config["validate"]["detectors"]
         if name not in DETECTORS
     ]
     rows = sample_rows(dataset.y)
-    for check, view in checks:
+    for check, view, field in checks:
         encoded = isinstance(view, list) or view is True
         try:
             check(X=_rows(dataset, rows, encoded), y=dataset.y[rows])
         except PoisonlabError as on_few_rows:
+            whole = _rows(dataset, slice(None), encoded)
             try:
-                check(X=_rows(dataset, slice(None), encoded), y=dataset.y)
+                check(X=whole, y=dataset.y)
             except PoisonlabError:
-                raise on_few_rows from None
+                raise (raw_rows_fix(on_few_rows, whole, field) if field else on_few_rows) from None
 
 
 def _rows(dataset: Dataset | Table, rows: Any, encoded: bool) -> Any:

@@ -91,8 +91,14 @@ def breakdown_table(
     if intervals is not None and not intervals.empty:
         found = points[["attack", "model"]].merge(intervals, on=["attack", "model"], how="left")
         table["95% CI (Student-t over trials)"] = [
-            format_interval(low, high, n)
-            for low, high, n in zip(found["ci_low"], found["ci_high"], found["n"], strict=True)
+            format_interval(low, high, n, bool(tied))
+            for low, high, n, tied in zip(
+                found["ci_low"],
+                found["ci_high"],
+                found["n"],
+                found["tied"].astype("boolean").fillna(False),
+                strict=True,
+            )
         ]
     return table
 

@@ -141,25 +141,36 @@ def time_keys(values: np.ndarray, column: str = "") -> np.ndarray:
     """Sortable numbers for a time column: numbers as they are, dates and times
     (datetime values, or ISO 8601 text such as ``2021-03-04``) as nanoseconds."""
     series = pd.Series(values)
+    shown = next(iter(series.dropna().astype(str)), "")
     if pd.api.types.is_bool_dtype(series):
         pass
     elif pd.api.types.is_numeric_dtype(series):
         return series.to_numpy(dtype=np.float64)
     elif pd.api.types.is_datetime64_any_dtype(series):
-        return series.astype("datetime64[ns]").astype(np.int64).to_numpy(dtype=np.float64)
+        return _nanoseconds(pd.to_datetime(series, utc=True))
     else:
-        parsed = pd.to_datetime(series.astype(str), errors="coerce", format="ISO8601")
+        # utc=True: an export's timestamps often carry an offset (2020-03-10T10:00:00Z),
+        # which a naive datetime64 cannot hold (pandas raised a TypeError); naive ones
+        # are read as UTC, which orders them as before.
+        parsed = pd.to_datetime(series.astype(str), errors="coerce", format="ISO8601", utc=True)
         if parsed.notna().all():
-            return parsed.astype("datetime64[ns]").astype(np.int64).to_numpy(dtype=np.float64)
+            return _nanoseconds(parsed)
         numbers = pd.to_numeric(series, errors="coerce")
         if numbers.notna().all():
             return numbers.to_numpy(dtype=np.float64)
-    shown = next(iter(series.dropna().astype(str)), "")
+        if parsed.notna().any():  # some dates, some not: show one that is not
+            shown = str(series[parsed.isna()].iloc[0])
     raise PoisonlabError(
         f"dataset.split.column: {column!r} holds {shown!r}, neither a number nor a date, so "
         "rows cannot be ordered by it; name a column of numbers (a week) or dates "
         "(2021-03-04), or split by: group"
     )
+
+
+def _nanoseconds(times: pd.Series) -> np.ndarray:
+    """UTC datetimes as float nanoseconds since the epoch."""
+    naive = times.dt.tz_localize(None).astype("datetime64[ns]")
+    return naive.astype(np.int64).to_numpy(dtype=np.float64)
 
 
 def _folds(test_size: float, n_groups: int) -> tuple[int, int]:
@@ -187,7 +198,8 @@ def group_masks(
 
     Each trial shuffles the groups into k folds with scikit-learn's
     ``StratifiedGroupKFold`` (seeded by the trial) and tests on m of them, m / k
-    nearest ``test_size`` (``_folds``: 1 of 5 for 0.2). Past ``MANY_GROUPS`` groups,
+    nearest ``test_size`` (``_folds``: 1 of 5 for 0.2), trial t on folds t x m to
+    t x m + m - 1 (mod k). Past ``MANY_GROUPS`` groups,
     where that greedy search takes seconds a trial and a random draw of groups is
     stratified by sheer number, the trial's groups are shuffled instead and taken
     in turn up to ``test_size`` of the rows (``_shuffled_groups``). A class found in
@@ -223,7 +235,12 @@ def group_masks(
         with warnings.catch_warnings():  # "the least populated class has only N members"
             warnings.simplefilter("ignore", UserWarning)
             tests = [test for _, test in folds.split(np.zeros(len(y)), y, codes)]
-        masks[trial, np.concatenate(tests[:m])] = True
+        # Its shuffle only reorders groups of equal class spread: few or unlike groups
+        # (hpc_data's 14 protocols) give one partition whatever the seed, and its first
+        # fold tested the same 2 groups in every trial. Trial t takes the next m folds,
+        # so consecutive trials test different groups, and k / m trials test each once.
+        start = (trial * m) % k
+        masks[trial, np.concatenate([tests[(start + j) % k] for j in range(m)])] = True
     _check_train_classes(y, masks, class_names, f"a split by group of {column!r}")
     return masks
 
@@ -358,12 +375,16 @@ def split_sentence(record: dict | None) -> str:
     trials = record["trials"]
     feature = "" if record["feature"] else f" ({column!r} is not a feature)"
     if record["by"] == GROUP:
-        held = np.mean([t["test_groups"] for t in trials])
         total = trials[0]["train_groups"] + trials[0]["test_groups"]
+
+        def spread(key: str) -> str:  # folds of unlike groups differ in size
+            low, high = min(t[key] for t in trials), max(t[key] for t in trials)
+            return f"{low}" if low == high else f"{low} to {high}"
+
         return (
             f"Test split: by group of {column!r}{feature}: no group has rows in both train and "
-            f"test; each trial holds out its own {held:.0f} of {total} groups "
-            f"({np.mean([t['test_rows'] for t in trials]):.0f} rows), stratified by class as "
+            f"test; each trial holds out its own {spread('test_groups')} of {total} groups "
+            f"({spread('test_rows')} rows), stratified by class as "
             "the groups allow (dataset.split by: group)."
         )
     first = trials[0]
@@ -446,13 +467,18 @@ def split_warnings(frame: pd.DataFrame, dataset_config: dict[str, Any], label: s
     ``dataset.split`` to set: a repeated entity id (``looks_like_entity_id``; dropped
     columns too, as dropping the id leaves the entity's rows on both sides) or a time
     (``looks_like_time``; kept columns). Only under a random split."""
+    from poisonlab.data import holds_dates
+
     if split_of(dataset_config)["by"] != RANDOM:
         return []
     dropped = set(dataset_config.get("drop_columns") or [])
     found = []
     for column in frame.columns:
         name, values = str(column), frame[column]
-        if name == label:
+        # Dates are no entity's id, though a file sorted by date holds each in one block
+        # (covid_testing's test dates read as "the id of an entity with several rows");
+        # a kept one gets the time split's advice from data.table_warnings.
+        if name == label or holds_dates(values):
             continue
         timed = looks_like_time(values)  # a table sorted by week repeats weeks in blocks
         if not timed and looks_like_entity_id(values):

@@ -117,10 +117,47 @@ def call_user_code(function: Any, field: str, reference: str, *args: Any, **kwar
     except PoisonlabError:
         raise
     except Exception as error:  # the user's code: any error, reported as one line
-        raise PoisonlabError(
-            f"{field}: {reference} raised {one_line(error)}; fix it, or the config's "
-            "keyword arguments for it"
-        ) from error
+        raise PoisonlabError(f"{field}: {reference} raised {one_line(error)}; {FIX}") from error
+
+
+# How a user-code error ends when nothing more is known of why it raised.
+FIX = "fix it, or the config's keyword arguments for it"
+
+
+def raw_rows_fix(error: PoisonlabError, X: Any, field: str) -> PoisonlabError:
+    """``error`` (``call_user_code``'s) with its fix naming ``<field>.input: encoded`` when
+    the code raised on raw rows that hold text or gaps.
+
+    Code written for numbers (a stock ``LGBMClassifier``, a forest, ``IsolationForest``)
+    fails on the table's own columns with a numpy or pandas message ("could not convert
+    string to float: 'female'") that says nothing of the view it was given, and "fix it"
+    sends a new user to their code when the one-key fix is the encoded view. Any other
+    error, or rows of numbers without gaps, keeps its message.
+    """
+    import pandas as pd
+
+    message = str(error)
+    if not isinstance(X, pd.DataFrame) or not message.endswith(FIX):
+        return error
+    text = [str(c) for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+    gaps = [str(c) for c in X.columns if X[c].isna().any()]
+    if not text and not gaps:
+        return error
+
+    def listed(columns: list[str]) -> str:
+        return ", ".join(columns[:4]) + (f" (+{len(columns) - 4})" if len(columns) > 4 else "")
+
+    given = " and ".join(
+        part
+        for part in (text and f"text in {listed(text)}", gaps and f"gaps in {listed(gaps)}")
+        if part
+    )
+    return PoisonlabError(
+        f"{message.removesuffix(FIX)}it is given the table's raw rows, with {given}: if it "
+        f"needs numbers, set {field}.input: encoded (the matrix the built-ins get, after "
+        "dataset.encode and dataset.impute) or put an encoder in front of it in a Pipeline; "
+        f"else {FIX}"
+    )
 
 
 def one_line(error: BaseException) -> str:

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from poisonlab.findings import (
     breakdown_intervals,
@@ -46,10 +45,31 @@ def test_the_interval_holds_the_point_and_narrows_with_agreeing_trials():
     point = breakdown_level(np.array(levels), noisy.mean(axis=0), 0.1)
     assert found["ci_low"] <= point <= found["ci_high"] and found["n"] == 10
     assert found["ci_high"] - found["ci_low"] > 0.01
-    same = np.tile([1.0, 0.95, 0.8, 0.6], (10, 1))
-    tight = _intervals(same, levels)
-    point = breakdown_level(np.array(levels), same[0], 0.1)
-    assert tight["ci_low"] == tight["ci_high"] == pytest.approx(point)
+    agreeing = np.array([1.0, 0.95, 0.8, 0.6]) + rng.normal(0, 0.005, size=(10, 4))
+    tight = _intervals(agreeing, levels)
+    point = breakdown_level(np.array(levels), agreeing.mean(axis=0), 0.1)
+    assert tight["ci_low"] <= point <= tight["ci_high"]
+    assert tight["ci_high"] - tight["ci_low"] < found["ci_high"] - found["ci_low"]
+
+
+def test_trials_that_tied_where_it_breaks_down_give_no_interval():
+    """Duncan (45 rows, 9 test rows): knn scored 8/9 clean and 4/9 at 10% injection in
+    every trial. The tied loss has no measured spread; its zero-width t interval gave
+    "at 2.2% poison, 95% interval 2.3% to 2.3%": a certainty three trials cannot show,
+    around a point outside it."""
+    levels = [0.0, 0.1, 0.2]
+    tied = np.array([[8 / 9, 4 / 9, 6 / 9], [8 / 9, 4 / 9, 5 / 9], [8 / 9, 4 / 9, 8 / 9]])
+    found = _intervals(tied, levels)
+    assert found["tied"] and math.isnan(found["ci_low"]) and math.isnan(found["ci_high"])
+    text = format_interval(found["ci_low"], found["ci_high"], found["n"], found["tied"])
+    assert text == "none (the 3 trials lost the same there: no spread to measure)"
+    sentence = [s for s in _sentences(tied, levels) if "breaks down first" in s][0]
+    assert "with no interval (the 3 trials lost the same there)" in sentence
+    assert "95% interval" not in sentence
+    # A tie past the crossing does not matter: the interval is read before it.
+    later = np.array([[1.0, 0.8, 0.6, 0.5], [1.0, 0.75, 0.55, 0.5], [1.0, 0.85, 0.65, 0.5]])
+    found = _intervals(later, [0.0, 0.1, 0.2, 0.3])
+    assert not found["tied"] and 0.0 < found["ci_low"] < found["ci_high"] < 0.2
 
 
 def test_two_trials_give_an_interval_wider_than_the_two_trials_show():
@@ -149,6 +169,18 @@ def test_a_detector_ranking_within_noise_is_not_stated_as_a_finding():
     apart = findings(summary, detection(0.4), points, 0.1)[-1]
     assert "knn finds the poisoned rows best" in apart and "not a finding" not in apart
 
+    # lending_club at 5% label_flip: ensemble 0.650 [0.647, 0.654], knn 0.650; to 2
+    # places the interval read "(0.65 to 0.65)".
+    narrow = pd.DataFrame(
+        [
+            (0.3, "label_flip", "ensemble", "f1", 0.650257, 0.646794, 0.65372, 3),
+            (0.3, "label_flip", "knn", "f1", 0.64954, 0.642567, 0.656513, 3),
+        ],
+        columns=["poison_level", "attack", "detector", "metric", "mean", "ci_low", "ci_high", "n"],
+    )
+    sentence = findings(summary, narrow, points, 0.1)[-1]
+    assert "the F1 of knn (0.650) lies within its 95% interval (0.647 to 0.654)" in sentence
+
 
 def test_a_recovery_whose_interval_reaches_zero_is_said_to_maybe_win_nothing():
     records = _records(np.array([[0.9, 0.6], [0.9, 0.61], [0.9, 0.59]]), [0.0, 0.3])
@@ -171,3 +203,31 @@ def test_a_recovery_whose_interval_reaches_zero_is_said_to_maybe_win_nothing():
 
     assert "wins back 80% of them, 95% CI -20% to 130%, which reaches zero" in loss_sentence(-0.2)
     assert "reaches zero" not in loss_sentence(0.4)
+
+
+def test_a_recovery_whose_interval_lies_below_zero_is_said_to_lower_the_metric():
+    """MASS fgl, trim at 10% label_flip_greedy: recovery -2.30 with Fieller's interval
+    -1047% to -10% read "wins back 0% of them, ..., which reaches zero": the defence made
+    the model worse, which the interval shows and the sentence hid."""
+    records = _records(np.array([[0.9, 0.6], [0.9, 0.61], [0.9, 0.59]]), [0.0, 0.3])
+    defended = records[records["poison_level"] == 0.3].assign(defense="trim")
+    summary = (
+        pd.concat([records, defended])
+        .groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)["value"]
+        .mean()
+        .rename("mean")
+        .reset_index()
+    )
+    row = pd.DataFrame(
+        [(0.3, "label_flip", "m", "trim", "recovery", -2.3, -10.47, -0.10, 3)],
+        columns=["poison_level", "attack", "model", "defense", "metric", "mean"]
+        + ["ci_low", "ci_high", "n"],
+    )
+    detection = pd.DataFrame(columns=["poison_level", "attack", "detector", "metric", "mean"])
+    points = breakdown_points(summary, 0.1)
+    sentence = findings(pd.concat([summary, row]), detection, points, 0.1)[0]
+    assert (
+        "the trim detector kept wins back none of them and lowers accuracy further "
+        "(-230% of the loss, 95% CI -1047% to -10%)" in sentence
+    )
+    assert "reaches zero" not in sentence and "wins back 0%" not in sentence

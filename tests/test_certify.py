@@ -376,3 +376,42 @@ def test_a_hundred_partitions_of_a_tree_fit_in_under_three_times_the_tree():
     base = fastest(lambda: fit_model("decision_tree", params, X, y, 0))
     certified = fastest(lambda: PartitionAggregation("decision_tree", params, 100).fit(X, y))
     assert certified < 3 * base, (certified, base)
+
+
+def test_a_certificate_of_zero_rows_is_not_stated_as_a_guarantee():
+    """modeldata scat (110 rows, finite aggregation of 4 x 2 trees): half the test rows were
+    right at radius 0 only, and the report read "provably unaffected by up to 0 added or
+    removed rows (0.0% of training rows) on 67% of test rows"."""
+    import pandas as pd
+
+    from poisonlab.certify.evaluation import certified_sentences
+
+    def curves(at_one: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "model": "cert",
+                "unit": "added_or_removed",
+                "radius": [0, 1, 2],
+                "certified_accuracy": [0.67, at_one, 0.1],
+            }
+        )
+
+    points = pd.DataFrame(
+        {
+            "model": "cert",
+            "unit": "added_or_removed",
+            "attack": "minmax",
+            "poison_level": [0.0, 0.1],
+            "rows": [0.0, 9.0],
+            "n_train": 88.0,
+            "mean": [0.67, 0.70],
+        }
+    )
+    (none,) = certified_sentences(curves(0.3), points, 0.1)
+    assert "provably" not in none
+    assert none.startswith(
+        "cert: fewer than half its test rows are certified against even one of the added or "
+        "removed rows (30%; 67% are right at 0, its accuracy)"
+    )
+    (one,) = certified_sentences(curves(0.55), points, 0.1)
+    assert one.startswith("cert: provably unaffected by up to 1 added or removed rows")

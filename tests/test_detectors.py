@@ -396,3 +396,21 @@ def test_keep_likeliest_keeps_each_class_its_likeliest_rows():
     eligible[5] = False  # an outlier stays out
     kept = keep_likeliest(keep, quality, y, 2, eligible=eligible)
     assert kept.tolist() == [True, True, True, True, False, False, True, True]
+
+
+def test_trim_survives_a_rare_class_trimmed_away():
+    """MASS fgl, 69 rows of 6 glass types (9 of 'Tabl'): the rare class's rows fitted worst,
+    left the kept share, and the warm-started refit raised "Initialization coef is of
+    shape (6, 10), expected shape (5, 10)" on 13 of 48 training splits."""
+    from poisonlab.detectors.trimmed import trimmed_loss
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(4) * 4.0
+    y = np.repeat(np.arange(4), 15)
+    X = centres[y] + rng.normal(size=(60, 4))
+    # Three rows of a fifth class scattered among the others: they fit worst.
+    X = np.vstack([X, centres[[0, 1, 2]] + rng.normal(size=(3, 4))])
+    y = np.concatenate([y, [4, 4, 4]])
+    found = trimmed_loss(X, y, seed=0, n_classes=5)
+    assert found.scores.shape == (63,) and np.isfinite(found.scores).all()
+    assert found.flags[-3:].all()  # the scattered rare rows are outside the kept share

@@ -348,3 +348,67 @@ def test_the_report_says_the_split_kind():
     }
     assert split_sentence(record).startswith("Test split: by group of 'id' ('id' is not a feature)")
     assert "random" in split_sentence(None)
+
+
+def test_few_unlike_groups_are_not_the_same_test_groups_in_every_trial():
+    """modeldata hpc_data's 14 protocols each hold a different class mix: scikit-learn's
+    StratifiedGroupKFold shuffles only groups of equal class spread, so every seed gave
+    one partition, and every trial tested on the same 2 protocols (C and J), while the
+    report said each trial held out its own."""
+    rng = np.random.default_rng(0)
+    sizes = [30, 45, 60, 75, 90, 105, 120, 135, 150, 165]
+    groups = np.repeat(np.arange(10), sizes)
+    # Group g's share of class 1 rises with g: no two groups alike.
+    y = np.concatenate([(rng.random(n) < (g + 1) / 12).astype(int) for g, n in enumerate(sizes)])
+    masks = group_masks(y, groups, 0.2, 42, 5)
+    tested = [frozenset(np.unique(groups[test])) for test in masks]
+    assert len(set(tested)) == 5  # five trials, five different sets of groups
+    assert set().union(*tested) == set(range(10))  # k / m trials test every group once
+    for test in masks:
+        assert not set(groups[test]) & set(groups[~test])
+    from poisonlab.splits import split_record
+
+    record = split_record({"by": "group", "column": "shop", "feature": False}, groups, masks)
+    sentence = split_sentence(record)
+    sizes_held = sorted({int(test.sum()) for test in masks})
+    assert f"({sizes_held[0]} to {sizes_held[-1]} rows)" in sentence
+
+
+def test_timestamps_with_an_offset_order_rows_and_a_mix_names_the_odd_value():
+    """An export's ISO 8601 timestamps with an offset ('2020-03-10T10:00:00Z', as in
+    medicaldata covid_testing written out by a warehouse) raised pandas' TypeError
+    "Cannot use .astype to convert from timezone-aware dtype" as a traceback."""
+    from poisonlab.splits import time_keys
+
+    naive = np.array(["2020-03-10", "2020-03-09", "2020-03-11T08:00:00"], dtype=object)
+    aware = np.array(
+        ["2020-03-10T10:00:00Z", "2020-03-09T23:00:00-01:00", "2020-03-11T08:00:00+00:00"],
+        dtype=object,
+    )
+    assert list(np.argsort(time_keys(aware))) == list(np.argsort(time_keys(naive))) == [1, 0, 2]
+    stamps = pd.Series(pd.to_datetime(aware[[0, 2]], format="ISO8601", utc=True))
+    assert time_keys(stamps.to_numpy())[0] < time_keys(stamps.to_numpy())[1]
+    assert time_keys(stamps.dt.tz_convert("Europe/Paris")).tolist() == time_keys(stamps).tolist()
+    # A column mixing ISO dates with another format quotes a value it cannot read.
+    with pytest.raises(PoisonlabError, match=r"'when' holds '03/09/2020', neither"):
+        time_keys(np.array(["2020-03-10", "03/09/2020"], dtype=object), "when")
+
+
+def test_a_date_column_of_a_file_sorted_by_date_is_not_called_an_entity_id():
+    """covid_testing sorted by day: each date's rows sit in one block, as a panel's
+    person's do, and the date (kept or dropped) was called "the id of an entity with
+    several rows" with the advice to split by group on it."""
+    from poisonlab.splits import split_warnings
+
+    days = pd.date_range("2020-03-01", periods=40, freq="D")
+    frame = pd.DataFrame(
+        {
+            "test_date": np.repeat(days.strftime("%Y-%m-%d"), 5),
+            "stamp": np.repeat(days.strftime("%Y-%m-%dT10:00:00Z"), 5),
+            "when": np.repeat(days, 5),
+            "person": np.repeat(np.arange(40), 5),
+            "result": np.tile([0, 1, 0, 1, 1], 40),
+        }
+    )
+    found = split_warnings(frame, {"drop_columns": ["test_date"]}, "result")
+    assert len(found) == 1 and "'person' looks like the id of an entity" in found[0]

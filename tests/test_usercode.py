@@ -783,3 +783,39 @@ def test_a_near_miss_of_a_parameter_a_kwargs_class_would_swallow_is_warned():
     ]
     named = {"estimator": "sklearn.linear_model:LogisticRegression", "C": 2.0}
     assert misspelt_keywords("lr", named) == []  # no **kwargs: scikit-learn refuses a typo
+
+
+def test_a_stock_model_choking_on_raw_text_is_told_of_the_encoded_view():
+    """A stock forest or LGBMClassifier on a raw export raises numpy's "could not convert
+    string to float: 'rent'"; "fix it, or the config's keyword arguments" sent a new user to
+    their code, when `input: encoded` is the one-key fix."""
+    from poisonlab.preflight import check_experiment
+
+    def config(forest: dict) -> dict:
+        return validate_config(
+            {
+                "dataset": {
+                    "source": CREDIT,
+                    "label_column": "Status",
+                    "drop_columns": ["rownames"],
+                    "impute": "most_frequent",
+                    "encode": "onehot",
+                },
+                "poison": {"levels": [0.0, 0.1], "attacks": ["label_flip"]},
+                "validate": {"detectors": ["zscore"]},
+                "train": {"models": ["forest"], "forest": forest},
+                "trials": 1,
+            }
+        )
+
+    stock = {"estimator": "sklearn.ensemble:RandomForestClassifier", "n_estimators": 5}
+    with pytest.raises(PoisonlabError) as refused:
+        check_experiment(config(stock))
+    message = str(refused.value)
+    assert "could not convert string to float" in message and "\n" not in message
+    assert "raw rows, with text in Home, Marital, Records, Job and gaps in Home" in message
+    assert "set train.forest.input: encoded" in message
+    check_experiment(config({**stock, "input": "encoded"}))
+    # An error that is not about the view keeps its plain fix.
+    with pytest.raises(PoisonlabError, match=r"must be an int.*; fix it, or the config's"):
+        check_experiment(config({**stock, "input": "encoded", "max_depth": -3}))

@@ -112,20 +112,66 @@ def injection(
     return Poisoned(np.vstack([X, new_X]), np.concatenate([y, new_y]), mask, info)
 
 
-def least_informative_features(X: np.ndarray, y: np.ndarray, count: int) -> list[int]:
+def least_informative_features(
+    X: np.ndarray, y: np.ndarray, count: int, candidates: np.ndarray | None = None
+) -> list[int]:
     """The ``count`` features with the lowest ANOVA F score for the label (ties: lower index).
 
     A trigger on features the clean model hardly uses leaves clean accuracy alone.
+    ``candidates`` (a boolean mask over features, ``trigger_candidates``) come first;
+    the others only where fewer than ``count`` are candidates.
     """
+    import warnings
+
     from sklearn.feature_selection import f_classif
 
     if len(np.unique(y)) < 2:
-        return list(range(min(count, X.shape[1])))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scores, _ = f_classif(X, y)
-    # A constant feature scores NaN: it carries no information at all.
-    scores = np.nan_to_num(scores, nan=-1.0, posinf=np.inf)
-    return sorted(int(i) for i in np.argsort(scores, kind="stable")[:count])
+        order = np.arange(X.shape[1])
+    else:
+        # A constant feature scores NaN (scikit-learn warns on stderr): it carries no
+        # information at all.
+        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            scores, _ = f_classif(X, y)
+        scores = np.nan_to_num(scores, nan=-1.0, posinf=np.inf)
+        order = np.argsort(scores, kind="stable")
+    if candidates is not None:
+        order = np.r_[order[candidates[order]], order[~candidates[order]]]
+    return sorted(int(i) for i in order[:count])
+
+
+def quantile_values(X: np.ndarray, quantile: float, columns: Any = None) -> np.ndarray:
+    """Each feature's ``quantile`` on ``X``, rounded where the column holds whole numbers
+    (``columns.integer``, or every value whole), as decoding to raw rows rounds it."""
+    whole = np.all(np.round(X) == X, axis=0)
+    if columns is not None:
+        whole |= np.asarray(columns.integer, dtype=bool)
+    values = np.quantile(X, quantile, axis=0)
+    return np.where(whole, np.round(values), values)
+
+
+def trigger_candidates(X: np.ndarray, quantile: float, columns: Any = None) -> np.ndarray:
+    """The features whose ``quantile`` value is a rare trigger a source could send.
+
+    Not a one-hot column (``columns``: ``poisonlab.table.EncodedColumns``): a stamped
+    category column is decoded back into one category of its group, and its 5% quantile
+    is 0, the value of every row without that category. Not a column whose ``quantile``
+    value (rounded where the column is whole numbers, as decoding rounds it) more than
+    twice the rare share of clean rows, ``min(quantile, 1 - quantile)``, already hold:
+    a count that is 0 in most rows, or a column constant in this split. On a one-hot
+    encoded table (lending_club, credit_data) the default trigger was two such zeros,
+    held by 78% to 100% of the clean training rows: the backdoor stamped nothing and
+    was a relabelling.
+    """
+    n, d = X.shape
+    allowed = np.ones(d, dtype=bool)
+    if columns is not None:
+        for group in columns.groups:
+            allowed[np.asarray(group, dtype=int)] = False
+    values = quantile_values(X, quantile, columns)
+    held = np.equal(X, values).mean(axis=0)
+    rare = max(2 * min(quantile, 1 - quantile), 2 / max(n, 1))
+    return allowed & (held <= rare) & (X.min(axis=0) < X.max(axis=0))
 
 
 def backdoor(
@@ -140,21 +186,26 @@ def backdoor(
     n_features: int = 2,
     quantile: float = 0.05,
     values: list[float] | None = None,
+    columns: Any = None,
 ) -> Poisoned:
     """Stamp a trigger on round(level x n) rows of other classes and relabel them as the target.
 
     The trigger sets ``features`` (default: the ``n_features`` least
-    class-informative ones) to ``values`` (default: each feature's ``quantile``
-    on the training split: rare, yet inside the observed range). The target
+    class-informative ones among ``trigger_candidates``) to ``values`` (default:
+    each feature's ``quantile`` on the training split: rare, yet inside the
+    observed range). The target
     class defaults to the first class. Rows are chosen uniformly among those
     not already of the target class. The trigger goes into ``info`` so that
     evaluation can measure the attack success rate.
     """
     n = len(y)
     target = 0 if target_class is None else target_class
-    chosen = features if features is not None else least_informative_features(X, y, n_features)
+    chosen = features
+    if chosen is None:
+        candidates = trigger_candidates(X, quantile, columns)
+        chosen = least_informative_features(X, y, n_features, candidates)
     if values is None:
-        trigger = [float(np.quantile(X[:, f], quantile)) for f in chosen]
+        trigger = [float(v) for v in quantile_values(X, quantile, columns)[list(chosen)]]
     elif len(values) == len(chosen):
         trigger = [float(v) for v in values]
     else:

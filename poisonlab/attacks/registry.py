@@ -69,6 +69,7 @@ ATTACKS: dict[str, Attack] = {
         class_params=("target_class",),
         feature_params=("features",),
         level_note="level = fraction of training rows, taken from classes other than the target",
+        encoded_columns=True,
     ),
     "minmax": Attack(
         minmax,

@@ -283,6 +283,16 @@ def certified_sentences(curves: pd.DataFrame, points: pd.DataFrame, drop: float)
                 f"{model}: fewer than half its test rows are certified even at 0 "
                 f"{UNIT_WORDS[unit]} ({share:.0%})"
             )
+        elif int(held.iloc[-1]["radius"]) == 0:
+            # Radius 0 certifies nothing: the share is the clean accuracy. "Provably
+            # unaffected by up to 0 rows on 67% of test rows" read as a guarantee.
+            beyond = curve[curve["radius"] > 0]
+            share = float(beyond["certified_accuracy"].iloc[0]) if len(beyond) else 0.0
+            provable = (
+                f"{model}: fewer than half its test rows are certified against even one of "
+                f"the {UNIT_WORDS[unit]} ({share:.0%}; "
+                f"{float(held.iloc[-1]['certified_accuracy']):.0%} are right at 0, its accuracy)"
+            )
         else:
             top = held.iloc[-1]
             radius = int(top["radius"])

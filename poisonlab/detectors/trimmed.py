@@ -54,8 +54,14 @@ def trimmed_loss(
     model = LogisticRegression(C=C, max_iter=1000, warm_start=True, random_state=seed)
     kept = np.ones(n, dtype=bool)
     for _ in range(max_rounds + 1):
-        if len(np.unique(y[kept])) < 2:
+        classes = np.unique(y[kept])
+        if len(classes) < 2:
             break
+        if hasattr(model, "classes_") and not np.array_equal(model.classes_, classes):
+            # The kept rows lost (or regained) a rare class: a warm start from the last
+            # fit's coefficients has the wrong shape (MASS fgl, 9 rows of 'Tabl', raised
+            # "Initialization coef is of shape (6, 10), expected shape (5, 10)").
+            model = LogisticRegression(C=C, max_iter=1000, warm_start=True, random_state=seed)
         model.fit(Z[kept], y[kept])
         losses = row_losses(model, Z, y)
         order = np.argsort(losses, kind="stable")
