@@ -414,3 +414,21 @@ def test_trim_survives_a_rare_class_trimmed_away():
     found = trimmed_loss(X, y, seed=0, n_classes=5)
     assert found.scores.shape == (63,) and np.isfinite(found.scores).all()
     assert found.flags[-3:].all()  # the scattered rare rows are outside the kept share
+
+
+@pytest.mark.parametrize("detector", ["zscore", "iqr"])
+def test_range_detectors_see_numeric_noise_among_one_hot_columns(detector):
+    # A raw table one-hot encoded: 2 numeric columns, 5 category columns of 0/1. Poisoned
+    # rows, decoded into rows a source could send, are far out in the numbers only.
+    rng = np.random.default_rng(0)
+    n, bad = 300, 15
+    X = np.column_stack([rng.normal(size=(n, 2)), rng.random((n, 5)) < 0.2]).astype(float)
+    X[:bad, :2] = 25.0
+    found = run_detector(detector, X, np.zeros(n, dtype=int), seed=0, n_classes=2, params={})
+    assert found.flags[:bad].all()  # the median over 7 columns sat on a 0/1 column: none
+    assert found.flags[bad:].mean() <= 0.02
+    # A 0/1 column pushed out of range has more than two values, and counts again.
+    X[:bad, 2:] = 9.0
+    X[:bad, :2] = 0.0
+    found = run_detector(detector, X, np.zeros(n, dtype=int), seed=0, n_classes=2, params={})
+    assert found.flags[:bad].all()

@@ -41,6 +41,26 @@ def typical_distance(distances: np.ndarray) -> np.ndarray:
     return np.median(distances, axis=1)
 
 
+def ranged_columns(X: np.ndarray) -> np.ndarray:
+    """The columns where "far out of range" means something: more than two distinct values.
+
+    A column of two values (a one-hot category, a yes/no flag) has no range to leave:
+    its rare value is a category, not an outlier, and a poisoned row decoded into raw
+    rows a source could send carries one of the two values there. On a table that is
+    mostly such columns (credit_data: 16 of 25 after one-hot encoding) they filled the
+    middle of every row's features, so the median over features sat on a 0/1 column
+    and ``feature_noise`` in the numeric ones went unseen. Measured in-process (3
+    trials, level 0.05, calibrated at the default rate), recall of iqr and zscore:
+    credit_data 0.31 and 0.73 -> 1.00 and 1.00, 1,500 rows of AER HMDA 0.78 and 0.91 ->
+    1.00 and 1.00, carData TitanicSurvival 0.00 and 0.24 -> 0.71 and 0.71; affairs and
+    breast_cancer unchanged (1.00). A two-valued
+    column that a poisoned split pushes out of range has more than two values there and
+    counts. With no column of more than two values, every column counts.
+    """
+    ranged = np.array([len(np.unique(X[:, j])) > 2 for j in range(X.shape[1])], dtype=bool)
+    return ranged if ranged.any() else np.ones(X.shape[1], dtype=bool)
+
+
 def zscore_range(
     X: np.ndarray,
     y: np.ndarray,
@@ -53,11 +73,12 @@ def zscore_range(
 
     The score is the median over features of the robust z-score
     (``typical_distance``), so that the false-flag rate stays the same however
-    many features the table has. Median and MAD resist the outliers they look
+    many features the table has, over the columns of more than two values
+    (``ranged_columns``). Median and MAD resist the outliers they look
     for, unlike mean and standard deviation; 3.5 is Iglewicz and Hoaglin's
     cut-off for modified z-scores ("How to Detect and Handle Outliers", 1993).
     """
-    scores = typical_distance(robust_zscore(X))
+    scores = typical_distance(robust_zscore(X)[:, ranged_columns(X)])
     return Detection(scores, scores > threshold)
 
 
@@ -81,9 +102,10 @@ def iqr_range(
     Tukey's fences (Tukey, "Exploratory Data Analysis", 1977); the default 3 is
     his "far out", so that ordinary tails of clean data are not thrown away.
     The score is the median over features (``typical_distance``), so that the
-    false-flag rate does not grow with the number of features.
+    false-flag rate does not grow with the number of features, over the columns of
+    more than two values (``ranged_columns``).
     """
-    scores = typical_distance(iqr_distance(X))
+    scores = typical_distance(iqr_distance(X)[:, ranged_columns(X)])
     return Detection(scores, scores > threshold)
 
 
