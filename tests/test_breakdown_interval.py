@@ -182,16 +182,21 @@ def test_a_detector_ranking_within_noise_is_not_stated_as_a_finding():
     assert "the F1 of knn (0.650) lies within its 95% interval (0.647 to 0.654)" in sentence
 
 
-def test_a_recovery_whose_interval_reaches_zero_is_said_to_maybe_win_nothing():
+def _defended_summary(defense: str) -> pd.DataFrame:
+    """Mean metrics of 3 trials at levels 0 and 0.3, with ``defense`` at 0.3 as undefended."""
     records = _records(np.array([[0.9, 0.6], [0.9, 0.61], [0.9, 0.59]]), [0.0, 0.3])
-    defended = records[records["poison_level"] == 0.3].assign(defense="knn")
-    summary = (
+    defended = records[records["poison_level"] == 0.3].assign(defense=defense)
+    return (
         pd.concat([records, defended])
         .groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)["value"]
         .mean()
         .rename("mean")
         .reset_index()
     )
+
+
+def test_a_recovery_whose_interval_reaches_zero_is_said_to_maybe_win_nothing():
+    summary = _defended_summary("knn")
     recovery = (0.3, "label_flip", "m", "knn", "recovery", 0.8)
     columns = ["poison_level", "attack", "model", "defense", "metric", "mean"]
     detection = pd.DataFrame(columns=["poison_level", "attack", "detector", "metric", "mean"])
@@ -209,15 +214,7 @@ def test_a_recovery_whose_interval_lies_below_zero_is_said_to_lower_the_metric()
     """MASS fgl, trim at 10% label_flip_greedy: recovery -2.30 with Fieller's interval
     -1047% to -10% read "wins back 0% of them, ..., which reaches zero": the defence made
     the model worse, which the interval shows and the sentence hid."""
-    records = _records(np.array([[0.9, 0.6], [0.9, 0.61], [0.9, 0.59]]), [0.0, 0.3])
-    defended = records[records["poison_level"] == 0.3].assign(defense="trim")
-    summary = (
-        pd.concat([records, defended])
-        .groupby(["poison_level", "attack", "model", "defense", "metric"], sort=False)["value"]
-        .mean()
-        .rename("mean")
-        .reset_index()
-    )
+    summary = _defended_summary("trim")
     row = pd.DataFrame(
         [(0.3, "label_flip", "m", "trim", "recovery", -2.3, -10.47, -0.10, 3)],
         columns=["poison_level", "attack", "model", "defense", "metric", "mean"]
