@@ -432,3 +432,22 @@ def test_range_detectors_see_numeric_noise_among_one_hot_columns(detector):
     X[:bad, :2] = 0.0
     found = run_detector(detector, X, np.zeros(n, dtype=int), seed=0, n_classes=2, params={})
     assert found.flags[:bad].all()
+
+
+def test_calibrated_ensemble_flags_numeric_noise_among_one_hot_columns():
+    # 2 numeric columns that carry the label, 5 one-hot-like 0/1 columns; 15 rows decoded
+    # from feature_noise are far out in the numbers only. Their scores rank above a
+    # threshold that flags 5% of the clean split (before: 0.00 caught on credit_data).
+    from poisonlab.detectors.calibration import clean_threshold
+
+    rng = np.random.default_rng(1)
+    n, bad = 300, 15
+    numbers = rng.normal(size=(n, 2))
+    y = (numbers.sum(axis=1) + rng.normal(scale=0.8, size=n) > 0).astype(int)
+    X = np.column_stack([numbers, rng.random((n, 5)) < 0.2]).astype(float)
+    clean = run_detector("ensemble", X, y, seed=0, n_classes=2, params={})
+    threshold = clean_threshold(clean.scores, 0.05)
+    X[:bad, :2] = 30.0
+    poisoned = run_detector("ensemble", X, y, seed=0, n_classes=2, params={})
+    assert (poisoned.scores[:bad] > threshold).all()
+    assert (poisoned.scores[bad:] > threshold).mean() <= 0.10

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from poisonlab.detectors.base import Detection, nothing_flagged
 from poisonlab.detectors.neighbours import reference_rows
-from poisonlab.detectors.outliers import robust_zscore, typical_distance
+from poisonlab.detectors.outliers import ranged_columns, robust_zscore, typical_distance
 from poisonlab.seeding import derive_rng
 
 
@@ -212,6 +212,11 @@ def keep_likeliest(
     return keep
 
 
+# Added to a feature outlier's score: above any label score (probabilities, log-odds
+# clipped at 1e-9, or those centred and scaled), so a threshold set on clean rows flags it.
+OUTLIER_RANK = 1e6
+
+
 def _ensemble_members(seed: int) -> list[tuple[BaseEstimator, bool]]:
     """Three model families that err differently: linear, local, tree-based.
 
@@ -298,6 +303,15 @@ def ensemble(
        -> 0.24 / 0.00; ``keep_likeliest`` mends caravan without that cost, so this stays
        off.
 
+    7. Feature outliers rank first: their score is ``OUTLIER_RANK`` plus the log of
+       how far past ``outlier_threshold`` they lie, so a threshold set on clean rows
+       flags every one, as the detector's own flags do (clean tables hold at most 0.3%
+       of them). Before, a far-out row scored z / (z + threshold), below the label
+       scores of the clean split's top 5%, and the calibrated ensemble caught 0.00 of
+       ``feature_noise`` at 5% on credit_data; the outlier check also looks only at
+       columns of more than two values (``outliers.ranged_columns``), which a one-hot
+       table's decoded poison needs.
+
     Score: the larger of 1 - label quality and z / (z + threshold) (0.5 at the
     outlier threshold). Cost: rounds x 3 x n_splits fits. The kNN and extra-trees
     members are fitted on at most ``max_reference`` rows (``reference_rows``), so
@@ -312,8 +326,12 @@ def ensemble(
     n = len(y)
     if n < 2 * n_classes or len(np.unique(y)) < 2:
         return nothing_flagged(n)
-    outlier = typical_distance(robust_zscore(X))
-    outliers = outlier > outlier_threshold
+    z = robust_zscore(X)
+    outlier = typical_distance(z)  # the soft part of every row's score, as measured
+    # Far out where a range means something (outliers.ranged_columns): what a one-hot
+    # table's decoded poison leaves in its numbers.
+    far_out = typical_distance(z[:, ranged_columns(X)])
+    outliers = far_out > outlier_threshold
     keep = ~outliers
     members = _ensemble_members(seed)
     in_reference = np.zeros(n, dtype=bool)
@@ -361,4 +379,6 @@ def ensemble(
         if accepted.sum() >= 2:
             centre, spread = np.median(logit[accepted]), np.std(logit[accepted])
             scores = (logit - centre) / (spread if spread > 0 else 1.0)
+    # A row far out in most features ranks above every label score (step 7).
+    scores = np.where(outliers, OUTLIER_RANK + np.log(far_out / outlier_threshold), scores)
     return Detection(scores, flags | outliers)
