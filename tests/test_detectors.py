@@ -418,36 +418,36 @@ def test_trim_survives_a_rare_class_trimmed_away():
 
 @pytest.mark.parametrize("detector", ["zscore", "iqr"])
 def test_range_detectors_see_numeric_noise_among_one_hot_columns(detector):
-    # A raw table one-hot encoded: 2 numeric columns, 5 category columns of 0/1. Poisoned
+    # A raw table one-hot encoded: 3 numeric columns, 7 category columns of 0/1. Poisoned
     # rows, decoded into rows a source could send, are far out in the numbers only.
     rng = np.random.default_rng(0)
     n, bad = 300, 15
-    X = np.column_stack([rng.normal(size=(n, 2)), rng.random((n, 5)) < 0.2]).astype(float)
-    X[:bad, :2] = 25.0
+    X = np.column_stack([rng.normal(size=(n, 3)), rng.random((n, 7)) < 0.2]).astype(float)
+    X[:bad, :3] = 25.0
     found = run_detector(detector, X, np.zeros(n, dtype=int), seed=0, n_classes=2, params={})
-    assert found.flags[:bad].all()  # the median over 7 columns sat on a 0/1 column: none
+    assert found.flags[:bad].all()  # the median over 10 columns sat on a 0/1 column: none
     assert found.flags[bad:].mean() <= 0.02
     # A 0/1 column pushed out of range has more than two values, and counts again.
-    X[:bad, 2:] = 9.0
-    X[:bad, :2] = 0.0
+    X[:bad, 3:] = 9.0
+    X[:bad, :3] = 0.0
     found = run_detector(detector, X, np.zeros(n, dtype=int), seed=0, n_classes=2, params={})
     assert found.flags[:bad].all()
 
 
 def test_calibrated_ensemble_flags_numeric_noise_among_one_hot_columns():
-    # 2 numeric columns that carry the label, 5 one-hot-like 0/1 columns; 15 rows decoded
+    # 3 numeric columns that carry the label, 7 one-hot-like 0/1 columns; 15 rows decoded
     # from feature_noise are far out in the numbers only. Their scores rank above a
     # threshold that flags 5% of the clean split (before: 0.00 caught on credit_data).
     from poisonlab.detectors.calibration import clean_threshold
 
     rng = np.random.default_rng(1)
     n, bad = 300, 15
-    numbers = rng.normal(size=(n, 2))
+    numbers = rng.normal(size=(n, 3))
     y = (numbers.sum(axis=1) + rng.normal(scale=0.8, size=n) > 0).astype(int)
-    X = np.column_stack([numbers, rng.random((n, 5)) < 0.2]).astype(float)
+    X = np.column_stack([numbers, rng.random((n, 7)) < 0.2]).astype(float)
     clean = run_detector("ensemble", X, y, seed=0, n_classes=2, params={})
     threshold = clean_threshold(clean.scores, 0.05)
-    X[:bad, :2] = 30.0
+    X[:bad, :3] = 30.0
     poisoned = run_detector("ensemble", X, y, seed=0, n_classes=2, params={})
     assert (poisoned.scores[:bad] > threshold).all()
     assert (poisoned.scores[bad:] > threshold).mean() <= 0.10
