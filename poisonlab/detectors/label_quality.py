@@ -303,14 +303,16 @@ def ensemble(
        -> 0.24 / 0.00; ``keep_likeliest`` mends caravan without that cost, so this stays
        off.
 
-    7. Feature outliers rank first: their score is ``OUTLIER_RANK`` plus the log of
-       how far past ``outlier_threshold`` they lie, so a threshold set on clean rows
-       flags every one, as the detector's own flags do (clean tables hold at most 0.3%
-       of them). Before, a far-out row scored z / (z + threshold), below the label
-       scores of the clean split's top 5%, and the calibrated ensemble caught 0.00 of
-       ``feature_noise`` at 5% on credit_data; the outlier check also looks only at
-       columns of more than two values (``outliers.ranged_columns``), which a one-hot
-       table's decoded poison needs.
+    7. Feature outliers rank first: a row far out over every column, or over the
+       columns of more than two values (``outliers.ranged_columns``: what a one-hot
+       table's decoded poison leaves in its numbers), scores ``OUTLIER_RANK`` plus the
+       log of how far past ``outlier_threshold`` it lies, so a threshold set on clean
+       rows flags it (clean tables hold at most 0.3% of such rows). Before, it scored
+       z / (z + threshold), below the label scores of the clean split's top 5%, and the
+       calibrated ensemble caught 0.00 of ``feature_noise`` at 5% on credit_data. The
+       rows the models learn from and the detector's own flags keep the rule over every
+       column (step 1), so the label scores are as before (excluding those rows from
+       the fits moved credit_data's F1 under label_flip below confident learning's).
 
     Score: the larger of 1 - label quality and z / (z + threshold) (0.5 at the
     outlier threshold). Cost: rounds x 3 x n_splits fits. The kNN and extra-trees
@@ -327,11 +329,12 @@ def ensemble(
     if n < 2 * n_classes or len(np.unique(y)) < 2:
         return nothing_flagged(n)
     z = robust_zscore(X)
-    outlier = typical_distance(z)  # the soft part of every row's score, as measured
+    outlier = typical_distance(z)
+    outliers = outlier > outlier_threshold
     # Far out where a range means something (outliers.ranged_columns): what a one-hot
-    # table's decoded poison leaves in its numbers.
-    far_out = typical_distance(z[:, ranged_columns(X)])
-    outliers = far_out > outlier_threshold
+    # table's decoded poison leaves in its numbers. Ranked first (step 7).
+    far_out = np.maximum(typical_distance(z[:, ranged_columns(X)]), outlier)
+    ranked = far_out > outlier_threshold
     keep = ~outliers
     members = _ensemble_members(seed)
     in_reference = np.zeros(n, dtype=bool)
@@ -380,5 +383,5 @@ def ensemble(
             centre, spread = np.median(logit[accepted]), np.std(logit[accepted])
             scores = (logit - centre) / (spread if spread > 0 else 1.0)
     # A row far out in most features ranks above every label score (step 7).
-    scores = np.where(outliers, OUTLIER_RANK + np.log(far_out / outlier_threshold), scores)
+    scores = np.where(ranked, OUTLIER_RANK + np.log(far_out / outlier_threshold), scores)
     return Detection(scores, flags | outliers)
